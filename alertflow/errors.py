@@ -1,0 +1,112 @@
+"""The one error shape of the API: `{"error": {"code", "message", "details"}}` (DESIGN 6).
+
+Every error, from DRF validation to an unexpected exception, leaves through `exception_handler`
+or, for requests that never reach DRF (an unknown URL, a body too large), `error_response`.
+"""
+
+import logging
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(exceptions.APIException):
+    """An error with a machine-readable code, raised by services and views.
+
+    `ApiError(409, "last_owner", "A tenant keeps at least one owner.")`
+    """
+
+    def __init__(self, status_code: int, code: str, message: str, details: dict | None = None):
+        super().__init__(detail=message, code=code)
+        self.status_code = status_code
+        self.error_code = code
+        self.details = details or {}
+
+
+# DRF's default codes, renamed where ours read better to a client.
+CODE_NAMES = {
+    "invalid": "validation_error",
+    "parse_error": "invalid_json",
+    "not_authenticated": "unauthorized",
+    "authentication_failed": "unauthorized",
+    "permission_denied": "forbidden",
+    "not_found": "not_found",
+    "method_not_allowed": "method_not_allowed",
+    "not_acceptable": "not_acceptable",
+    "unsupported_media_type": "unsupported_media_type",
+    "throttled": "rate_limited",
+}
+
+
+def error_body(code: str, message: str, details: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def error_response(status_code: int, code: str, message: str, details: dict | None = None) -> JsonResponse:
+    return JsonResponse(error_body(code, message, details), status=status_code)
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    if isinstance(exc, ApiError):
+        response = Response(error_body(exc.error_code, str(exc.detail), exc.details), status=exc.status_code)
+    elif isinstance(exc, exceptions.ValidationError):
+        response = Response(
+            error_body("validation_error", validation_message(exc.detail), {"fields": exc.detail}),
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    elif isinstance(exc, exceptions.APIException):
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else "error"
+        response = Response(error_body(CODE_NAMES.get(code, code), str(exc.detail)), status=exc.status_code)
+    else:
+        logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
+        response = Response(
+            error_body("internal_error", "An unexpected error occurred; it has been logged."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+
+    # Keep the headers DRF would have set (WWW-Authenticate, Retry-After, Allow).
+    default = drf_exception_handler(exc, context) if isinstance(exc, exceptions.APIException) else None
+    if default is not None:
+        for header in ("WWW-Authenticate", "Retry-After", "Allow"):
+            if header in default:
+                response[header] = default[header]
+    if isinstance(exc, exceptions.Throttled) and "Retry-After" not in response:
+        response["Retry-After"] = "1"
+    return response
+
+
+def validation_message(detail) -> str:
+    """A one-line human summary of a DRF validation error: the first problem found."""
+    if isinstance(detail, dict):
+        for field, problems in detail.items():
+            inner = validation_message(problems)
+            return inner if field == "non_field_errors" else f"{field}: {inner}"
+    if isinstance(detail, list) and detail:
+        return validation_message(detail[0])
+    return str(detail) or "Invalid input."
+
+
+def json_404(request, exception=None):
+    return error_response(404, "not_found", "No such resource.")
+
+
+def json_500(request):
+    return error_response(500, "internal_error", "An unexpected error occurred; it has been logged.")
+
+
+def json_400(request, exception=None):
+    return error_response(400, "bad_request", "The request could not be understood.")
+
+
+def json_403(request, exception=None):
+    return error_response(403, "forbidden", "You may not do this.")

@@ -1,0 +1,48 @@
+import re
+import uuid
+
+from django.conf import settings
+
+from .errors import error_response
+from .logging import request_id_var
+
+# A client-sent id is kept only if it cannot break a log line or a header.
+SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    """Tag every request with an id (the client's `X-Request-ID` if sane) and echo it back."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        sent = request.headers.get("X-Request-ID", "")
+        request_id = sent if SAFE_REQUEST_ID.match(sent) else uuid.uuid4().hex
+        request.request_id = request_id
+        token = request_id_var.set(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(token)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+class BodySizeLimitMiddleware:
+    """Refuse bodies over ALERTFLOW_MAX_BODY_BYTES with 413 before anything reads them."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return error_response(400, "bad_request", "Content-Length is not a number.")
+        limit = settings.ALERTFLOW_MAX_BODY_BYTES
+        if length > limit:
+            return error_response(
+                413, "payload_too_large", f"The request body is {length} bytes; the limit is {limit}.", {"limit": limit}
+            )
+        return self.get_response(request)

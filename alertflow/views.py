@@ -1,0 +1,34 @@
+"""Base viewsets: tenant scoping lives here and nowhere else."""
+
+from rest_framework import viewsets
+
+
+class TenantScopedMixin:
+    """Every queryset is cut down to the caller's tenant; another tenant's row is a 404.
+
+    Subclasses set `queryset` (or override `get_base_queryset`) and never filter by tenant
+    themselves. Serializers get the tenant in their context for validation and creation.
+    """
+
+    @property
+    def tenant(self):
+        # None only while drf-spectacular introspects the view without a real caller.
+        return getattr(self.request.user, "tenant", None)
+
+    def get_base_queryset(self):
+        return super().get_queryset()
+
+    def get_queryset(self):
+        return self.get_base_queryset().filter(tenant=self.tenant)
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        context["tenant"] = self.tenant
+        return context
+
+    def perform_create(self, serializer):
+        serializer.save(tenant=self.tenant)
+
+
+class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
+    pass

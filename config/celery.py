@@ -1,0 +1,50 @@
+"""The Celery app: one queue per channel plus `default`, priorities, acks late.
+
+Queue names and priority numbers are decided here and nowhere else. `notifications` enqueues
+by task name onto these queues; `delivery` consumes them.
+"""
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+DEFAULT_QUEUE = "default"
+CHANNEL_QUEUES = {"email": "email", "sms": "sms", "push": "push", "inapp": "inapp"}
+ALL_QUEUES = [DEFAULT_QUEUE, *CHANNEL_QUEUES.values()]
+
+# On the Redis transport 0 is the highest priority (the opposite of RabbitMQ), and each step is
+# its own Redis list: one step per level we use, popped in this order (DESIGN section 7).
+PRIORITY_LEVELS = {"critical": 0, "high": 1, "normal": 2, "low": 3}
+
+app = Celery("alertflow")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_queues=[Queue(name) for name in ALL_QUEUES],
+    task_default_queue=DEFAULT_QUEUE,
+    task_default_priority=PRIORITY_LEVELS["normal"],
+    task_ignore_result=True,
+    # A task is acknowledged when it finishes, so a killed worker's task is delivered again;
+    # the claim in the delivery pipeline makes the second run harmless.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    # Keep tasks far shorter than the visibility timeout, or a slow task gets a running twin.
+    task_time_limit=300,
+    task_soft_time_limit=240,
+    worker_prefetch_multiplier=1,
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+    broker_transport_options={
+        "priority_steps": sorted(PRIORITY_LEVELS.values()),
+        "sep": ":",
+        "queue_order_strategy": "priority",
+        "visibility_timeout": 3600,
+    },
+    timezone="UTC",
+)
+app.autodiscover_tasks()

@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from alertflow.health import HealthView, ReadyView
+from tenants.views import RegisterView
+
+api_v1 = [
+    path("health", HealthView.as_view(), name="health"),
+    path("health/ready", ReadyView.as_view(), name="ready"),
+    path("", include("tenants.urls")),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    # The original Alertora API, for its clients: same behaviour as the v1 endpoints.
+    path("register", RegisterView.as_view(), name="alertora-register"),
+    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "alertflow.errors.json_400"
+handler403 = "alertflow.errors.json_403"
+handler404 = "alertflow.errors.json_404"
+handler500 = "alertflow.errors.json_500"

@@ -1,0 +1,131 @@
+import re
+
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+from alertflow.choices import Channel, Priority, Role
+
+from .models import ApiKey, Category, Membership
+
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+KEY_RULE = "1-64 characters: letters, digits, '_', '.', '-', starting with a letter or digit"
+
+
+def validate_category_key(value: str) -> str:
+    if not KEY_PATTERN.match(value):
+        raise serializers.ValidationError(f"{value!r} is not a valid key ({KEY_RULE}).")
+    return value
+
+
+class RegisterSerializer(serializers.Serializer):
+    service_name = serializers.CharField(max_length=200)
+    notification_types = serializers.ListField(
+        child=serializers.CharField(max_length=64, validators=[validate_category_key]), max_length=200
+    )
+
+    def validate_notification_types(self, value):
+        duplicates = sorted({key for key in value if value.count(key) > 1})
+        if duplicates:
+            raise serializers.ValidationError(f"Listed more than once: {', '.join(duplicates)}.")
+        return value
+
+
+class RegisteredSerializer(serializers.Serializer):
+    client_id = serializers.UUIDField()
+    api_token = serializers.CharField()
+
+
+class ChannelListField(serializers.ListField):
+    child = serializers.ChoiceField(choices=Channel.choices)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        return list(dict.fromkeys(value))  # keep order, drop repeats
+
+
+class CategorySerializer(serializers.ModelSerializer):
+    key = serializers.CharField(max_length=64, validators=[validate_category_key])
+    name = serializers.CharField(max_length=200, required=False)
+    priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
+    channels = ChannelListField(required=False)
+
+    class Meta:
+        model = Category
+        fields = ["key", "name", "priority", "critical", "channels", "created"]
+        read_only_fields = ["created"]
+
+    def validate_key(self, value):
+        tenant = self.context["tenant"]
+        taken = Category.objects.filter(tenant=tenant, key=value)
+        if self.instance is not None:
+            taken = taken.exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise serializers.ValidationError(f"A category with key {value!r} already exists.")
+        return value
+
+    def create(self, validated_data):
+        validated_data.setdefault("name", validated_data["key"])
+        validated_data.setdefault("channels", [Channel.EMAIL.value])
+        return super().create(validated_data)
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.ADMIN)
+
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "role", "prefix", "created", "last_used", "expires", "revoked"]
+        read_only_fields = ["id", "prefix", "created", "last_used", "revoked"]
+
+
+class NewApiKeySerializer(ApiKeySerializer):
+    """Only the response to creation carries the secret."""
+
+    key = serializers.CharField(read_only=True, help_text="Shown once; store it now.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    email = serializers.EmailField(source="user.email", read_only=True)
+    name = serializers.CharField(source="user.get_full_name", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "email", "name", "role", "created"]
+        read_only_fields = ["id", "email", "name", "created"]
+
+
+class InviteSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+    name = serializers.CharField(max_length=150, required=False, default="")
+
+    def validate_email(self, value):
+        value = get_user_model().objects.normalize_email(value).lower()
+        if Membership.objects.filter(tenant=self.context["tenant"], user__email__iexact=value).exists():
+            raise serializers.ValidationError("This person is already a member.")
+        return value
+
+
+class RoleSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class LoginSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    password = serializers.CharField(max_length=256, trim_whitespace=False)
+    tenant = serializers.UUIDField(required=False, help_text="Needed only when you belong to several tenants.")
+
+
+class LoginResultSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    role = serializers.ChoiceField(choices=Role.choices)
+    tenant = serializers.UUIDField()
+
+
+class AcceptInviteSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    password = serializers.CharField(max_length=256, trim_whitespace=False)

@@ -1,0 +1,141 @@
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from alertflow.choices import Role
+from alertflow.errors import ApiError
+from alertflow.throttling import AddressRateThrottle
+from alertflow.views import TenantViewSet
+
+from . import services
+from .models import ApiKey, Category, Membership
+from .serializers import (
+    AcceptInviteSerializer,
+    ApiKeySerializer,
+    CategorySerializer,
+    InviteSerializer,
+    LoginResultSerializer,
+    LoginSerializer,
+    MembershipSerializer,
+    NewApiKeySerializer,
+    RegisteredSerializer,
+    RegisterSerializer,
+    RoleSerializer,
+)
+
+
+class PublicView(APIView):
+    """An endpoint that needs no key, limited per client address instead."""
+
+    authentication_classes = []
+    permission_classes = []
+    throttle_classes = [AddressRateThrottle]
+
+
+class RegisterView(PublicView):
+    throttle_scope = "register"
+
+    @extend_schema(request=RegisterSerializer, responses={201: RegisteredSerializer}, auth=[])
+    def post(self, request):
+        if not settings.ALERTFLOW_REGISTRATION_OPEN:
+            raise ApiError(403, "registration_closed", "Self-service registration is turned off here.")
+        serializer = RegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        tenant, secret = services.register(**serializer.validated_data)
+        return Response({"client_id": str(tenant.pk), "api_token": secret}, status=status.HTTP_201_CREATED)
+
+
+class LoginView(PublicView):
+    throttle_scope = "login"
+
+    @extend_schema(request=LoginSerializer, responses={200: LoginResultSerializer}, auth=[])
+    def post(self, request):
+        serializer = LoginSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        key, secret = services.login(data["email"], data["password"], data.get("tenant"))
+        return Response({"token": secret, "expires_at": key.expires, "role": key.role, "tenant": str(key.tenant_id)})
+
+
+class AcceptInviteView(PublicView):
+    throttle_scope = "login"
+
+    @extend_schema(request=AcceptInviteSerializer, responses={200: MembershipSerializer}, auth=[])
+    def post(self, request):
+        serializer = AcceptInviteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        membership = services.accept_invite(**serializer.validated_data)
+        return Response(MembershipSerializer(membership).data)
+
+
+class CategoryViewSet(
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    TenantViewSet,
+):
+    queryset = Category.objects.all()
+    serializer_class = CategorySerializer
+    lookup_field = "key"
+    lookup_value_regex = "[^/]+"
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+
+class ApiKeyViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
+    """Long-lived API keys. Owners only: a key can do whatever its role allows."""
+
+    queryset = ApiKey.objects.filter(kind=ApiKey.Kind.API)
+    serializer_class = ApiKeySerializer
+    read_role = Role.OWNER
+    write_role = Role.OWNER
+
+    @extend_schema(responses={201: NewApiKeySerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        key, secret = ApiKey.issue(self.tenant, **serializer.validated_data)
+        key.key = secret
+        return Response(NewApiKeySerializer(key).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        """Revoking keeps the row, so the audit trail still names the key."""
+        if instance.revoked is None:
+            instance.revoked = timezone.now()
+            instance.save(update_fields=["revoked"])
+
+
+class MemberViewSet(
+    mixins.ListModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet
+):
+    queryset = Membership.objects.select_related("user")
+    serializer_class = MembershipSerializer
+    write_role = Role.OWNER
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    @extend_schema(request=InviteSerializer, responses={201: MembershipSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = InviteSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        membership, token = services.invite(self.tenant, **serializer.validated_data)
+        body = MembershipSerializer(membership).data
+        # The invitation link is the tenant's to deliver (through AlertFlow itself, even).
+        body["invite_token"] = token
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=RoleSerializer, responses={200: MembershipSerializer})
+    def partial_update(self, request, *args, **kwargs):
+        serializer = RoleSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        membership = services.change_role(self.get_object(), serializer.validated_data["role"])
+        return Response(MembershipSerializer(membership).data)
+
+    def update(self, request, *args, **kwargs):
+        return self.partial_update(request, *args, **kwargs)
+
+    def perform_destroy(self, instance):
+        services.remove(instance)

@@ -1,0 +1,73 @@
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from alertflow.choices import Role
+
+from .factories import TenantFactory, api_key
+
+
+@pytest.fixture(autouse=True)
+def clean_redis():
+    """Each xdist worker has its own Redis database (config/test_settings.py): start empty."""
+    cache.clear()
+    yield
+
+
+def client_with_key(secret: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+@pytest.fixture
+def tenant(db):
+    return TenantFactory(name="Acme")
+
+
+@pytest.fixture
+def owner(tenant):
+    return client_with_key(api_key(tenant, Role.OWNER)[1])
+
+
+@pytest.fixture
+def admin(tenant):
+    return client_with_key(api_key(tenant, Role.ADMIN)[1])
+
+
+@pytest.fixture
+def member(tenant):
+    return client_with_key(api_key(tenant, Role.MEMBER)[1])
+
+
+@pytest.fixture
+def outsider_tenant(db):
+    return TenantFactory(name="Outsider Inc")
+
+
+@pytest.fixture
+def outsider(outsider_tenant):
+    """An owner of another tenant: must see none of `tenant`'s objects (404, never 403)."""
+    return client_with_key(api_key(outsider_tenant, Role.OWNER)[1])
+
+
+@pytest.fixture
+def anonymous():
+    return APIClient()
+
+
+@pytest.fixture
+def throttle_rates(settings):
+    """Set DRF throttle rates for one test: `throttle_rates(tenant="2/min")`."""
+    from rest_framework.settings import api_settings
+    from rest_framework.throttling import SimpleRateThrottle
+
+    original = SimpleRateThrottle.THROTTLE_RATES
+
+    def apply(**rates):
+        merged = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], **rates}
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": merged}
+        SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+
+    yield apply
+    SimpleRateThrottle.THROTTLE_RATES = original
