@@ -1,6 +1,6 @@
 """Base viewsets: tenant scoping lives here and nowhere else."""
 
-from rest_framework import viewsets
+from rest_framework import mixins, viewsets
 
 
 class TenantScopedMixin:
@@ -31,4 +31,15 @@ class TenantScopedMixin:
 
 
 class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
-    pass
+    """Base of every tenant-owned resource. List it FIRST, before DRF's mixins:
+
+        class TopicViewSet(TenantViewSet, mixins.ListModelMixin, mixins.CreateModelMixin): ...
+
+    Listed after them, `CreateModelMixin.perform_create` would shadow ours and save rows
+    without a tenant; the check below refuses to build such a class.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.perform_create is mixins.CreateModelMixin.perform_create:
+            raise TypeError(f"{cls.__name__}: list TenantViewSet before DRF's mixins (tenant scoping)")

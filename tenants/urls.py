@@ -3,7 +3,9 @@ from rest_framework.routers import SimpleRouter
 
 from . import views
 
-router = SimpleRouter(trailing_slash="/?")
+router = SimpleRouter()
+# Both `/categories` and `/categories/` (DRF's constructor takes only a yes/no for the slash).
+router.trailing_slash = "/?"
 router.register("categories", views.CategoryViewSet, basename="category")
 router.register("api-keys", views.ApiKeyViewSet, basename="api-key")
 router.register("members", views.MemberViewSet, basename="member")

@@ -72,12 +72,12 @@ class AcceptInviteView(PublicView):
 
 
 class CategoryViewSet(
+    TenantViewSet,
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,
     mixins.DestroyModelMixin,
-    TenantViewSet,
 ):
     queryset = Category.objects.all()
     serializer_class = CategorySerializer
@@ -86,7 +86,7 @@ class CategoryViewSet(
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
 
-class ApiKeyViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
+class ApiKeyViewSet(TenantViewSet, mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin):
     """Long-lived API keys. Owners only: a key can do whatever its role allows."""
 
     queryset = ApiKey.objects.filter(kind=ApiKey.Kind.API)
@@ -110,7 +110,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.Destr
 
 
 class MemberViewSet(
-    mixins.ListModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet
+    TenantViewSet, mixins.ListModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin
 ):
     queryset = Membership.objects.select_related("user")
     serializer_class = MembershipSerializer
