@@ -20,11 +20,10 @@ class RequestIdMiddleware:
         sent = request.headers.get("X-Request-ID", "")
         request_id = sent if SAFE_REQUEST_ID.match(sent) else uuid.uuid4().hex
         request.request_id = request_id
-        token = request_id_var.set(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            request_id_var.reset(token)
+        # Not reset on the way out: Django logs the response (django.request) after the
+        # middleware returns, and that line should carry the id too. The next request sets its own.
+        request_id_var.set(request_id)
+        response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response
 

@@ -18,6 +18,15 @@ ALL_QUEUES = [DEFAULT_QUEUE, *CHANNEL_QUEUES.values()]
 # On the Redis transport 0 is the highest priority (the opposite of RabbitMQ), and each step is
 # its own Redis list: one step per level we use, popped in this order (DESIGN section 7).
 PRIORITY_LEVELS = {"critical": 0, "high": 1, "normal": 2, "low": 3}
+# Batches of a bulk or topic send queue one step below single sends of the same priority, so a
+# tenant's 100,000-recipient campaign never holds back anyone's transactional sends (fair share).
+BATCH_PRIORITY_OFFSET = 1
+PRIORITY_STEPS = list(range(max(PRIORITY_LEVELS.values()) + BATCH_PRIORITY_OFFSET + 1))
+
+# Task names: `notifications` enqueues by name, `delivery` registers them (DESIGN section 2).
+SEND_MESSAGE_TASK = "delivery.send_message"
+SEND_BATCH_TASK = "delivery.send_batch"
+FAN_OUT_TASK = "notifications.fan_out"
 
 app = Celery("alertflow")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -40,11 +49,15 @@ app.conf.update(
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
     broker_transport_options={
-        "priority_steps": sorted(PRIORITY_LEVELS.values()),
+        "priority_steps": PRIORITY_STEPS,
         "sep": ":",
         "queue_order_strategy": "priority",
         "visibility_timeout": 3600,
+        "socket_connect_timeout": 2,
     },
+    # A publish while Redis is down gives up quickly: the message stays `queued` in PostgreSQL
+    # and the sweeper enqueues it again (DESIGN section 3, step 2).
+    task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
     timezone="UTC",
 )
 app.autodiscover_tasks()

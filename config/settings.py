@@ -232,6 +232,45 @@ ALERTFLOW_INVITE_DAYS = env_int("ALERTFLOW_INVITE_DAYS", 7)
 # Where clients reach the websocket server (handed out with recipient tokens).
 ALERTFLOW_WS_URL = env_str("ALERTFLOW_WS_URL", "ws://localhost:8001")
 
+# --- Encryption at rest ---------------------------------------------------------------------
+# Fernet keys for provider credentials (delivery/crypto.py), comma-separated: the first encrypts,
+# all decrypt, so a new key is rotated in by listing it first. Unset, a key is derived from
+# SECRET_KEY: fine for development, but production sets its own, because rotating SECRET_KEY
+# would then make every stored provider secret unreadable.
+ALERTFLOW_ENCRYPTION_KEY = env_list("ALERTFLOW_ENCRYPTION_KEY", [])
+
+# --- Delivery --------------------------------------------------------------------------------
+# Retries: exponential backoff with full jitter from this base, capped, for at most this many
+# attempts in all (the first send included).
+ALERTFLOW_RETRY_BASE_SECONDS = env_int("ALERTFLOW_RETRY_BASE_SECONDS", 30)
+ALERTFLOW_RETRY_MAX_SECONDS = env_int("ALERTFLOW_RETRY_MAX_SECONDS", 3600)
+ALERTFLOW_MAX_ATTEMPTS = env_int("ALERTFLOW_MAX_ATTEMPTS", 6)
+# The sweeper re-enqueues messages queued this long without being claimed (a lost publish)...
+ALERTFLOW_STALE_QUEUED_SECONDS = env_int("ALERTFLOW_STALE_QUEUED_SECONDS", 300)
+# ...and messages `sending` this long (their worker died); longer than any task may run.
+ALERTFLOW_STALE_SENDING_SECONDS = env_int("ALERTFLOW_STALE_SENDING_SECONDS", 600)
+# Circuit breaker per provider: this many transient failures within the window open it; after
+# the cool-down one probe send decides whether it closes again.
+ALERTFLOW_BREAKER_FAILURES = env_int("ALERTFLOW_BREAKER_FAILURES", 5)
+ALERTFLOW_BREAKER_WINDOW_SECONDS = env_int("ALERTFLOW_BREAKER_WINDOW_SECONDS", 60)
+ALERTFLOW_BREAKER_COOLDOWN_SECONDS = env_int("ALERTFLOW_BREAKER_COOLDOWN_SECONDS", 30)
+# A rate-limited provider makes a worker wait at most this long for a send slot; a longer wait
+# fails over to the next provider, or retries the message later.
+ALERTFLOW_RATE_LIMIT_MAX_WAIT_SECONDS = float(env_str("ALERTFLOW_RATE_LIMIT_MAX_WAIT_SECONDS", "1"))
+# How often beat runs the sweeper (the due-message poller runs every second).
+ALERTFLOW_SWEEP_INTERVAL_SECONDS = env_int("ALERTFLOW_SWEEP_INTERVAL_SECONDS", 30)
+
+# Beat's periodic work. django-celery-beat's database scheduler stores these rows at start-up,
+# next to the cron campaigns operators add in the admin.
+CELERY_BEAT_SCHEDULE = {
+    "enqueue-due-messages": {"task": "delivery.enqueue_due", "schedule": 1.0, "options": {"expires": 5}},
+    "sweep-stale-messages": {
+        "task": "delivery.sweep_stale",
+        "schedule": float(ALERTFLOW_SWEEP_INTERVAL_SECONDS),
+        "options": {"expires": ALERTFLOW_SWEEP_INTERVAL_SECONDS},
+    },
+}
+
 # --- Logging: JSON lines with the request id --------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {
@@ -253,3 +292,110 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
     },
 }
+
+# --- Providers --------------------------------------------------------------------------------
+# The deployment's own providers, used for a channel when a tenant configured none, read from the
+# environment names users of Alertora expect. With nothing set, every channel writes to a local
+# sink under var/sinks/ that a person can open (delivery/channels, "console" kinds).
+# Endpoints of the SDKs that cannot take one per config, so tests and benchmarks run the real
+# SDK against a local fake; empty means the real service.
+ALERTFLOW_TWILIO_BASE_URL = env_str("ALERTFLOW_TWILIO_BASE_URL", "")
+ALERTFLOW_FCM_BASE_URL = env_str("ALERTFLOW_FCM_BASE_URL", "")
+
+
+def _required_env(name: str, why: str) -> str:
+    value = env_str(name)
+    if value is None:
+        raise ImproperlyConfigured(f"{name} must be set {why}")
+    return value
+
+
+def _default_email_provider() -> dict:
+    provider = env_str("EMAIL_PROVIDER")
+    if provider is None:  # inferred from whichever credentials are present
+        provider = (
+            "sendgrid"
+            if env_str("SENDGRID_API_KEY")
+            else "gmail"
+            if env_str("GMAIL_ADDRESS")
+            else "smtp"
+            if env_str("SMTP_HOST")
+            else "console"
+        )
+    from_email = env_str("EMAIL_FROM")
+    if provider == "console":
+        return {"channel": "email", "kind": "console", "config": {"from_email": from_email} if from_email else {}}
+    if provider == "gmail":
+        # Gmail SMTP with an app password (Google: "Sign in with app passwords"): STARTTLS on 587.
+        address = _required_env("GMAIL_ADDRESS", "when EMAIL_PROVIDER=gmail")
+        return {
+            "channel": "email",
+            "kind": "smtp",
+            "config": {
+                "host": "smtp.gmail.com",
+                "port": 587,
+                "use_tls": True,
+                "username": address,
+                "password": _required_env("GMAIL_APP_PASSWORD", "when EMAIL_PROVIDER=gmail"),
+                "from_email": from_email or address,
+            },
+        }
+    if from_email is None:
+        raise ImproperlyConfigured(f"EMAIL_FROM must be set when EMAIL_PROVIDER={provider}")
+    if provider == "smtp":
+        return {
+            "channel": "email",
+            "kind": "smtp",
+            "config": {
+                "host": _required_env("SMTP_HOST", "when EMAIL_PROVIDER=smtp"),
+                "port": env_int("SMTP_PORT", 587),
+                "username": env_str("SMTP_USERNAME", ""),
+                "password": env_str("SMTP_PASSWORD", ""),
+                # STARTTLS unless implicit TLS (port 465) is asked for: the two are exclusive.
+                "use_tls": env_bool("SMTP_USE_TLS", not env_bool("SMTP_USE_SSL", False)),
+                "use_ssl": env_bool("SMTP_USE_SSL", False),
+                "from_email": from_email,
+            },
+        }
+    if provider == "sendgrid":
+        return {
+            "channel": "email",
+            "kind": "sendgrid",
+            "config": {
+                "api_key": _required_env("SENDGRID_API_KEY", "when EMAIL_PROVIDER=sendgrid"),
+                "from_email": from_email,
+            },
+        }
+    raise ImproperlyConfigured(f"EMAIL_PROVIDER must be smtp, gmail, sendgrid or console, got {provider!r}")
+
+
+def _default_sms_provider() -> dict:
+    if env_str("TWILIO_ACCOUNT_SID") is None:
+        return {"channel": "sms", "kind": "console", "config": {}}
+    config = {
+        "account_sid": env_str("TWILIO_ACCOUNT_SID"),
+        "auth_token": _required_env("TWILIO_AUTH_TOKEN", "with TWILIO_ACCOUNT_SID"),
+    }
+    if env_str("TWILIO_MESSAGING_SERVICE_SID"):
+        config["messaging_service_sid"] = env_str("TWILIO_MESSAGING_SERVICE_SID")
+    else:
+        config["from_number"] = _required_env(
+            "TWILIO_FROM_NUMBER", "(or TWILIO_MESSAGING_SERVICE_SID) with TWILIO_ACCOUNT_SID"
+        )
+    return {"channel": "sms", "kind": "twilio", "config": config}
+
+
+def _default_push_provider() -> dict:
+    account = env_str("FCM_SERVICE_ACCOUNT_JSON")
+    if account is None and env_str("FCM_SERVICE_ACCOUNT_FILE"):
+        try:
+            account = Path(env_str("FCM_SERVICE_ACCOUNT_FILE")).read_text()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"FCM_SERVICE_ACCOUNT_FILE cannot be read: {exc}") from exc
+    if account is None:
+        return {"channel": "push", "kind": "console", "config": {}}
+    return {"channel": "push", "kind": "fcm", "config": {"service_account": account}}
+
+
+# [{"channel", "kind", "config"}]; delivery.channels.default_providers() validates each entry.
+ALERTFLOW_DEFAULT_PROVIDERS = [_default_email_provider(), _default_sms_provider(), _default_push_provider()]

@@ -3,18 +3,24 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from alertflow.health import HealthView, ReadyView
+from notifications.views import AlertoraNotifyView
 from tenants.views import RegisterView
 
 api_v1 = [
     path("health", HealthView.as_view(), name="health"),
     path("health/ready", ReadyView.as_view(), name="ready"),
     path("", include("tenants.urls")),
+    path("", include("preferences.urls")),
+    path("", include("delivery.urls")),
+    path("", include("templates_app.urls")),
+    path("", include("notifications.urls")),
 ]
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),
     # The original Alertora API, for its clients: same behaviour as the v1 endpoints.
     path("register", RegisterView.as_view(), name="alertora-register"),
+    path("notify", AlertoraNotifyView.as_view(), name="alertora-notify"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),

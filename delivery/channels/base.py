@@ -1,0 +1,269 @@
+"""The contract between the send pipeline and a provider.
+
+A provider turns one rendered `Outgoing` message into one provider call and answers with a
+`Sent` or raises a `ProviderError` that says whether trying again could help. The pipeline
+decides retries from that classification alone (STYLE habit 3), so every provider answer must
+be classified here, in the channel module that understands it, never by a bare `except`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from django.conf import settings
+
+# Default network timeout, in seconds, for kinds whose config leaves `timeout` out. Several SDKs
+# default to no timeout at all (twilio) or to minutes (firebase-admin: 120 s); a worker stuck on
+# one provider call holds back its whole queue.
+DEFAULT_TIMEOUT = 10.0
+
+
+class Code:
+    """The fixed vocabulary of `ProviderError.code`, whatever the provider's own codes are.
+
+    The pipeline acts on these (suppress an address, deactivate a device, alert on credentials);
+    the provider's raw code and text stay in the error message for the attempts log.
+    """
+
+    INVALID_ADDRESS = "invalid_address"  # malformed or non-existent address, number or token
+    UNSUBSCRIBED = "unsubscribed"  # the recipient opted out at the provider (SMS STOP)
+    UNREGISTERED = "unregistered"  # the push token is dead: deactivate the device
+    REJECTED = "rejected"  # the provider refused this recipient or content (SMTP 550)
+    RATE_LIMITED = "rate_limited"  # slow down: 429, SMTP 452/421, quota exceeded
+    UNAVAILABLE = "unavailable"  # 5xx, connection refused/reset, timeouts
+    AUTH = "auth"  # our credentials or account are wrong: a configuration problem
+    BAD_REQUEST = "bad_request"  # any other refusal the provider will repeat
+
+
+class ProviderError(Exception):
+    """A failed send, classified where the provider's answer is understood.
+
+    `permanent`: True when sending the same message again cannot succeed (bad address, dead
+    token, refused content, bad credentials); False when a later try may (rate limits, 5xx,
+    network). `code` is one of `Code`. `retry_after` is the provider's own hint in seconds
+    (HTTP `Retry-After`), or None. `deactivate_device` is set only when the push token itself is
+    dead, so the pipeline stops using it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        code: str = "",
+        retry_after: float | None = None,
+        deactivate_device: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.code = code
+        self.retry_after = retry_after
+        self.deactivate_device = deactivate_device
+
+    @property
+    def transient(self) -> bool:
+        return not self.permanent
+
+    def __repr__(self) -> str:
+        kind = "permanent" if self.permanent else "transient"
+        return f"ProviderError({self.message!r}, {kind}, code={self.code!r}, retry_after={self.retry_after})"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One rendered message, ready for one address."""
+
+    message_id: str  # our Message id, for logs and provider metadata/idempotency
+    to: str  # email address | E.164 phone | device token (webpush: the subscription JSON string)
+    content: dict  # rendered: email {subject, html, text}; sms {text}; push {title, body, data, image}
+    platform: str = ""  # push only: fcm | apns | webpush
+    sender: str = ""  # optional from override
+
+
+@dataclass(frozen=True)
+class Sent:
+    provider_message_id: str
+
+
+class Provider:
+    """One provider kind of one channel. Subclass it, then add one line to the registry.
+
+    An instance holds one validated config and is used by one worker thread for a batch:
+
+        with provider_class("email", "smtp")(config) as provider:
+            for out in batch:
+                provider.send(out)
+
+    `send()` works without `with` too (one connection per call).
+    """
+
+    channel: ClassVar[str]  # "email" | "sms" | "push"
+    kind: ClassVar[str]  # registry key within the channel, e.g. "smtp", "twilio", "console"
+    secret_fields: ClassVar[tuple[str, ...]] = ()  # config keys encrypted at rest, never returned by the API
+    platforms: ClassVar[tuple[str, ...]] = ()  # push only: the device platforms this kind serves
+
+    @classmethod
+    def validate_config(cls, config: dict) -> dict:
+        """Check a config dict as a tenant or the environment gave it.
+
+        Takes the raw dict (secrets in clear). Returns a normalised copy (types coerced, optional
+        keys filled with their defaults) that `__init__` accepts. Raises `ValueError` with the
+        message `"<field>: <problem>"` for the first bad field, unknown keys included. Does no
+        network I/O: a config can be valid and its credentials still wrong.
+        """
+        return reject_unknown(config, ())
+
+    def __init__(self, config: dict) -> None:
+        """Takes a config (validated again here, so a stored config that no longer passes fails loudly)."""
+        self.config = self.validate_config(config)
+
+    def open(self) -> None:
+        """Prepare to send a batch over one connection (an SMTP session, an HTTP pool).
+
+        Does no network I/O and raises nothing for provider answers: connections are made on
+        the first `send()`, so each failure is classified against the message it concerns.
+        """
+
+    def close(self) -> None:
+        """Release what `open()` or `send()` acquired. Never raises for provider answers."""
+
+    def send(self, out: Outgoing) -> Sent:
+        """Send one message to one address.
+
+        Takes an `Outgoing` of this provider's channel. Returns `Sent` with the provider's
+        message id (what its webhooks will name). Raises `ProviderError` for every failure the
+        provider or the network reports, classified permanent or transient; any other exception
+        is a bug in AlertFlow, not a provider answer.
+        """
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# --- Config helpers: each raises ValueError("<field>: <problem>") -------------------------------
+
+
+def reject_unknown(config: Any, allowed: tuple[str, ...] | set[str]) -> dict:
+    if not isinstance(config, dict):
+        raise ValueError("config: must be an object")
+    unknown = sorted(set(config) - set(allowed))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown setting (expected one of {', '.join(sorted(allowed)) or 'none'})")
+    return dict(config)
+
+
+def require_str(config: dict, field: str) -> str:
+    value = optional_str(config, field)
+    if not value:
+        raise ValueError(f"{field}: required")
+    return value
+
+
+def optional_str(config: dict, field: str, default: str = "") -> str:
+    value = config.get(field, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ValueError(f"{field}: must be a string")
+    return value.strip()
+
+
+def optional_bool(config: dict, field: str, default: bool) -> bool:
+    value = config.get(field, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"true", "1", "yes", "on", "false", "0", "no", "off"}:
+        return value.lower() in {"true", "1", "yes", "on"}
+    raise ValueError(f"{field}: must be true or false")
+
+
+def optional_int(config: dict, field: str, default: int, *, low: int, high: int) -> int:
+    value = config.get(field, default)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field}: must be an integer") from None
+    if isinstance(value, bool) or str(number) != str(value).strip() or not low <= number <= high:
+        raise ValueError(f"{field}: must be an integer from {low} to {high}")
+    return number
+
+
+def optional_timeout(config: dict, field: str = "timeout", default: float = DEFAULT_TIMEOUT) -> float:
+    value = config.get(field, default)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field}: must be a number of seconds") from None
+    if isinstance(value, bool) or not math.isfinite(seconds) or not 0 < seconds <= 300:
+        raise ValueError(f"{field}: must be between 0 and 300 seconds")
+    return seconds
+
+
+def optional_url(config: dict, field: str) -> str:
+    """An http(s) base URL without its trailing slash, or "" for the provider's own."""
+    value = optional_str(config, field)
+    if value and not value.startswith(("https://", "http://")):
+        raise ValueError(f"{field}: must be an http(s) URL")
+    return value.rstrip("/")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from an HTTP `Retry-After` header: delta-seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def http_status_error(status: int, detail: str, *, retry_after: float | None = None, code: str = "") -> ProviderError:
+    """The common reading of an HTTP status: 408/429/5xx may pass, any other 4xx will not."""
+    if status == 429:
+        return ProviderError(detail, permanent=False, code=code or Code.RATE_LIMITED, retry_after=retry_after)
+    if status == 408 or status >= 500:
+        return ProviderError(detail, permanent=False, code=code or Code.UNAVAILABLE, retry_after=retry_after)
+    if status in (401, 403):
+        return ProviderError(detail, permanent=True, code=code or Code.AUTH)
+    return ProviderError(detail, permanent=True, code=code or Code.BAD_REQUEST)
+
+
+# --- Console sinks: local files a person can open (`make run` without providers) ----------------
+
+
+def sink_path(*parts: str) -> Path:
+    """`<VAR_DIR>/sinks/<parts>`, with its directory created. Read at call time so tests can move VAR_DIR."""
+    path = Path(settings.VAR_DIR, "sinks", *parts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def append_json_line(path: Path, record: dict) -> None:
+    # One write() of one line on an O_APPEND file: lines from several worker processes do not interleave.
+    line = json.dumps(record, ensure_ascii=False, sort_keys=True, default=str) + "\n"
+    with path.open("a", encoding="utf-8") as sink:
+        sink.write(line)
+
+
+def file_safe(text: str) -> str:
+    """`text` reduced to characters safe in a file name (message ids come from our database, but still)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:80] or "message"

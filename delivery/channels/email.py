@@ -1,0 +1,447 @@
+"""Email providers: SMTP, the ESPs through django-anymail, and a file sink for development.
+
+Every kind builds the same Django `EmailMultiAlternatives` (text body, HTML alternative) and
+hands it to a Django email backend: SMTP through Django's own, ESPs through anymail's. What
+differs per kind is the backend, its arguments and how its failures read.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from contextlib import suppress
+from datetime import UTC, datetime
+from email.utils import make_msgid, parseaddr
+from typing import Any, ClassVar
+
+from anymail.exceptions import (
+    AnymailAPIError,
+    AnymailConfigurationError,
+    AnymailError,
+    AnymailInvalidAddress,
+    AnymailRecipientsRefused,
+    AnymailRequestsAPIError,
+    AnymailUnsupportedFeature,
+)
+from django.core.exceptions import ValidationError
+from django.core.mail import BadHeaderError, EmailMultiAlternatives, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
+from django.core.validators import validate_email
+
+from .base import (
+    Code,
+    Outgoing,
+    Provider,
+    ProviderError,
+    Sent,
+    file_safe,
+    http_status_error,
+    optional_bool,
+    optional_int,
+    optional_str,
+    optional_timeout,
+    optional_url,
+    parse_retry_after,
+    reject_unknown,
+    require_str,
+    sink_path,
+)
+
+logger = logging.getLogger(__name__)
+
+HEADER_MESSAGE_ID = "X-AlertFlow-Message-Id"
+
+
+def _detail(exc: BaseException, limit: int = 500) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class EmailProvider(Provider):
+    """What every email kind shares: a sender address and the message built from `Outgoing`."""
+
+    channel = "email"
+    # Config keys every email kind accepts, on top of its own.
+    common_fields: ClassVar[tuple[str, ...]] = ("from_email", "timeout")
+
+    @classmethod
+    def validate_from(cls, config: dict) -> str:
+        from_email = require_str(config, "from_email")
+        _name, address = parseaddr(from_email)
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ValueError("from_email: not an email address") from None
+        return from_email
+
+    def build_message(self, out: Outgoing) -> EmailMultiAlternatives:
+        """The message for `out`, with a Message-ID we chose (so it can be our provider id).
+
+        Raises a permanent `ProviderError` for an address or header no provider would accept.
+        """
+        try:
+            validate_email(out.to)
+        except ValidationError:
+            raise ProviderError(
+                f"not an email address: {out.to!r}", permanent=True, code=Code.INVALID_ADDRESS
+            ) from None
+        from_email = out.sender or self.config["from_email"]
+        domain = parseaddr(from_email)[1].rpartition("@")[2] or "alertflow.invalid"
+        subject = str(self.content(out, "subject"))
+        text, html = str(self.content(out, "text")), str(self.content(out, "html"))
+        message = EmailMultiAlternatives(
+            subject=subject,
+            body=text or html,
+            from_email=from_email,
+            to=[out.to],
+            # An explicit domain: Django's default asks the resolver for this host's FQDN.
+            headers={"Message-ID": make_msgid(domain=domain), HEADER_MESSAGE_ID: out.message_id},
+        )
+        if text and html:
+            message.attach_alternative(html, "text/html")
+        elif html:
+            message.content_subtype = "html"
+        try:
+            message.message()  # header checks happen here; fail before any provider sees it
+        except BadHeaderError as exc:
+            raise ProviderError(f"bad header: {exc}", permanent=True, code=Code.BAD_REQUEST) from exc
+        return message
+
+    @staticmethod
+    def content(out: Outgoing, key: str) -> Any:
+        return out.content.get(key) or ""
+
+
+# --- SMTP -----------------------------------------------------------------------------------------
+
+
+class SmtpProvider(EmailProvider):
+    """Any SMTP server, with Django's SMTP backend: one connection carries a whole batch."""
+
+    kind = "smtp"
+    secret_fields = ("password",)
+
+    @classmethod
+    def validate_config(cls, config: dict) -> dict:
+        config = reject_unknown(
+            config, ("host", "port", "username", "password", "use_tls", "use_ssl", *cls.common_fields)
+        )
+        use_tls = optional_bool(config, "use_tls", False)
+        use_ssl = optional_bool(config, "use_ssl", False)
+        if use_tls and use_ssl:
+            # STARTTLS upgrades a plain connection (port 587); SSL is TLS from the first byte (465).
+            raise ValueError("use_ssl: use_tls (STARTTLS) and use_ssl (implicit TLS) are mutually exclusive")
+        username, password = optional_str(config, "username"), config.get("password") or ""
+        if not isinstance(password, str):
+            raise ValueError("password: must be a string")
+        if bool(username) != bool(password):
+            raise ValueError("password: username and password go together")
+        return {
+            "host": require_str(config, "host"),
+            "port": optional_int(config, "port", 465 if use_ssl else 587 if use_tls else 25, low=1, high=65535),
+            "username": username,
+            "password": password,
+            "use_tls": use_tls,
+            "use_ssl": use_ssl,
+            "timeout": optional_timeout(config),
+            "from_email": cls.validate_from(config),
+        }
+
+    def __init__(self, config: dict) -> None:
+        super().__init__(config)
+        c = self.config
+        self._backend = SmtpBackend(
+            host=c["host"],
+            port=c["port"],
+            username=c["username"],
+            password=c["password"],
+            use_tls=c["use_tls"],
+            use_ssl=c["use_ssl"],
+            timeout=c["timeout"],
+            fail_silently=False,
+        )
+        self._batch = False
+
+    def open(self) -> None:
+        # The connection itself opens on the first send, so a refused connection is that message's failure.
+        self._batch = True
+
+    def close(self) -> None:
+        self._batch = False
+        self._drop_connection()
+
+    def send(self, out: Outgoing) -> Sent:
+        message = self.build_message(out)
+        try:
+            if self._batch:
+                # Connected already: a no-op. After a dropped connection: reconnect, and keep the
+                # new one for the rest of the batch (send_messages only closes what it opened).
+                self._backend.open()
+            self._backend.send_messages([message])
+        except (smtplib.SMTPException, OSError) as exc:
+            if not _session_survives(exc):
+                self._drop_connection()
+            raise classify_smtp(exc) from exc
+        return Sent(message.extra_headers["Message-ID"])
+
+    def _drop_connection(self) -> None:
+        # quit() on a dead socket raises; the connection is gone either way.
+        with suppress(smtplib.SMTPException, OSError):
+            self._backend.close()
+        self._backend.connection = None
+
+
+def _session_survives(exc: BaseException) -> bool:
+    """Whether the SMTP session is still usable for the next message of the batch.
+
+    A refusal of this message's sender, recipient or data leaves the session reset and usable
+    (smtplib sends RSET). Anything else is a broken session, and so is a 421 reply, which the
+    server sends when it is closing the channel (RFC 5321 3.8): the next message reconnects.
+    """
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code != 421 for code, _text in exc.recipients.values())
+    if isinstance(exc, (smtplib.SMTPSenderRefused, smtplib.SMTPDataError)):
+        return exc.smtp_code != 421
+    return False
+
+
+def classify_smtp(exc: BaseException) -> ProviderError:
+    """Reply codes decide where the server answered (RFC 5321 4.2.1: 4yz transient, 5yz permanent)."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        # One recipient per message here: its (code, text) is the answer.
+        code, text = next(iter(exc.recipients.values()), (550, b"recipient refused"))
+        return _smtp_reply(code, text)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return _smtp_reply(exc.smtp_code, exc.smtp_error, auth=isinstance(exc, smtplib.SMTPAuthenticationError))
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        # The server lacks STARTTLS or AUTH that the config asks for: fix the config, not the message.
+        return ProviderError(_detail(exc), permanent=True, code=Code.AUTH)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ProviderError(_detail(exc), permanent=True, code=Code.AUTH)
+    # SMTPServerDisconnected, timeouts, refused or reset connections, DNS failures: the network.
+    return ProviderError(_detail(exc), permanent=False, code=Code.UNAVAILABLE)
+
+
+def _smtp_reply(code: int, text: bytes | str, *, auth: bool = False) -> ProviderError:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    detail = f"SMTP {code} {text}"
+    if 400 <= code < 500:
+        # 421 closing, 450/451 try later (greylisting), 452 too many recipients / storage, 454 auth unavailable.
+        return ProviderError(detail, permanent=False, code=Code.RATE_LIMITED if code == 452 else Code.UNAVAILABLE)
+    if auth or code in (530, 535, 534):
+        return ProviderError(detail, permanent=True, code=Code.AUTH)
+    if code in (501, 553):
+        # Syntax error in the address / mailbox name not allowed.
+        return ProviderError(detail, permanent=True, code=Code.INVALID_ADDRESS)
+    if code >= 500:
+        return ProviderError(detail, permanent=True, code=Code.REJECTED)
+    # A 2yz/3yz where an error was expected: smtplib's view of a confused server. Do not resend blindly.
+    return ProviderError(detail, permanent=True, code=Code.BAD_REQUEST)
+
+
+# --- ESPs through django-anymail ------------------------------------------------------------------
+
+
+class AnymailProvider(EmailProvider):
+    """An ESP's HTTP API through its django-anymail backend.
+
+    A subclass names the backend (`backend`) and maps its config to the backend's keyword
+    arguments (`backend_kwargs`); errors read the same for every requests-based ESP.
+    """
+
+    backend: ClassVar[str]
+    own_fields: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def validate_config(cls, config: dict) -> dict:
+        config = reject_unknown(config, (*cls.secret_fields, *cls.own_fields, "api_url", *cls.common_fields))
+        return {
+            **{field: require_str(config, field) for field in cls.secret_fields},
+            **cls.validate_own(config),
+            "api_url": optional_url(config, "api_url"),
+            "timeout": optional_timeout(config),
+            "from_email": cls.validate_from(config),
+        }
+
+    @classmethod
+    def validate_own(cls, config: dict) -> dict:
+        """The kind's non-secret fields, normalised (secrets are required strings, checked above)."""
+        return {}
+
+    def backend_kwargs(self) -> dict:
+        """Keyword arguments for the anymail backend, from `self.config`."""
+        raise NotImplementedError
+
+    def __init__(self, config: dict) -> None:
+        super().__init__(config)
+        self._connection: BaseEmailBackend | None = None
+
+    def open(self) -> None:
+        # anymail's open() makes a requests.Session (or a boto3 client): no network yet.
+        self._connection = self._make_connection()
+        self._connection.open()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            with suppress(AnymailError, OSError):
+                self._connection.close()
+            self._connection = None
+
+    def _make_connection(self) -> BaseEmailBackend:
+        # Passing every option as a kwarg: anymail reads kwargs before settings.ANYMAIL, so one
+        # tenant's credentials never come from the deployment's settings.
+        return get_connection(self.backend, fail_silently=False, **self.backend_kwargs())
+
+    def send(self, out: Outgoing) -> Sent:
+        message = self.build_message(out)
+        # anymail's portable metadata reaches the ESP's webhooks, which name our message back.
+        message.metadata = {"alertflow_message_id": out.message_id}
+        try:
+            (self._connection or self._make_connection()).send_messages([message])
+        except AnymailError as exc:
+            raise self.classify(exc) from exc
+        return Sent(message.anymail_status.message_id or "")
+
+    def classify(self, exc: AnymailError) -> ProviderError:
+        """Map an anymail error to a ProviderError; ESPs that are not requests-based override it."""
+        if isinstance(exc, AnymailRecipientsRefused):
+            # The ESP accepted the call but refused every recipient (Postmark's inactive recipient,
+            # SendGrid's suppression): anymail's recipient status says so.
+            return ProviderError(_detail(exc), permanent=True, code=Code.REJECTED)
+        if isinstance(exc, AnymailInvalidAddress):
+            return ProviderError(_detail(exc), permanent=True, code=Code.INVALID_ADDRESS)
+        if isinstance(exc, AnymailConfigurationError):
+            return ProviderError(_detail(exc), permanent=True, code=Code.AUTH)
+        if isinstance(exc, AnymailUnsupportedFeature):
+            return ProviderError(_detail(exc), permanent=True, code=Code.BAD_REQUEST)
+        if isinstance(exc, AnymailRequestsAPIError):
+            response = exc.response
+            if response is None:
+                # No answer: anymail re-raises requests' ConnectionError/Timeout under its own name.
+                return ProviderError(_detail(exc), permanent=False, code=Code.UNAVAILABLE)
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return http_status_error(response.status_code, _detail(exc), retry_after=retry_after)
+        return ProviderError(_detail(exc), permanent=True, code=Code.BAD_REQUEST)
+
+
+class SendGridProvider(AnymailProvider):
+    kind = "sendgrid"
+    backend = "anymail.backends.sendgrid.EmailBackend"
+    secret_fields = ("api_key",)
+
+    def backend_kwargs(self) -> dict:
+        kwargs = {"api_key": self.config["api_key"], "timeout": self.config["timeout"]}
+        if self.config["api_url"]:
+            kwargs["api_url"] = self.config["api_url"] + "/"  # e.g. https://api.sendgrid.com/v3/
+        return kwargs
+
+
+class MailgunProvider(AnymailProvider):
+    kind = "mailgun"
+    backend = "anymail.backends.mailgun.EmailBackend"
+    secret_fields = ("api_key",)
+    own_fields = ("sender_domain",)
+
+    @classmethod
+    def validate_own(cls, config: dict) -> dict:
+        # Optional: anymail takes the domain of from_email when it is not set.
+        return {"sender_domain": optional_str(config, "sender_domain")}
+
+    def backend_kwargs(self) -> dict:
+        kwargs = {"api_key": self.config["api_key"], "timeout": self.config["timeout"]}
+        if self.config["sender_domain"]:
+            kwargs["sender_domain"] = self.config["sender_domain"]
+        if self.config["api_url"]:
+            # EU accounts live at https://api.eu.mailgun.net/v3 (Mailgun docs, "Base URL").
+            kwargs["api_url"] = self.config["api_url"] + "/"
+        return kwargs
+
+
+class PostmarkProvider(AnymailProvider):
+    kind = "postmark"
+    backend = "anymail.backends.postmark.EmailBackend"
+    secret_fields = ("server_token",)
+
+    def backend_kwargs(self) -> dict:
+        kwargs = {"server_token": self.config["server_token"], "timeout": self.config["timeout"]}
+        if self.config["api_url"]:
+            kwargs["api_url"] = self.config["api_url"] + "/"
+        return kwargs
+
+
+class AmazonSesProvider(AnymailProvider):
+    """Amazon SES v2 through boto3 (anymail's amazon_ses backend is not requests-based)."""
+
+    kind = "amazon_ses"
+    backend = "anymail.backends.amazon_ses.EmailBackend"
+    secret_fields = ("secret_access_key",)
+    own_fields = ("access_key_id", "region")
+
+    # SES v2 error codes that mean "later" (SES API reference, SendEmail "Errors").
+    THROTTLING = frozenset({"TooManyRequestsException", "ThrottlingException", "LimitExceededException"})
+
+    @classmethod
+    def validate_own(cls, config: dict) -> dict:
+        return {"access_key_id": require_str(config, "access_key_id"), "region": require_str(config, "region")}
+
+    def backend_kwargs(self) -> dict:
+        client_params: dict = {
+            # botocore retries throttling and 5xx itself (up to 3 more attempts): retries are the pipeline's.
+            "config": {
+                "retries": {"mode": "standard", "total_max_attempts": 1},
+                "connect_timeout": self.config["timeout"],
+                "read_timeout": self.config["timeout"],
+            }
+        }
+        if self.config["api_url"]:
+            client_params["endpoint_url"] = self.config["api_url"]
+        return {
+            "session_params": {
+                "aws_access_key_id": self.config["access_key_id"],
+                "aws_secret_access_key": self.config["secret_access_key"],
+                "region_name": self.config["region"],
+            },
+            "client_params": client_params,
+        }
+
+    def classify(self, exc: AnymailError) -> ProviderError:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        cause = exc.__cause__
+        if isinstance(exc, AnymailAPIError) and isinstance(cause, ClientError):
+            error = cause.response.get("Error", {})
+            status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400
+            if error.get("Code") in self.THROTTLING:
+                return ProviderError(_detail(cause), permanent=False, code=Code.RATE_LIMITED)
+            # MessageRejected, MailFromDomainNotVerifiedException, ...: 400s that will repeat.
+            return http_status_error(status, _detail(cause))
+        if isinstance(exc, AnymailAPIError) and isinstance(cause, BotoCoreError):
+            # EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError: the network.
+            return ProviderError(_detail(cause), permanent=False, code=Code.UNAVAILABLE)
+        return super().classify(exc)
+
+
+# --- Development sink -----------------------------------------------------------------------------
+
+
+class ConsoleEmailProvider(EmailProvider):
+    """Writes each message as `<VAR_DIR>/sinks/email/<timestamp>-<message id>.eml`, openable in a mail client."""
+
+    kind = "console"
+
+    @classmethod
+    def validate_config(cls, config: dict) -> dict:
+        config = reject_unknown(config, cls.common_fields)
+        config.setdefault("from_email", "AlertFlow <alertflow@localhost>")
+        return {"from_email": cls.validate_from(config), "timeout": optional_timeout(config)}
+
+    def send(self, out: Outgoing) -> Sent:
+        message = self.build_message(out)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        path = sink_path("email", f"{stamp}-{file_safe(out.message_id)}.eml")
+        path.write_bytes(message.message().as_bytes())
+        logger.info("email to %s: %r written to %s", out.to, message.subject, path)
+        return Sent(path.name)

@@ -1,0 +1,202 @@
+"""SMS providers: Twilio through its SDK, and a JSON-lines sink for development."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from django.conf import settings
+from twilio.base.exceptions import TwilioException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from .base import (
+    Code,
+    Outgoing,
+    Provider,
+    ProviderError,
+    Sent,
+    append_json_line,
+    http_status_error,
+    optional_str,
+    optional_timeout,
+    parse_retry_after,
+    reject_unknown,
+    require_str,
+    sink_path,
+)
+
+logger = logging.getLogger(__name__)
+
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+
+
+class SmsProvider(Provider):
+    channel = "sms"
+
+    @staticmethod
+    def text(out: Outgoing) -> str:
+        return str(out.content.get("text") or "")
+
+
+# --- Twilio ---------------------------------------------------------------------------------------
+
+
+class _TwilioHttpClient(TwilioHttpClient):
+    """The SDK's own HTTP client, aimed at `base_url` instead of api.twilio.com.
+
+    The SDK builds absolute `https://api.twilio.com/...` URLs (twilio/rest/api/v2010, `Domain`)
+    and hands them to `HttpClient.request`: rewriting the prefix here is the one seam where the
+    whole SDK, auth and form encoding included, runs unchanged against a local fake. It also
+    keeps the last response's headers, because `TwilioRestException` drops them and a 429's
+    `Retry-After` is worth keeping.
+    """
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self.base_url = base_url.rstrip("/")
+        self.last_headers: dict = {}
+
+    def request(self, method: str, url: str, *args, **kwargs) -> Response:
+        parts = urlsplit(url)
+        # Any Twilio host: TWILIO_EDGE/TWILIO_REGION in the environment turn api.twilio.com into
+        # api.<edge>.<region>.twilio.com (twilio/base/client_base.py, get_hostname).
+        if self.base_url and parts.scheme == "https" and (parts.hostname or "").endswith(".twilio.com"):
+            url = self.base_url + urlunsplit(("", "", parts.path, parts.query, parts.fragment))
+        self.last_headers = {}
+        response = super().request(method, url, *args, **kwargs)
+        self.last_headers = response.headers or {}
+        return response
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+
+class TwilioProvider(SmsProvider):
+    """Twilio Programmable Messaging: `POST /2010-04-01/Accounts/{sid}/Messages.json`."""
+
+    kind = "twilio"
+    secret_fields = ("auth_token",)
+
+    # Twilio error codes (https://www.twilio.com/docs/api/errors) that say something about the
+    # recipient; any other 4xx is a permanent refusal and 429/5xx are "later" by status.
+    PERMANENT_CODES = {
+        21211: Code.INVALID_ADDRESS,  # Invalid 'To' Phone Number
+        21614: Code.INVALID_ADDRESS,  # 'To' number is not a valid mobile number
+        21610: Code.UNSUBSCRIBED,  # Attempt to send to unsubscribed recipient (replied STOP)
+    }
+    TRANSIENT_CODES = {
+        20429: Code.RATE_LIMITED,  # Too Many Requests
+        20500: Code.UNAVAILABLE,  # Internal Server Error
+        20503: Code.UNAVAILABLE,  # Service Unavailable
+    }
+
+    @classmethod
+    def validate_config(cls, config: dict) -> dict:
+        config = reject_unknown(
+            config, ("account_sid", "auth_token", "from_number", "messaging_service_sid", "timeout")
+        )
+        account_sid = require_str(config, "account_sid")
+        if not re.fullmatch(r"AC[0-9a-fA-F]{32}", account_sid):
+            raise ValueError("account_sid: must look like AC followed by 32 hex digits")
+        from_number = optional_str(config, "from_number")
+        service_sid = optional_str(config, "messaging_service_sid")
+        if bool(from_number) == bool(service_sid):
+            raise ValueError("from_number: set exactly one of from_number and messaging_service_sid")
+        if from_number and not E164.match(from_number):
+            raise ValueError("from_number: must be an E.164 number such as +14155550100")
+        if service_sid and not re.fullmatch(r"MG[0-9a-fA-F]{32}", service_sid):
+            raise ValueError("messaging_service_sid: must look like MG followed by 32 hex digits")
+        return {
+            "account_sid": account_sid,
+            "auth_token": require_str(config, "auth_token"),
+            "from_number": from_number,
+            "messaging_service_sid": service_sid,
+            "timeout": optional_timeout(config),
+        }
+
+    def __init__(self, config: dict) -> None:
+        super().__init__(config)
+        self._http: _TwilioHttpClient | None = None
+        self._client: Client | None = None
+
+    def open(self) -> None:
+        # One requests.Session (connection pool) for the batch; no network until the first send.
+        self._http = _TwilioHttpClient(settings.ALERTFLOW_TWILIO_BASE_URL, self.config["timeout"])
+        self._client = Client(self.config["account_sid"], self.config["auth_token"], http_client=self._http)
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+        self._http = self._client = None
+
+    def send(self, out: Outgoing) -> Sent:
+        if self._client is None:
+            with self:
+                return self.send(out)
+        assert self._http is not None
+        params = {"to": out.to, "body": self.text(out)}
+        if self.config["messaging_service_sid"] and not out.sender:
+            params["messaging_service_sid"] = self.config["messaging_service_sid"]
+        else:
+            params["from_"] = out.sender or self.config["from_number"]
+        try:
+            message = self._client.messages.create(**params)
+        except TwilioException as exc:
+            raise self.classify(exc, self._http.last_headers) from exc
+        except requests.RequestException as exc:
+            # ConnectionError, Timeout: the SDK lets requests' exceptions through.
+            raise ProviderError(f"Twilio unreachable: {exc}", permanent=False, code=Code.UNAVAILABLE) from exc
+        return Sent(message.sid or "")
+
+    @classmethod
+    def classify(cls, exc: TwilioException, headers: dict) -> ProviderError:
+        # TwilioRestException (legacy JSON) and TwilioServiceException (RFC 9457) both carry these.
+        status = int(getattr(exc, "status", 0) or 0)
+        twilio_code = getattr(exc, "code", None)
+        text = getattr(exc, "msg", "") or getattr(exc, "detail", "") or getattr(exc, "title", "")
+        detail = f"Twilio {status} error {twilio_code}: {text}".strip()
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        if twilio_code in cls.PERMANENT_CODES:
+            return ProviderError(detail, permanent=True, code=cls.PERMANENT_CODES[twilio_code])
+        if twilio_code in cls.TRANSIENT_CODES:
+            return ProviderError(
+                detail, permanent=False, code=cls.TRANSIENT_CODES[twilio_code], retry_after=retry_after
+            )
+        if not status:
+            return ProviderError(detail, permanent=True, code=Code.BAD_REQUEST)
+        return http_status_error(status, detail, retry_after=retry_after)
+
+
+# --- Development sink -----------------------------------------------------------------------------
+
+
+class ConsoleSmsProvider(SmsProvider):
+    """Appends each message as one JSON line to `<VAR_DIR>/sinks/sms.jsonl`."""
+
+    kind = "console"
+
+    @classmethod
+    def validate_config(cls, config: dict) -> dict:
+        config = reject_unknown(config, ("from_number",))
+        return {"from_number": optional_str(config, "from_number", "+15550000000")}
+
+    def send(self, out: Outgoing) -> Sent:
+        provider_id = f"console-sms-{out.message_id}"
+        record = {
+            "id": provider_id,
+            "time": datetime.now(UTC).isoformat(),
+            "message_id": out.message_id,
+            "from": out.sender or self.config["from_number"],
+            "to": out.to,
+            "text": self.text(out),
+        }
+        path = sink_path("sms.jsonl")
+        append_json_line(path, record)
+        logger.info("sms to %s written to %s", out.to, path)
+        return Sent(provider_id)

@@ -1,0 +1,306 @@
+"""Claim, render, send, record, settle: DESIGN section 3, steps 3 to 6.
+
+`deliver` takes message ids (one for a transactional send, up to a batch for bulk sends),
+claims them with one conditional UPDATE, and sends each through the tenant's providers for
+the channel in priority order. Retries are decided here, once, from the classification the
+channel made (`ProviderError.permanent`), never from a bare exception.
+"""
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from notifications.models import DeliveryAttempt, Message
+from preferences.models import Device
+from templates_app.rendering import build_context, render_channel
+
+from . import guards
+from .channels import provider_class
+from .channels.base import Outgoing, Provider, ProviderError
+from .crypto import SecretsUnreadable
+from .providers import ProviderSpec, providers_for
+
+logger = logging.getLogger(__name__)
+
+
+def claim(message_ids: list) -> list:
+    """Move queued messages to `sending` in one statement and return the ids this call won.
+
+    A redelivered or duplicated task finds them no longer `queued` and claims nothing: this is
+    what makes an at-least-once queue send once (DESIGN section 3, step 3).
+    """
+    if not message_ids:
+        return []
+    id_field = Message._meta.pk
+    ids = [id_field.get_db_prep_value(id_field.to_python(i), connection) for i in message_ids]
+    table = Message._meta.db_table
+    placeholders = ", ".join(["%s"] * len(ids))
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        # Both PostgreSQL and SQLite (3.35+) support UPDATE ... RETURNING.
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, updated = %s, attempts = attempts + 1 "  # noqa: S608 (no user input)
+            f"WHERE id IN ({placeholders}) AND status = %s RETURNING id",
+            [Message.Status.SENDING, now, *ids, Message.Status.QUEUED],
+        )
+        return [id_field.to_python(row[0]) for row in cursor.fetchall()]
+
+
+@dataclass
+class Outcome:
+    """What happened to one message across its outgoing sends and providers."""
+
+    sent: bool = False
+    permanent: bool = False
+    retry_after: float | None = None
+    provider: str = ""
+    provider_message_id: str = ""
+    error: str = ""
+    attempts: list = field(default_factory=list)
+
+
+class ProviderPool:
+    """Provider instances for one batch: each opened once, on first use, closed at the end."""
+
+    def __init__(self):
+        self.open_providers: dict[str, Provider] = {}
+
+    def get(self, spec: ProviderSpec) -> Provider:
+        provider = self.open_providers.get(spec.id)
+        if provider is None:
+            provider = provider_class(spec.channel, spec.kind)(spec.config)
+            provider.open()
+            self.open_providers[spec.id] = provider
+        return provider
+
+    def close(self):
+        for provider in self.open_providers.values():
+            try:
+                provider.close()
+            except Exception:
+                logger.warning("Closing a provider connection failed", exc_info=True)
+        self.open_providers.clear()
+
+
+# A batch writes its results every this many messages: few round trips, and a worker killed
+# mid-batch leaves at most this many sent-but-unrecorded messages for the sweeper to resend.
+FLUSH_EVERY = 25
+
+SETTLED_FIELDS = [
+    "status", "reason", "updated", "sent", "failed", "next_attempt", "provider",
+    "provider_message_id", "error", "rendered", "to",
+]  # fmt: skip
+
+
+def deliver(message_ids: list) -> int:
+    """Send the given messages if this call claims them; return how many were sent."""
+    claimed = claim(message_ids)
+    if not claimed:
+        return 0
+    messages = list(
+        Message.objects.filter(pk__in=claimed).select_related(
+            "recipient", "notification", "notification__tenant", "template_version"
+        )
+    )
+    pool = ProviderPool()
+    done, attempts, sent = [], [], 0
+    try:
+        for message in messages:
+            outcome = send_one(message, pool)
+            settle(message, outcome)
+            done.append(message)
+            attempts.extend(outcome.attempts)
+            sent += outcome.sent
+            if len(done) >= FLUSH_EVERY:
+                record(done, attempts)
+                done, attempts = [], []
+    finally:
+        pool.close()
+        record(done, attempts)
+    return sent
+
+
+def record(messages: list, attempts: list) -> None:
+    """Write settled messages and their attempts: one UPDATE and one INSERT for the lot."""
+    if not messages:
+        return
+    with transaction.atomic():
+        Message.objects.bulk_update(messages, SETTLED_FIELDS)
+        DeliveryAttempt.objects.bulk_create(attempts)
+
+
+def send_one(message: Message, pool: ProviderPool) -> Outcome:
+    try:
+        message.rendered = render(message)
+    except Exception as exc:  # a template that validated at save but cannot render now
+        logger.exception("Rendering message %s failed", message.id)
+        return Outcome(permanent=True, error=f"render_failed: {exc}")
+    if message.channel == "inapp":
+        # Stored, and read from the inbox: the rendered row is the delivery.
+        return Outcome(sent=True, provider="inbox", provider_message_id=str(message.id))
+    outgoing = outgoing_for(message)
+    if not outgoing:
+        return Outcome(permanent=True, error="no_address: the recipient has no address for this channel now")
+    try:
+        specs = providers_for(message.tenant_id, message.channel)
+    except SecretsUnreadable as exc:
+        # A configuration fault, not the message's: dead-letter it (replayable once fixed).
+        logger.error("Provider secrets unreadable for tenant %s: %s", message.tenant_id, exc)
+        return Outcome(permanent=True, error=f"provider_config_unreadable: {exc}")
+    outcomes = [send_with_failover(message, out, specs, pool) for out in outgoing]
+    return combine(outcomes)
+
+
+def render(message: Message) -> dict:
+    notification = message.notification
+    if message.template_version_id:
+        content = message.template_version.channels[message.channel]
+        cache_key = (message.template_version_id, message.channel)
+    else:
+        content = notification.content[message.channel]
+        cache_key = None
+    recipient = message.recipient
+    recipient_context = {
+        "id": recipient.external_id,
+        "name": recipient.name,
+        "email": recipient.email,
+        "phone": recipient.phone,
+        "locale": recipient.locale,
+        "data": recipient.data,
+    }
+    context = build_context(notification.tenant.name, recipient_context, notification.data)
+    return render_channel(content, message.channel, context, cache_key=cache_key).fields
+
+
+def outgoing_for(message: Message) -> list[Outgoing]:
+    """The addresses to send to, read now: the recipient may have changed since accept."""
+    recipient = message.recipient
+    if message.channel == "push":
+        devices = Device.objects.active().filter(recipient=recipient).order_by("pk")
+        return [
+            Outgoing(message_id=str(message.id), to=d.token, content=message.rendered, platform=d.platform)
+            for d in devices
+        ]
+    address = recipient.email if message.channel == "email" else recipient.phone
+    if not address:
+        return []
+    message.to = address
+    return [Outgoing(message_id=str(message.id), to=address, content=message.rendered)]
+
+
+def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec], pool: ProviderPool) -> Outcome:
+    """Try each provider in priority order; a transient failure moves on to the next one."""
+    outcome = Outcome()
+    candidates = [s for s in specs if not out.platform or out.platform in provider_class(s.channel, s.kind).platforms]
+    if not candidates:
+        outcome.permanent = True
+        outcome.error = f"no_provider: none configured for {message.channel} {out.platform}".strip()
+        return outcome
+    for spec in candidates:
+        if not guards.breaker_allows(spec.id):
+            outcome.error, outcome.provider = "circuit_open: provider skipped while its breaker is open", spec.name
+            outcome.retry_after = max(outcome.retry_after or 0, settings.ALERTFLOW_BREAKER_COOLDOWN_SECONDS)
+            continue
+        wait = guards.acquire_send(spec.id, spec.rate_limit)
+        if wait is not None:
+            outcome.error, outcome.provider = f"rate_limited: next send slot in {wait:.1f}s", spec.name
+            outcome.retry_after = max(outcome.retry_after or 0, wait)
+            continue
+        started = timezone.now()
+        clock = time.monotonic()
+        try:
+            result = pool.get(spec).send(out)
+        except ProviderError as exc:
+            kind = DeliveryAttempt.Outcome.PERMANENT if exc.permanent else DeliveryAttempt.Outcome.TRANSIENT
+            outcome.attempts.append(attempt(message, spec, started, clock, kind, error=str(exc)))
+            outcome.error, outcome.provider = f"{exc.code}: {exc}" if exc.code else str(exc), spec.name
+            if exc.deactivate_device:
+                for device in Device.objects.filter(recipient=message.recipient, token=out.to):
+                    device.deactivate(exc.code or "provider_rejected_token")
+            if exc.permanent:
+                # The address is at fault, not the provider: the breaker does not count it.
+                outcome.permanent = True
+                return outcome
+            guards.record_failure(spec.id)
+            outcome.retry_after = max(outcome.retry_after or 0, exc.retry_after or 0) or None
+            continue
+        except Exception as exc:
+            # A bug, not a provider answer: dead-letter it (visible, replayable) instead of
+            # retrying blindly, and log it for whoever fixes the bug.
+            logger.exception("Provider %s raised an unclassified error for message %s", spec.kind, message.id)
+            failed = DeliveryAttempt.Outcome.PERMANENT
+            outcome.attempts.append(attempt(message, spec, started, clock, failed, error=repr(exc)))
+            outcome.permanent, outcome.error, outcome.provider = True, f"provider_error: {exc!r}", spec.name
+            return outcome
+        guards.record_success(spec.id)
+        sent = DeliveryAttempt.Outcome.SENT
+        outcome.attempts.append(
+            attempt(message, spec, started, clock, sent, provider_message_id=result.provider_message_id)
+        )
+        outcome.sent, outcome.provider, outcome.provider_message_id, outcome.error = (
+            True,
+            spec.name,
+            result.provider_message_id,
+            "",
+        )
+        return outcome
+    return outcome
+
+
+def attempt(message, spec, started, clock, outcome, *, error="", provider_message_id="") -> DeliveryAttempt:
+    return DeliveryAttempt(
+        message=message,
+        provider=spec.name,
+        outcome=outcome,
+        started=started,
+        duration_ms=int((time.monotonic() - clock) * 1000),
+        error=error[:2000],
+        provider_message_id=provider_message_id,
+    )
+
+
+def combine(outcomes: list[Outcome]) -> Outcome:
+    """A push to several devices is sent if any device got it."""
+    if len(outcomes) == 1:
+        return outcomes[0]
+    combined = Outcome(attempts=[a for o in outcomes for a in o.attempts])
+    delivered = [o for o in outcomes if o.sent]
+    if delivered:
+        combined.sent, combined.provider = True, delivered[0].provider
+        combined.provider_message_id = ",".join(o.provider_message_id for o in delivered)[:255]
+        return combined
+    combined.permanent = all(o.permanent for o in outcomes)
+    combined.error = "; ".join(o.error for o in outcomes if o.error)
+    combined.retry_after = max((o.retry_after or 0 for o in outcomes), default=0) or None
+    return combined
+
+
+def retry_delay(attempts: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter, never sooner than the provider asked."""
+    ceiling = min(settings.ALERTFLOW_RETRY_BASE_SECONDS * 2 ** (attempts - 1), settings.ALERTFLOW_RETRY_MAX_SECONDS)
+    return max(random.uniform(0, ceiling), retry_after or 0)
+
+
+def settle(message: Message, outcome: Outcome) -> None:
+    """Decide the message's next status from the outcome (in memory; `record` writes it)."""
+    now = timezone.now()
+    message.updated = now
+    message.provider, message.provider_message_id, message.error = (
+        outcome.provider,
+        outcome.provider_message_id,
+        outcome.error,
+    )
+    if outcome.sent:
+        message.status, message.sent, message.next_attempt, message.reason = Message.Status.SENT, now, None, ""
+    elif outcome.permanent or message.attempts >= settings.ALERTFLOW_MAX_ATTEMPTS:
+        message.status, message.failed, message.next_attempt = Message.Status.FAILED, now, None
+        message.reason = "permanent_failure" if outcome.permanent else "retries_exhausted"
+    else:
+        message.status, message.reason = Message.Status.RETRYING, "transient_failure"
+        message.next_attempt = now + timedelta(seconds=retry_delay(message.attempts, outcome.retry_after))

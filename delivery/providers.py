@@ -1,0 +1,172 @@
+"""Which providers carry a tenant's messages on a channel, in failover order.
+
+The worker asks `providers_for()` for every message, so the answer (decrypted) is cached in each
+process. A per-process cache cannot be invalidated from another process, so every write bumps a
+per-tenant version counter in Redis (`invalidate()`, on commit) and readers compare it with the
+version their entry was built under: one Redis GET per call instead of a query and a decryption,
+and a change made on any web node is seen by every worker on its next message. The entry also
+expires after `CACHE_TTL` seconds, the bound on staleness when a bump is lost (Redis down during
+a write, a raw `QuerySet.update()` that sends no signal).
+"""
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, replace
+
+from django.core.cache import cache
+
+from . import crypto
+from .models import Provider
+
+logger = logging.getLogger(__name__)
+
+CACHE_TTL = 30.0
+# A bound on memory, not a tuning knob: past it the whole cache is dropped and refilled lazily.
+CACHE_MAX_ENTRIES = 10_000
+# Stands for "Redis did not answer": such an entry is trusted for its TTL only.
+_UNREACHABLE = object()
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """One provider to try: a tenant's `Provider` row, or a deployment default.
+
+    `id` is the row's id, or `default:<channel>:<kind>` for a default. `config` is complete,
+    secrets in clear: never log it.
+    """
+
+    id: str
+    channel: str
+    kind: str
+    name: str
+    config: dict
+    rate_limit: float | None = None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    version: object
+    expires: float
+    specs: tuple[ProviderSpec, ...]
+
+
+_cache: dict[tuple[str, str], _Entry] = {}
+
+
+def providers_for(tenant_id, channel: str) -> list[ProviderSpec]:
+    """The providers to try for `tenant_id` on `channel`, first choice first.
+
+    The tenant's enabled providers in priority order; when the tenant has configured none at all
+    for the channel, the deployment defaults (`delivery.channels.default_providers()`). A tenant
+    whose providers on the channel are all disabled gets `[]`: it switched the channel off, and
+    its messages must not leave through the deployment's accounts instead.
+
+    Raises `crypto.SecretsUnreadable` when a provider's stored secrets cannot be decrypted (the
+    encryption keys changed): a configuration error, not worth a retry.
+    """
+    key = (str(tenant_id), channel)
+    # Read the version before the rows: a write committed in between then leaves this entry
+    # under the old version, and the next call reloads.
+    version = _version(tenant_id)
+    now = time.monotonic()
+    entry = _cache.get(key)
+    if entry is None or entry.expires <= now or (version is not _UNREACHABLE and entry.version != version):
+        if len(_cache) >= CACHE_MAX_ENTRIES:
+            _cache.clear()
+        entry = _Entry(version=version, expires=now + CACHE_TTL, specs=_load(tenant_id, channel))
+        _cache[key] = entry
+    # Copies: a caller that edits its config must not edit everyone's cached one.
+    return [replace(spec, config=copy.deepcopy(spec.config)) for spec in entry.specs]
+
+
+def invalidate(tenant_id) -> None:
+    """Make every process reload `tenant_id`'s providers. Called after a write commits."""
+    for key in [key for key in _cache if key[0] == str(tenant_id)]:
+        _cache.pop(key, None)
+    name = _version_key(tenant_id)
+    try:
+        # Start from the clock, not 0: if the counter is lost (a Redis flush) and recreated, it
+        # must not come back to a value some process still holds a stale entry under.
+        cache.add(name, time.time_ns(), timeout=None)
+        cache.incr(name)
+    except Exception:  # Redis errors of any kind: the TTL still bounds staleness
+        logger.warning(
+            "Could not bump the provider version of tenant %s; others see it within %ss", tenant_id, CACHE_TTL
+        )
+
+
+def clear_cache() -> None:
+    """Drop this process's cached lists (tests)."""
+    _cache.clear()
+
+
+def reencrypt_secrets() -> int:
+    """Re-encrypt every stored secret under the first key, the last step of a key rotation.
+
+    Returns how many providers were rewritten. Raises `crypto.SecretsUnreadable` for a secret no
+    configured key opens (nothing after it is rewritten; fix the keys and run it again).
+    """
+    count = 0
+    for pk, secrets in Provider.objects.exclude(secrets="").values_list("pk", "secrets").iterator():
+        # Compare-and-set: a concurrent API write of new secrets wins over this rewrite. The
+        # plaintext is unchanged, so no cached list needs invalidating.
+        count += Provider.objects.filter(pk=pk, secrets=secrets).update(secrets=crypto.rotate(secrets))
+    return count
+
+
+def _version_key(tenant_id) -> str:
+    return f"providers:version:{tenant_id}"
+
+
+def _version(tenant_id) -> object:
+    try:
+        return cache.get(_version_key(tenant_id))
+    except Exception:  # Redis errors of any kind: fall back to the TTL
+        logger.warning("Provider version store unavailable; trusting cached providers for %ss", CACHE_TTL)
+        return _UNREACHABLE
+
+
+def _load(tenant_id, channel: str) -> tuple[ProviderSpec, ...]:
+    rows = Provider.objects.filter(tenant_id=tenant_id, channel=channel)
+    enabled = list(rows.filter(enabled=True).order_by("priority", "name"))
+    if enabled:
+        specs = []
+        for row in enabled:
+            try:
+                config = row.full_config()
+            except crypto.SecretsUnreadable as exc:
+                raise crypto.SecretsUnreadable(f"Provider {row.pk} ({row.name!r}, {row.kind}): {exc}") from None
+            specs.append(
+                ProviderSpec(
+                    id=str(row.pk),
+                    channel=row.channel,
+                    kind=row.kind,
+                    name=row.name,
+                    config=config,
+                    rate_limit=row.rate_limit,
+                )
+            )
+        return tuple(specs)
+    if rows.exists():
+        return ()
+    return _defaults(channel)
+
+
+def _defaults(channel: str) -> tuple[ProviderSpec, ...]:
+    from .channels import default_providers  # the registry imports SDKs: load it only when needed
+
+    specs = []
+    seen: dict[str, int] = {}
+    for item in default_providers():
+        if item["channel"] != channel:
+            continue
+        kind = item["kind"]
+        spec_id = f"default:{channel}:{kind}"
+        seen[spec_id] = seen.get(spec_id, 0) + 1
+        if seen[spec_id] > 1:  # two defaults of one kind (two SMTP relays) still need distinct ids
+            spec_id = f"{spec_id}:{seen[spec_id]}"
+        specs.append(
+            ProviderSpec(id=spec_id, channel=channel, kind=kind, name=item.get("name") or kind, config=item["config"])
+        )
+    return tuple(specs)

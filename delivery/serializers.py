@@ -1,0 +1,149 @@
+from django.db import IntegrityError, transaction
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from . import crypto
+from .models import PROVIDER_CHANNELS, Provider, provider_class, provider_kinds
+
+
+class ProviderSerializer(serializers.ModelSerializer):
+    """A tenant's provider. Secrets are write-only: they go in `config`, come back as names in
+    `secrets_set`. A PATCH of `config` merges into the stored one: a key left out keeps its value
+    (secrets included), a key sent as null is cleared."""
+
+    channel = serializers.ChoiceField(choices=PROVIDER_CHANNELS)
+    kind = serializers.CharField(max_length=32)
+    name = serializers.CharField(max_length=100)
+    priority = serializers.IntegerField(default=0, min_value=0, max_value=1_000_000)
+    config = serializers.DictField(required=False, default=dict)
+    secrets_set = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Provider
+        fields = [
+            "id", "channel", "kind", "name", "priority", "enabled", "rate_limit", "config", "secrets_set", "created", "updated",
+        ]  # fmt: skip
+        extra_kwargs = {"rate_limit": {"min_value": 0.01, "max_value": 100_000}}
+        read_only_fields = ["id", "created", "updated"]
+
+    @extend_schema_field(
+        serializers.ListField(
+            child=serializers.CharField(),
+            allow_null=True,
+            help_text="Secret config fields that hold a value. Null when the stored secrets cannot be "
+            "decrypted with the configured keys: PATCH them again.",
+        )
+    )
+    def get_secrets_set(self, provider: Provider) -> list[str] | None:
+        try:
+            return provider.secrets_set()
+        except crypto.SecretsUnreadable:
+            return None
+
+    def to_representation(self, provider: Provider) -> dict:
+        body = super().to_representation(provider)
+        # `config` never holds secrets (set_config splits them out); this guards rows written
+        # before a field became secret.
+        body["config"] = {key: value for key, value in provider.config.items() if key not in provider.secret_fields}
+        return body
+
+    def validate(self, attrs: dict) -> dict:
+        instance: Provider | None = self.instance
+        channel = attrs.get("channel", instance.channel if instance else None)
+        kind = attrs.get("kind", instance.kind if instance else None)
+        if instance is not None:
+            # Another kind reads another config (and other secrets): that is another provider.
+            for field, old in (("channel", instance.channel), ("kind", instance.kind)):
+                if attrs.get(field, old) != old:
+                    raise serializers.ValidationError({field: "Cannot be changed; create another provider instead."})
+
+        # Only a change of config needs the kind's class: a provider whose kind left the
+        # registry can still be renamed, reordered and switched off.
+        cls = provider_class(channel, kind)
+        if cls is None and (instance is None or "config" in attrs):
+            raise serializers.ValidationError({"kind": self.unknown_kind(channel, kind)})
+
+        name = attrs.get("name", instance.name if instance else None)
+        taken = Provider.objects.filter(tenant=self.context["tenant"], channel=channel, name=name)
+        if instance is not None:
+            taken = taken.exclude(pk=instance.pk)
+        if taken.exists():
+            raise serializers.ValidationError({"name": f"A {channel} provider named {name!r} already exists."})
+
+        if instance is None or "config" in attrs:
+            attrs["config"] = self.validated_config(cls, instance, attrs.get("config", {}))
+        return attrs
+
+    @staticmethod
+    def unknown_kind(channel: str, kind: str) -> str:
+        elsewhere = [other for other, _label in PROVIDER_CHANNELS if other != channel and provider_class(other, kind)]
+        known = ", ".join(provider_kinds(channel)) or "none"
+        if elsewhere:
+            return f"{kind!r} is a provider of the {elsewhere[0]} channel, not {channel} ({channel} kinds: {known})."
+        return f"Unknown provider kind {kind!r} ({channel} kinds: {known})."
+
+    @staticmethod
+    def validated_config(cls, instance: Provider | None, patch: dict) -> dict:
+        """The complete config to store: the stored one (if any) merged with `patch`, validated."""
+        base = {}
+        if instance is not None:
+            try:
+                base = instance.full_config()
+            except crypto.SecretsUnreadable:
+                # Those secrets are lost whatever we do: keep the rest, and validate_config names
+                # any required secret the client must send again.
+                base = dict(instance.config)
+        merged = {key: value for key, value in {**base, **patch}.items() if value is not None}
+        try:
+            return cls.validate_config(merged)
+        except (ValueError, TypeError) as exc:
+            raise serializers.ValidationError({"config": config_problem(exc, merged, cls.secret_fields)}) from None
+
+    def create(self, validated_data: dict) -> Provider:
+        config = validated_data.pop("config")
+        provider = Provider(**validated_data)
+        provider.set_config(config)
+        return self.save_unique(provider)
+
+    def update(self, provider: Provider, validated_data: dict) -> Provider:
+        config = validated_data.pop("config", None)
+        for field, value in validated_data.items():
+            setattr(provider, field, value)
+        if config is not None:
+            provider.set_config(config)
+        return self.save_unique(provider)
+
+    @staticmethod
+    def save_unique(provider: Provider) -> Provider:
+        try:
+            with transaction.atomic():
+                provider.save()
+        except IntegrityError:  # a concurrent request took the name after validate() looked
+            raise serializers.ValidationError(
+                {"name": f"A {provider.channel} provider named {provider.name!r} already exists."}
+            ) from None
+        return provider
+
+
+def config_problem(exc: Exception, config: dict, secret_fields: tuple[str, ...]) -> dict | list:
+    """`ValueError("field: problem")` as DRF error detail `{field: [problem]}`, secrets masked.
+
+    A validator that quotes a bad value must not echo a credential back in a response or a log.
+    """
+    message = str(exc) or "invalid"
+    for secret in _strings([config.get(field) for field in secret_fields]):
+        message = message.replace(secret, "***")
+    field, sep, problem = message.partition(": ")
+    if sep and field and field != "config" and " " not in field:
+        return {field: [problem]}
+    return [problem if field == "config" and sep else message]
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return [text for item in value for text in _strings(item)]
+    return []

@@ -1,0 +1,102 @@
+"""What happens to accepted notifications later: cancel, reschedule, replay dead letters.
+
+Every change is one conditional UPDATE on the statuses it may leave, so it races safely with
+the workers' claim (`queued -> sending`): whichever statement runs first wins, and a message
+is never both cancelled and sent.
+"""
+
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from alertflow.errors import ApiError
+from preferences.services import decide
+
+from . import queue
+from .models import Message, Notification
+
+# Messages that have not left yet, and so can still be cancelled.
+UNSENT = [Message.Status.SCHEDULED, Message.Status.QUEUED, Message.Status.RETRYING]
+# Replays of one call, at most: a larger backlog is replayed in several calls.
+MAX_REPLAY = 10_000
+
+
+@transaction.atomic
+def cancel(notification: Notification) -> dict:
+    """Cancel everything not yet sent, including messages a bulk send has yet to write."""
+    notification = Notification.objects.select_for_update(of=("self",)).get(pk=notification.pk)
+    if notification.status == Notification.Status.CANCELLED:
+        raise ApiError(409, "already_cancelled", "This notification was already cancelled.")
+    now = timezone.now()
+    # Locking the row also waits for a fan-out chunk in progress; the next chunk sees the status.
+    notification.status, notification.cancelled = Notification.Status.CANCELLED, now
+    notification.save(update_fields=["status", "cancelled"])
+    cancelled = Message.objects.filter(notification=notification, status__in=UNSENT).update(
+        status=Message.Status.CANCELLED, reason="cancelled", next_attempt=None, updated=now
+    )
+    return {"id": str(notification.id), "status": notification.status, "cancelled_messages": cancelled}
+
+
+@transaction.atomic
+def reschedule(notification: Notification, send_at: datetime) -> dict:
+    """Move a scheduled notification's unsent messages to a new time (quiet hours still apply)."""
+    notification = (
+        Notification.objects.select_for_update(of=("self",)).select_related("category").get(pk=notification.pk)
+    )
+    if notification.status == Notification.Status.CANCELLED:
+        raise ApiError(409, "already_cancelled", "A cancelled notification cannot be rescheduled.")
+    now = timezone.now()
+    if send_at <= now:
+        raise ApiError(
+            400, "validation_error", "send_at: must be in the future.", {"fields": {"send_at": ["In the past."]}}
+        )
+    scheduled = list(
+        Message.objects.select_for_update()
+        .filter(notification=notification, status=Message.Status.SCHEDULED)
+        .select_related("recipient")
+    )
+    if not scheduled and notification.status != Notification.Status.FANNING_OUT:
+        raise ApiError(409, "not_scheduled", "Nothing of this notification is waiting to be sent.")
+    notification.send_at = send_at
+    notification.save(update_fields=["send_at"])
+    for message in scheduled:
+        decision = decide(message.recipient, notification.category, message.channel, at=send_at)
+        deferred = decision.outcome == "deferred"
+        message.next_attempt = decision.until if deferred else send_at
+        message.reason = decision.reason if deferred else ""
+        message.updated = now
+    Message.objects.bulk_update(scheduled, ["next_attempt", "reason", "updated"])
+    return {"id": str(notification.id), "send_at": send_at, "rescheduled_messages": len(scheduled)}
+
+
+def replay(messages) -> int:
+    """Put failed messages back in the queue with a fresh attempt budget; return how many.
+
+    `messages` is a queryset already cut down to one tenant; only its failed rows move.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        chosen = list(
+            messages.select_related(None)
+            .prefetch_related(None)
+            .select_for_update(skip_locked=True)
+            .filter(status=Message.Status.FAILED)
+            .only("id", "channel", "priority", "batched")[:MAX_REPLAY]
+        )
+        if not chosen:
+            return 0
+        Message.objects.filter(pk__in=[m.pk for m in chosen], status=Message.Status.FAILED).update(
+            status=Message.Status.QUEUED,
+            attempts=0,
+            reason="replayed",
+            next_attempt=None,
+            failed=None,
+            queued=now,
+            updated=now,
+        )
+        for message in chosen:
+            message.status = Message.Status.QUEUED
+        queue.enqueue_on_commit([m for m in chosen if not m.batched], batched=False)
+        queue.enqueue_on_commit([m for m in chosen if m.batched], batched=True)
+    return len(chosen)

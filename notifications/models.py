@@ -1,0 +1,163 @@
+"""A notification is one request to notify; a message is one recipient on one channel.
+
+PostgreSQL is the source of truth for every message (DESIGN section 3): the broker only carries
+message ids, and every timer (send_at, quiet hours, retry backoff) is `Message.next_attempt`.
+"""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from alertflow.choices import Channel, Priority
+
+
+class Notification(models.Model):
+    class Audience(models.TextChoices):
+        SINGLE = "single"
+        BULK = "bulk"
+        TOPIC = "topic"
+
+    class Status(models.TextChoices):
+        # Messages are being written by the fan-out task (bulk and topic sends).
+        FANNING_OUT = "fanning_out"
+        # Every message is written; each message carries its own delivery status.
+        ACCEPTED = "accepted"
+        CANCELLED = "cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", models.CASCADE, related_name="notifications")
+    category = models.ForeignKey("tenants.Category", models.SET_NULL, null=True, blank=True, related_name="+")
+    audience = models.CharField(max_length=10, choices=Audience.choices, default=Audience.SINGLE)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACCEPTED)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    channels = models.JSONField(default=list)
+    template = models.CharField(max_length=100, blank=True, help_text="Template code, or blank for inline content.")
+    template_version = models.PositiveIntegerField(null=True, blank=True, help_text="Pinned version number, if asked.")
+    content = models.JSONField(null=True, blank=True, help_text="Inline per-channel content.")
+    data = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    send_at = models.DateTimeField(null=True, blank=True)
+    # Bulk and topic sends: who to fan out to, and how far the fan-out got (it resumes there).
+    targets = models.JSONField(null=True, blank=True)
+    topic = models.CharField(max_length=64, blank=True)
+    fanned_out = models.PositiveIntegerField(default=0)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True)
+    response = models.JSONField(null=True, blank=True, help_text="The 202 body, replayed for a repeated key.")
+    created = models.DateTimeField(default=timezone.now)
+    cancelled = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            # A database constraint, not a read-then-write: two concurrent requests with one
+            # key cannot both insert (DESIGN section 6, idempotency).
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="notification_unique_idem_key",
+            )
+        ]
+        indexes = [
+            # GET /api/v1/notifications: a tenant's history, newest first, cursor-paginated.
+            models.Index(fields=["tenant", "-created", "-id"], name="notification_history"),
+            # The fan-out sweeper: bulk sends whose task was lost.
+            models.Index(fields=["created"], condition=Q(status="fanning_out"), name="notification_fanning_out"),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
+class Message(models.Model):
+    """One recipient on one channel: the unit that is queued, claimed, sent and retried."""
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled"
+        QUEUED = "queued"
+        SENDING = "sending"
+        SENT = "sent"
+        DELIVERED = "delivered"
+        READ = "read"
+        RETRYING = "retrying"
+        FAILED = "failed"
+        SUPPRESSED = "suppressed"
+        CANCELLED = "cancelled"
+        BOUNCED = "bounced"
+        COMPLAINED = "complained"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", models.CASCADE, related_name="+")
+    notification = models.ForeignKey(Notification, models.CASCADE, related_name="messages")
+    recipient = models.ForeignKey("preferences.Recipient", models.CASCADE, related_name="messages")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    # Sent in a batch task (bulk, topic) rather than one task per message.
+    batched = models.BooleanField(default=False)
+    # Why a message was suppressed, deferred or failed, as a code (`channel_opted_out`).
+    reason = models.CharField(max_length=64, blank=True)
+    next_attempt = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    template_version = models.ForeignKey(
+        "templates_app.TemplateVersion", models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # What was sent, as rendered: the inbox reads it, and history shows it.
+    rendered = models.JSONField(null=True, blank=True)
+    to = models.CharField(max_length=320, blank=True, help_text="The address used: email, phone or devices.")
+    provider = models.CharField(max_length=100, blank=True)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+    queued = models.DateTimeField(null=True, blank=True)
+    sent = models.DateTimeField(null=True, blank=True)
+    delivered = models.DateTimeField(null=True, blank=True)
+    read = models.DateTimeField(null=True, blank=True)
+    failed = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+        indexes = [
+            # The due-message poller: scheduled sends, quiet-hours deferrals and retries whose
+            # time has come (`status IN (...) AND next_attempt <= now()`).
+            models.Index(
+                fields=["next_attempt"],
+                condition=Q(status__in=["scheduled", "retrying"]),
+                name="message_due",
+            ),
+            # The stale sweeper: messages queued or sending for too long (`updated < cutoff`).
+            models.Index(fields=["updated"], condition=Q(status__in=["queued", "sending"]), name="message_in_flight"),
+            # Dead letters and message lists: `tenant = ? AND status = ? ORDER BY created DESC`.
+            models.Index(fields=["tenant", "status", "-created"], name="message_by_status"),
+            # Notification history filtered by recipient.
+            models.Index(fields=["recipient", "-created"], name="message_by_recipient"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} to {self.recipient_id} ({self.status})"
+
+
+class DeliveryAttempt(models.Model):
+    """One try of one provider for one message: the delivery log."""
+
+    class Outcome(models.TextChoices):
+        SENT = "sent"
+        TRANSIENT = "transient"
+        PERMANENT = "permanent"
+
+    message = models.ForeignKey(Message, models.CASCADE, related_name="delivery_attempts")
+    provider = models.CharField(max_length=100)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    started = models.DateTimeField(default=timezone.now)
+    duration_ms = models.PositiveIntegerField(default=0)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["started", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider}: {self.outcome}"

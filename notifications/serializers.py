@@ -1,0 +1,203 @@
+from django.utils import timezone
+from rest_framework import serializers
+
+from alertflow.choices import Channel, Priority
+from alertflow.errors import ApiError
+from preferences.models import Recipient, Topic
+from preferences.serializers import RecipientSerializer
+from templates_app.rendering import validate_content
+from templates_app.services import resolve_version
+from tenants.models import Category
+from tenants.serializers import ChannelListField
+
+from .models import DeliveryAttempt, Message, Notification
+
+MAX_BULK_RECIPIENTS = 10_000
+
+
+class RecipientTarget(serializers.Field):
+    """A recipient: an external id, or an object with `id` and contact fields that upserts."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            if not data or len(data) > 128:
+                raise serializers.ValidationError("A recipient id has 1 to 128 characters.")
+            return data
+        if isinstance(data, dict):
+            if not isinstance(data.get("id"), str) or not data["id"]:
+                raise serializers.ValidationError("A recipient object needs an `id`.")
+            fields = {k: v for k, v in data.items() if k != "id"}
+            checked = RecipientSerializer(data=fields, partial=True)
+            checked.is_valid(raise_exception=True)
+            return {"id": data["id"], **fields}
+        raise serializers.ValidationError("Give a recipient id or an object with `id`.")
+
+    def to_representation(self, value):
+        return value
+
+
+class SendSerializer(serializers.Serializer):
+    recipient = RecipientTarget(required=False)
+    recipients = serializers.ListField(
+        child=RecipientTarget(), required=False, min_length=1, max_length=MAX_BULK_RECIPIENTS
+    )
+    topic = serializers.CharField(required=False, max_length=64)
+    category = serializers.CharField(required=False, max_length=64)
+    channels = ChannelListField(required=False, min_length=1)
+    template = serializers.CharField(required=False, max_length=100)
+    template_version = serializers.IntegerField(required=False, min_value=1)
+    content = serializers.DictField(required=False)
+    data = serializers.DictField(required=False, default=dict)
+    metadata = serializers.DictField(required=False, default=dict)
+    priority = serializers.ChoiceField(choices=Priority.choices, required=False)
+    send_at = serializers.DateTimeField(required=False)
+    idempotency_key = serializers.CharField(required=False, max_length=255)
+
+    def validate(self, attrs):
+        tenant = self.context["tenant"]
+        audiences = [name for name in ("recipient", "recipients", "topic") if name in attrs]
+        if len(audiences) != 1:
+            raise serializers.ValidationError(
+                {"recipient": "Give exactly one of `recipient`, `recipients` or `topic`."}
+            )
+        if ("template" in attrs) == ("content" in attrs):
+            raise serializers.ValidationError({"template": "Give exactly one of `template` or `content`."})
+        if "template_version" in attrs and "template" not in attrs:
+            raise serializers.ValidationError({"template_version": "Only with `template`."})
+
+        category = None
+        if "category" in attrs:
+            category = Category.objects.filter(tenant=tenant, key=attrs["category"]).first()
+            if category is None:
+                raise serializers.ValidationError({"category": f"No category {attrs['category']!r}."})
+        attrs["category"] = category
+        attrs["channels"] = attrs.get("channels") or (category.channels if category else [])
+        if not attrs["channels"]:
+            raise serializers.ValidationError({"channels": "Name the channels, or a category that has defaults."})
+        attrs["priority"] = attrs.get("priority") or (category.priority if category else Priority.NORMAL)
+
+        if "content" in attrs:
+            try:
+                attrs["content"] = validate_content(attrs["content"])
+            except serializers.ValidationError as exc:
+                raise serializers.ValidationError({"content": exc.detail}) from None
+            missing = [c for c in attrs["channels"] if c not in attrs["content"]]
+            if missing:
+                raise serializers.ValidationError({"content": f"No content for channel(s): {', '.join(missing)}."})
+        else:
+            self._check_template(tenant, attrs)
+
+        if "topic" in attrs:
+            topic = Topic.objects.filter(tenant=tenant, key=attrs["topic"]).first()
+            if topic is None:
+                raise serializers.ValidationError({"topic": f"No topic {attrs['topic']!r}."})
+            attrs["topic"] = topic
+        if "recipients" in attrs:
+            self._check_bulk_ids(tenant, attrs["recipients"])
+        if attrs.get("send_at") and attrs["send_at"] > timezone.now() + timezone.timedelta(days=366):
+            raise serializers.ValidationError({"send_at": "At most a year ahead."})
+        return attrs
+
+    @staticmethod
+    def _check_template(tenant, attrs):
+        try:
+            version = resolve_version(tenant, attrs["template"], tenant.default_locale, attrs.get("template_version"))
+        except ApiError as exc:
+            raise serializers.ValidationError({"template": str(exc.detail)}) from None
+        missing = [c for c in attrs["channels"] if c not in version.channels]
+        if missing:
+            raise serializers.ValidationError(
+                {"channels": f"Template {attrs['template']!r} has no content for: {', '.join(missing)}."}
+            )
+
+    @staticmethod
+    def _check_bulk_ids(tenant, targets):
+        ids = {t for t in targets if isinstance(t, str)}
+        known = set(Recipient.objects.filter(tenant=tenant, external_id__in=ids).values_list("external_id", flat=True))
+        unknown = sorted(ids - known)
+        if unknown:
+            raise serializers.ValidationError({"recipients": f"Unknown recipient id(s): {', '.join(unknown[:100])}."})
+
+
+class RescheduleSerializer(serializers.Serializer):
+    send_at = serializers.DateTimeField()
+
+
+class ReplaySerializer(serializers.Serializer):
+    """Which dead letters to replay; with no filter, all of them (up to the per-call cap)."""
+
+    channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+    category = serializers.CharField(required=False, max_length=64)
+    error = serializers.CharField(required=False, max_length=200)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+
+
+class AlertoraNotifySerializer(serializers.Serializer):
+    """The original Alertora `POST /notify` body."""
+
+    recipient_id = serializers.CharField(max_length=320)
+    notification_type = serializers.CharField(max_length=64)
+    channel = serializers.ChoiceField(choices=Channel.choices)
+    content = serializers.CharField(max_length=100_000)
+
+
+class AttemptSerializer(serializers.ModelSerializer):
+    time = serializers.DateTimeField(source="started")
+
+    class Meta:
+        model = DeliveryAttempt
+        fields = ["time", "provider", "outcome", "duration_ms", "error", "provider_message_id"]
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    recipient = serializers.CharField(source="recipient.external_id")
+    notification = serializers.UUIDField(source="notification_id")
+    attempts = AttemptSerializer(source="delivery_attempts", many=True)
+    created_at = serializers.DateTimeField(source="created")
+
+    class Meta:
+        model = Message
+        fields = [
+            "id", "notification", "recipient", "channel", "status", "reason", "priority", "provider",
+            "provider_message_id", "error", "next_attempt", "created_at", "queued", "sent", "delivered",
+            "read", "failed", "updated", "attempts",
+        ]  # fmt: skip
+
+
+class NotificationSerializer(serializers.ModelSerializer):
+    category = serializers.CharField(source="category.key", default=None)
+    created_at = serializers.DateTimeField(source="created")
+
+    class Meta:
+        model = Notification
+        fields = [
+            "id", "status", "audience", "category", "priority", "channels", "template", "template_version",
+            "topic", "send_at", "metadata", "created_at", "cancelled",
+        ]  # fmt: skip
+
+
+# The detail view lists this many messages; the rest are at /api/v1/messages?notification=<id>.
+DETAIL_MESSAGE_LIMIT = 100
+
+
+class NotificationDetailSerializer(NotificationSerializer):
+    messages = serializers.SerializerMethodField()
+    counts = serializers.SerializerMethodField()
+
+    class Meta(NotificationSerializer.Meta):
+        fields = [*NotificationSerializer.Meta.fields, "counts", "messages"]
+
+    def get_messages(self, notification) -> list:
+        messages = (
+            notification.messages.select_related("recipient")
+            .prefetch_related("delivery_attempts")
+            .order_by("created", "id")[:DETAIL_MESSAGE_LIMIT]
+        )
+        return MessageSerializer(messages, many=True).data
+
+    def get_counts(self, notification) -> dict:
+        from django.db.models import Count
+
+        rows = notification.messages.values("status").annotate(n=Count("id"))
+        return {row["status"]: row["n"] for row in rows}

@@ -1,0 +1,331 @@
+"""Accepting a notification: who gets it, on which channels, when (DESIGN section 3, step 1).
+
+`accept` runs in the web request, in one transaction. Single sends write every message at once;
+bulk and topic sends write the notification and answer, and `fan_out` (a task) writes the
+messages in chunks, each chunk in its own transaction with the notification's cursor, so a
+crash resumes where it stopped instead of starting over or sending twice.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from alertflow.choices import Channel
+from alertflow.errors import ApiError
+from preferences.models import Device, Recipient
+from preferences.services import decide, upsert_recipient
+from templates_app.services import resolve_version
+from tenants.models import Tenant
+
+from . import queue
+from .models import Message, Notification
+
+# How many recipients one fan-out transaction writes (with bulk_create).
+FAN_OUT_CHUNK = 500
+# A repeated idempotency key within this window answers the first response (DESIGN 6).
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# Reasons that mean "the recipient said no", as opposed to "we cannot reach them".
+PREFERENCE_REASONS = {"channel_opted_out", "category_opted_out"}
+
+
+@dataclass(frozen=True)
+class Accepted:
+    notification: Notification
+    body: dict
+    replayed: bool = False
+
+
+def request_fingerprint(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def accept(tenant: Tenant, payload: dict) -> Accepted:
+    """Accept a validated send request (see `SendSerializer`); return the 202 body.
+
+    A repeated idempotency key answers the first response and writes nothing; the same key
+    with a different body is a 409. Raises ApiError 403 `preference_rejected` when the
+    recipient's preferences block every requested channel.
+    """
+    key = payload.get("idempotency_key")
+    fingerprint = request_fingerprint(payload)
+    if key:
+        previous = _previous_response(tenant, key, fingerprint)
+        if previous is not None:
+            return previous
+    try:
+        with transaction.atomic():
+            notification = _create_notification(tenant, payload, fingerprint)
+            if notification.audience == Notification.Audience.SINGLE:
+                body = _accept_single(notification, payload["recipient"])
+            else:
+                body = _accept_fan_out(notification)
+            notification.response = body
+            notification.save(update_fields=["response"])
+    except IntegrityError:
+        # A concurrent request with the same key committed first: answer what it answered.
+        previous = _previous_response(tenant, key, fingerprint) if key else None
+        if previous is None:
+            raise
+        return previous
+    return Accepted(notification, body)
+
+
+def _previous_response(tenant: Tenant, key: str, fingerprint: str) -> Accepted | None:
+    previous = Notification.objects.filter(tenant=tenant, idempotency_key=key).first()
+    if previous is None or previous.created < timezone.now() - IDEMPOTENCY_WINDOW:
+        return None
+    if previous.request_hash != fingerprint:
+        raise ApiError(
+            409, "idempotency_conflict", "This idempotency key was used for a different request.", {"key": key}
+        )
+    return Accepted(previous, previous.response, replayed=True)
+
+
+def _create_notification(tenant: Tenant, payload: dict, fingerprint: str) -> Notification:
+    key = payload.get("idempotency_key")
+    if key:
+        # A key older than the window is free again: release it inside this transaction.
+        Notification.objects.filter(
+            tenant=tenant, idempotency_key=key, created__lt=timezone.now() - IDEMPOTENCY_WINDOW
+        ).update(idempotency_key=None)
+    if "recipient" in payload:
+        audience, targets = Notification.Audience.SINGLE, None
+    elif "recipients" in payload:
+        audience, targets = Notification.Audience.BULK, payload["recipients"]
+    else:
+        audience, targets = Notification.Audience.TOPIC, None
+    return Notification.objects.create(
+        tenant=tenant,
+        category=payload.get("category"),
+        audience=audience,
+        status=Notification.Status.ACCEPTED
+        if audience == Notification.Audience.SINGLE
+        else Notification.Status.FANNING_OUT,
+        priority=payload["priority"],
+        channels=payload["channels"],
+        template=payload.get("template") or "",
+        template_version=payload.get("template_version"),
+        content=payload.get("content"),
+        data=payload.get("data") or {},
+        metadata=payload.get("metadata") or {},
+        send_at=payload.get("send_at"),
+        targets=targets,
+        topic=payload["topic"].key if payload.get("topic") else "",
+        idempotency_key=key or None,
+        request_hash=fingerprint,
+    )
+
+
+def _accept_single(notification: Notification, target) -> dict:
+    recipient = resolve_recipient(notification.tenant, target)
+    messages = plan(notification, [recipient])
+    if all(m.status == Message.Status.SUPPRESSED for m in messages):
+        reasons = {m.channel: m.reason for m in messages}
+        if PREFERENCE_REASONS & set(reasons.values()):
+            raise ApiError(
+                403,
+                "preference_rejected",
+                "The recipient's preferences block every channel asked for.",
+                {"channels": reasons},
+            )
+        raise ApiError(
+            422,
+            "no_deliverable_channel",
+            "The recipient has no address on any channel asked for.",
+            {"channels": reasons},
+        )
+    Message.objects.bulk_create(messages)
+    queue.enqueue_on_commit(messages, batched=False)
+    return {
+        "id": str(notification.id),
+        "status": notification.status,
+        "messages": [
+            {
+                "id": str(m.id),
+                "recipient": recipient.external_id,
+                "channel": m.channel,
+                "status": m.status,
+                "reason": m.reason,
+            }
+            for m in messages
+        ],
+    }
+
+
+def _accept_fan_out(notification: Notification) -> dict:
+    transaction.on_commit(lambda: queue.fan_out(notification.id))
+    return {"id": str(notification.id), "status": notification.status}
+
+
+def resolve_recipient(tenant: Tenant, target) -> Recipient:
+    """An external id names an existing recipient; an object upserts one."""
+    if isinstance(target, dict):
+        fields = {k: v for k, v in target.items() if k != "id"}
+        return upsert_recipient(tenant, target["id"], fields)[0]
+    recipient = Recipient.objects.filter(tenant=tenant, external_id=target).first()
+    if recipient is None:
+        raise ApiError(400, "unknown_recipient", f"No recipient with id {target!r}.", {"recipient": target})
+    return recipient
+
+
+def plan(notification: Notification, recipients: list[Recipient]) -> list[Message]:
+    """Decide, for each recipient and channel, whether a message is queued, scheduled or
+    suppressed (and why). Returns unsaved messages; the caller writes them in bulk."""
+    now = timezone.now()
+    at = max(notification.send_at or now, now)
+    batched = notification.audience != Notification.Audience.SINGLE
+    with_devices = set()
+    if Channel.PUSH in notification.channels:
+        with_devices = set(
+            Device.objects.active().filter(recipient__in=recipients).values_list("recipient_id", flat=True)
+        )
+    versions = {}
+    messages = []
+    for recipient in recipients:
+        version = _template_version(notification, recipient, versions)
+        for channel in notification.channels:
+            message = Message(
+                tenant_id=notification.tenant_id,
+                notification=notification,
+                recipient=recipient,
+                channel=channel,
+                priority=notification.priority,
+                batched=batched,
+                template_version=version,
+                created=now,
+                updated=now,
+            )
+            if notification.template and version is None:
+                message.status, message.reason, message.failed = Message.Status.FAILED, "template_unavailable", now
+                message.error = (
+                    f"template_unavailable: {notification.template!r} was deleted after the send was accepted"
+                )
+            else:
+                _settle_plan(message, recipient, notification, at, now, has_device=recipient.pk in with_devices)
+            messages.append(message)
+    return messages
+
+
+def _settle_plan(message: Message, recipient: Recipient, notification: Notification, at: datetime, now, has_device):
+    address = address_for(recipient, message.channel, has_device)
+    if address is None:
+        message.status, message.reason = Message.Status.SUPPRESSED, "no_address"
+        return
+    message.to = address
+    decision = decide(recipient, notification.category, message.channel, at=at)
+    if decision.outcome == "blocked":
+        message.status, message.reason = Message.Status.SUPPRESSED, decision.reason
+    elif decision.outcome == "deferred":
+        message.status, message.reason, message.next_attempt = Message.Status.SCHEDULED, decision.reason, decision.until
+    elif at > now:
+        message.status, message.next_attempt = Message.Status.SCHEDULED, at
+    else:
+        message.status, message.queued = Message.Status.QUEUED, now
+
+
+def address_for(recipient: Recipient, channel: str, has_device: bool) -> str | None:
+    """Where a channel reaches this recipient, or None when it cannot."""
+    if channel == Channel.EMAIL:
+        return recipient.email or None
+    if channel == Channel.SMS:
+        return recipient.phone or None
+    if channel == Channel.PUSH:
+        return "devices" if has_device else None
+    return "inbox"
+
+
+def _template_version(notification: Notification, recipient: Recipient, cache: dict):
+    """The template version pinned for this recipient's locale (DESIGN 3, step 4).
+
+    Version numbers count per locale, so a pinned number the recipient's locale lacks falls
+    back to the tenant's default locale, where accept checked it exists. None when the template
+    is gone altogether (deleted since accept): the message is then dead-lettered, not retried.
+    """
+    if not notification.template:
+        return None
+    tenant = notification.tenant
+    locale = recipient.locale or tenant.default_locale
+    if locale not in cache:
+        try:
+            cache[locale] = resolve_version(tenant, notification.template, locale, notification.template_version)
+        except ApiError:
+            try:
+                cache[locale] = resolve_version(
+                    tenant, notification.template, tenant.default_locale, notification.template_version
+                )
+            except ApiError:
+                cache[locale] = None
+    return cache[locale]
+
+
+def fan_out(notification_id) -> int:
+    """Write a bulk or topic send's messages chunk by chunk; return how many were written."""
+    written = 0
+    while (chunk := fan_out_chunk(notification_id)) is not None:
+        written += chunk
+    return written
+
+
+def fan_out_chunk(notification_id) -> int | None:
+    """Write the next chunk of messages; None when there is nothing left (or it was cancelled).
+
+    Each chunk locks the notification row, so a redelivered twin of the task waits and then
+    continues from the cursor the first one committed (nothing is written twice), and a cancel
+    waits for the chunk in progress, then stops the next one.
+    """
+    with transaction.atomic():
+        notification = (
+            Notification.objects.select_for_update(of=("self",))
+            .select_related("tenant", "category")
+            .filter(pk=notification_id)
+            .first()
+        )
+        if notification is None or notification.status != Notification.Status.FANNING_OUT:
+            return None
+        recipients, cursor = _next_chunk(notification)
+        if cursor == notification.fanned_out:  # nothing left
+            notification.status = Notification.Status.ACCEPTED
+            notification.save(update_fields=["status"])
+            return None
+        messages = plan(notification, recipients) if recipients else []
+        Message.objects.bulk_create(messages)
+        notification.fanned_out = cursor
+        notification.save(update_fields=["fanned_out"])
+        queue.enqueue_on_commit(messages, batched=True)
+        return len(messages)
+
+
+def _next_chunk(notification: Notification) -> tuple[list[Recipient], int]:
+    """The next recipients to fan out to and the cursor after them.
+
+    Bulk: the cursor is an index into `targets`. Topic: the last subscriber's recipient id
+    (keyset pagination, so subscribers added meanwhile are not skipped or repeated).
+    """
+    tenant = notification.tenant
+    if notification.audience == Notification.Audience.BULK:
+        start = notification.fanned_out
+        chunk = notification.targets[start : start + FAN_OUT_CHUNK]
+        ids = [t for t in chunk if isinstance(t, str)]
+        known = {r.external_id: r for r in Recipient.objects.filter(tenant=tenant, external_id__in=ids)}
+        recipients = []
+        for target in chunk:
+            if isinstance(target, dict):
+                recipients.append(
+                    upsert_recipient(tenant, target["id"], {k: v for k, v in target.items() if k != "id"})[0]
+                )
+            elif target in known:  # erased since the request was accepted: nobody to send to
+                recipients.append(known[target])
+        return recipients, start + len(chunk)
+    recipients = list(
+        Recipient.objects.filter(
+            tenant=tenant,
+            subscriptions__topic__tenant=tenant,
+            subscriptions__topic__key=notification.topic,
+            pk__gt=notification.fanned_out,
+        ).order_by("pk")[:FAN_OUT_CHUNK]
+    )
+    return recipients, (recipients[-1].pk if recipients else notification.fanned_out)

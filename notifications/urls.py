@@ -1,0 +1,10 @@
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter()
+router.trailing_slash = "/?"
+router.register("notifications", views.NotificationViewSet, basename="notification")
+router.register("messages", views.MessageViewSet, basename="message")
+
+urlpatterns = router.urls

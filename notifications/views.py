@@ -1,0 +1,242 @@
+from django.db.models import Exists, OuterRef
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, pagination, serializers, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from alertflow.choices import Role
+from alertflow.errors import ApiError
+from alertflow.views import TenantScopedMixin, TenantViewSet
+from preferences.models import Recipient
+from preferences.services import upsert_recipient
+
+from . import lifecycle, services
+from .models import Message, Notification
+from .serializers import (
+    AlertoraNotifySerializer,
+    MessageSerializer,
+    NotificationDetailSerializer,
+    NotificationSerializer,
+    ReplaySerializer,
+    RescheduleSerializer,
+    SendSerializer,
+)
+
+
+class HistoryPagination(pagination.CursorPagination):
+    """Cursor pagination: these tables get big, and OFFSET over millions of rows does not scale."""
+
+    ordering = ("-created", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+def filter_history(queryset, params, *, category_lookup: str):
+    """Filters shared by notifications and messages: `?recipient=&status=&channel=&category=
+    &created_after=&created_before=`. `category_lookup` is where the category key lives."""
+    lookups = {
+        "recipient": "recipient__external_id",
+        "status": "status",
+        "channel": "channel",
+        "category": category_lookup,
+    }
+    for param, lookup in lookups.items():
+        if params.get(param):
+            queryset = queryset.filter(**{lookup: params[param]})
+    for param, lookup in (("created_after", "created__gte"), ("created_before", "created__lt")):
+        if params.get(param):
+            moment = parse_datetime(str(params[param]))
+            if moment is None:
+                raise ApiError(
+                    400, "validation_error", f"{param}: not an ISO 8601 date-time.", {"fields": {param: ["Invalid."]}}
+                )
+            queryset = queryset.filter(**{lookup: moment})
+    return queryset
+
+
+def filter_messages(queryset, params):
+    queryset = filter_history(queryset, params, category_lookup="notification__category__key")
+    if params.get("error"):
+        queryset = queryset.filter(error__icontains=params["error"])
+    return queryset
+
+
+HISTORY_PARAMETERS = [
+    OpenApiParameter(name, str, description=description)
+    for name, description in [
+        ("recipient", "A recipient's external id."),
+        ("status", "A message status (`failed`, `sent`, …)."),
+        ("channel", "email, sms, push or inapp."),
+        ("category", "A category key."),
+        ("created_after", "ISO 8601 date-time (inclusive)."),
+        ("created_before", "ISO 8601 date-time (exclusive)."),
+    ]
+]
+
+
+class NotificationViewSet(TenantViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    queryset = Notification.objects.select_related("category")
+    serializer_class = NotificationSerializer
+    pagination_class = HistoryPagination
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action != "list":
+            return queryset
+        params = self.request.query_params
+        message_filters = {k: params[k] for k in ("recipient", "status", "channel") if params.get(k)}
+        if message_filters:
+            messages = filter_messages(Message.objects.filter(notification=OuterRef("pk")), message_filters)
+            queryset = queryset.filter(Exists(messages))
+        category_and_dates = {k: params[k] for k in ("category", "created_after", "created_before") if params.get(k)}
+        return filter_history(queryset, category_and_dates, category_lookup="category__key")
+
+    def get_serializer_class(self):
+        return NotificationDetailSerializer if self.action == "retrieve" else NotificationSerializer
+
+    @extend_schema(parameters=HISTORY_PARAMETERS)
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        request=SendSerializer,
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        responses={202: dict},
+    )
+    def create(self, request):
+        payload = dict(request.data) if isinstance(request.data, dict) else request.data
+        header_key = request.headers.get("Idempotency-Key")
+        if header_key:
+            if isinstance(payload, dict) and payload.get("idempotency_key") not in (None, header_key):
+                raise ApiError(400, "validation_error", "idempotency_key: differs from the Idempotency-Key header.")
+            payload = {**payload, "idempotency_key": header_key} if isinstance(payload, dict) else payload
+        serializer = SendSerializer(data=payload, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        accepted = services.accept(self.tenant, serializer.validated_data)
+        response = Response(accepted.body, status=status.HTTP_202_ACCEPTED)
+        if accepted.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    @extend_schema(request=RescheduleSerializer, responses={200: dict})
+    def partial_update(self, request, pk=None):
+        """Reschedule: `{"send_at": "..."}` moves the unsent scheduled messages."""
+        serializer = RescheduleSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(lifecycle.reschedule(self.get_object(), serializer.validated_data["send_at"]))
+
+    @extend_schema(request=None, responses={200: dict})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel every message not yet sent, and the rest of a bulk send's fan-out."""
+        return Response(lifecycle.cancel(self.get_object()))
+
+
+class MessageViewSet(TenantViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """Messages across notifications: `?status=failed` lists the dead letters, and `retry`
+    puts them back in the queue."""
+
+    queryset = Message.objects.select_related("recipient").prefetch_related("delivery_attempts")
+    serializer_class = MessageSerializer
+    pagination_class = HistoryPagination
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action != "list":
+            return queryset
+        params = self.request.query_params
+        queryset = filter_messages(queryset, params)
+        if params.get("notification"):
+            try:
+                queryset = queryset.filter(
+                    notification_id=serializers.UUIDField().to_internal_value(params["notification"])
+                )
+            except serializers.ValidationError:
+                raise ApiError(400, "validation_error", "notification: not a valid id.") from None
+        return queryset
+
+    @extend_schema(
+        parameters=[
+            *HISTORY_PARAMETERS,
+            OpenApiParameter("notification", str, description="A notification id."),
+            OpenApiParameter("error", str, description="Text in the last error."),
+        ]
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses={202: dict})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        """Replay one dead letter with a fresh attempt budget."""
+        message = self.get_object()
+        if message.status != Message.Status.FAILED:
+            raise ApiError(409, "not_failed", f"Only failed messages are retried; this one is {message.status}.")
+        lifecycle.replay(Message.objects.filter(pk=message.pk))
+        return Response({"id": str(message.id), "status": Message.Status.QUEUED}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=ReplaySerializer, responses={202: dict})
+    @action(detail=False, methods=["post"], url_path="retry")
+    def replay(self, request):
+        """Replay the dead letters matching the filters (`channel`, `category`, `error`, dates)."""
+        serializer = ReplaySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        filters = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in serializer.validated_data.items()}
+        messages = filter_messages(super().get_queryset(), filters)
+        return Response({"replayed": lifecycle.replay(messages)}, status=status.HTTP_202_ACCEPTED)
+
+
+class AlertoraNotifyView(TenantScopedMixin, APIView):
+    """`POST /notify`, as the original Alertora API documented it, on top of `accept`."""
+
+    write_role = Role.ADMIN
+
+    @extend_schema(request=AlertoraNotifySerializer, responses={202: dict})
+    def post(self, request):
+        serializer = AlertoraNotifySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        body = serializer.validated_data
+        recipient = self._recipient(body["recipient_id"])
+        send = SendSerializer(
+            data={
+                "recipient": recipient.external_id,
+                "category": body["notification_type"],
+                "channels": [body["channel"]],
+                "content": {body["channel"]: ALERTORA_CONTENT[body["channel"]]},
+                "data": alertora_data(body["content"], self.tenant.name),
+            },
+            context={"tenant": self.tenant},
+        )
+        send.is_valid(raise_exception=True)
+        accepted = services.accept(self.tenant, send.validated_data)
+        return Response(
+            {"message": "Notification accepted", "notification_id": str(accepted.notification.id)},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+    def _recipient(self, recipient_id: str) -> Recipient:
+        """Alertora clients send an external id or an email address (which becomes one)."""
+        existing = Recipient.objects.filter(tenant=self.tenant, external_id=recipient_id).first()
+        if existing is not None:
+            return existing
+        if "@" in recipient_id:
+            return upsert_recipient(self.tenant, recipient_id, {"email": recipient_id})[0]
+        raise ApiError(400, "unknown_recipient", f"No recipient with id {recipient_id!r}.", {"recipient": recipient_id})
+
+
+# Alertora sent one literal string. It travels as data, never as template source, so braces
+# in it are printed as written instead of being run as template code.
+ALERTORA_CONTENT = {
+    "email": {"subject": "{{ subject }}", "text": "{{ content }}"},
+    "sms": {"text": "{{ content }}"},
+    "push": {"title": "{{ sender }}", "body": "{{ content }}"},
+    "inapp": {"title": "{{ sender }}", "body": "{{ content }}"},
+}
+
+
+def alertora_data(text: str, sender: str) -> dict:
+    subject = text.strip().splitlines()[0][:120] if text.strip() else sender
+    return {"content": text, "subject": subject, "sender": sender}

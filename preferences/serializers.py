@@ -1,0 +1,317 @@
+import json
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from tenants.models import Category
+from tenants.serializers import validate_category_key
+
+from .models import CHANNELS, DEFAULT_TIMEZONE, Device, Recipient, Topic
+
+EXTERNAL_ID_PATTERN = re.compile(r"^[^/\x00-\x1f\x7f]{1,128}$")
+# BCP 47 as used for content: language, optional script, optional region, optional variants
+# (`en`, `fr-CA`, `zh-Hant-TW`, `es-419`, `de-CH-1996`). Extensions and private use are refused.
+LOCALE_PATTERN = re.compile(
+    r"^(?P<language>[A-Za-z]{2,3})(?:-(?P<script>[A-Za-z]{4}))?(?:-(?P<region>[A-Za-z]{2}|[0-9]{3}))?"
+    r"(?P<variants>(?:-(?:[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*)$"
+)
+# The unique (tenant, platform, token) index is a B-tree, whose entries must stay under ~2,700
+# bytes; real tokens are far shorter (FCM ~160 chars, APNs 64, a Web Push subscription ~400).
+MAX_TOKEN_BYTES = 2000
+APNS_TOKEN_PATTERN = re.compile(r"^[0-9A-Fa-f]{32,200}$")
+MAX_SUBSCRIBERS_PER_CALL = 10_000
+
+
+def validate_external_id(value: str) -> str:
+    if not isinstance(value, str) or not EXTERNAL_ID_PATTERN.match(value):
+        raise serializers.ValidationError("A recipient id is 1-128 characters, without '/' or control characters.")
+    return value
+
+
+def normalize_phone(value: str) -> str:
+    """Return the number in E.164 (`+14155552671`); spaces and punctuation are accepted on input."""
+    try:
+        number = phonenumbers.parse(value, None)  # no default region: the number must start with +
+    except phonenumbers.NumberParseException:
+        raise serializers.ValidationError(f"{value!r} is not a phone number in E.164 form (+14155552671).") from None
+    if not phonenumbers.is_valid_number(number):
+        raise serializers.ValidationError(f"{value!r} is not a valid phone number.")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_locale(value: str) -> str:
+    """Check the BCP 47 shape and return it in canonical case: `zh-hant-tw` -> `zh-Hant-TW`."""
+    match = LOCALE_PATTERN.match(value)
+    if not match:
+        raise serializers.ValidationError(f"{value!r} is not a BCP 47 locale such as 'en', 'fr-CA' or 'zh-Hant-TW'.")
+    parts = [match["language"].lower()]
+    if match["script"]:
+        parts.append(match["script"].title())
+    if match["region"]:
+        parts.append(match["region"].upper())
+    parts.extend(variant.lower() for variant in match["variants"].split("-") if variant)
+    return "-".join(parts)
+
+
+def validate_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):  # ValueError: not a key at all ("../x", "")
+        raise serializers.ValidationError(f"{value!r} is not an IANA timezone such as 'Europe/Paris'.") from None
+    return value
+
+
+def reject_nul(value):
+    """PostgreSQL's jsonb cannot hold U+0000; refuse it here instead of failing at INSERT."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise serializers.ValidationError("Text may not contain NUL characters.")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            reject_nul(key)
+            reject_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            reject_nul(item)
+    return value
+
+
+class RecipientSerializer(serializers.ModelSerializer):
+    """A recipient. On PUT, the fields sent are set and the others kept; `null` clears one."""
+
+    external_id = serializers.CharField(read_only=True)
+    email = serializers.EmailField(max_length=254, required=False, allow_blank=True, allow_null=True)
+    phone = serializers.CharField(max_length=40, required=False, allow_blank=True, allow_null=True)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, allow_null=True)
+    locale = serializers.CharField(max_length=35, required=False, allow_blank=True, allow_null=True)
+    timezone = serializers.CharField(max_length=64, required=False, allow_null=True)
+    data = serializers.JSONField(required=False, allow_null=True)
+
+    class Meta:
+        model = Recipient
+        fields = ["external_id", "email", "phone", "name", "locale", "timezone", "data", "created", "updated"]
+        read_only_fields = ["created", "updated"]
+
+    def validate_email(self, value):
+        # Lower-cased whole: providers and people treat addresses case-insensitively, and an
+        # exact match is what lets `?email=` and bounce handling use the index.
+        return (value or "").strip().lower()
+
+    def validate_phone(self, value):
+        return normalize_phone(value) if value else ""
+
+    def validate_name(self, value):
+        return value or ""
+
+    def validate_locale(self, value):
+        return normalize_locale(value) if value else ""
+
+    def validate_timezone(self, value):
+        return validate_timezone(value) if value is not None else DEFAULT_TIMEZONE
+
+    def validate_data(self, value):
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return reject_nul(value)
+
+
+class RecipientFilterSerializer(serializers.Serializer):
+    """Query parameters of `GET /recipients`, normalised like the stored values."""
+
+    email = serializers.CharField(required=False, max_length=254)
+    phone = serializers.CharField(required=False, max_length=40)
+    topic = serializers.CharField(required=False, max_length=64)
+
+    def validate_email(self, value):
+        return value.strip().lower()
+
+    def validate_phone(self, value):
+        return normalize_phone(value)
+
+
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "object", "description": "PushSubscription JSON"}]})
+class TokenField(serializers.Field):
+    """A string for FCM and APNs; the subscription object for Web Push (stored as JSON text)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str | dict):
+            raise serializers.ValidationError("Must be a string, or an object for webpush.")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+class DeviceSerializer(serializers.ModelSerializer):
+    platform = serializers.ChoiceField(choices=Device.Platform.choices)
+    token = TokenField()
+
+    class Meta:
+        model = Device
+        fields = ["id", "platform", "token", "active", "reason", "last_seen", "created"]
+        read_only_fields = ["id", "active", "reason", "last_seen", "created"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if instance.platform == Device.Platform.WEBPUSH:
+            data["token"] = json.loads(instance.token)  # hand back the object that was posted
+        return data
+
+    def validate(self, attrs):
+        platform, token = attrs["platform"], attrs["token"]
+        if platform == Device.Platform.WEBPUSH:
+            token = self.webpush_token(token)
+        elif not isinstance(token, str) or not token.strip():
+            raise serializers.ValidationError({"token": f"A {platform} token is a non-empty string."})
+        elif platform == Device.Platform.APNS:
+            if not APNS_TOKEN_PATTERN.match(token.strip()):
+                raise serializers.ValidationError({"token": "An APNs device token is a hexadecimal string."})
+            token = token.strip().lower()  # hex case varies between client libraries
+        else:
+            token = token.strip()
+            if any(char.isspace() for char in token):
+                raise serializers.ValidationError({"token": "A token has no whitespace."})
+        if len(token.encode()) > MAX_TOKEN_BYTES:
+            raise serializers.ValidationError({"token": f"A token is at most {MAX_TOKEN_BYTES} bytes."})
+        attrs["token"] = token
+        return attrs
+
+    @staticmethod
+    def webpush_token(token) -> str:
+        """Canonical JSON of a PushSubscription (https://www.w3.org/TR/push-api/#pushsubscription-interface)."""
+        if isinstance(token, str):
+            try:
+                token = json.loads(token)
+            except ValueError:
+                token = None
+        if not isinstance(token, dict):
+            raise serializers.ValidationError({"token": "A webpush token is the subscription object (JSON)."})
+        endpoint, keys = token.get("endpoint"), token.get("keys")
+        # Browsers hand out https endpoints; http is let through for local push-service fakes.
+        if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+            raise serializers.ValidationError({"token": "A webpush subscription needs an https `endpoint` URL."})
+        if not isinstance(keys, dict) or not all(isinstance(keys.get(k), str) and keys[k] for k in ("p256dh", "auth")):
+            raise serializers.ValidationError({"token": "A webpush subscription needs `keys.p256dh` and `keys.auth`."})
+        reject_nul(token)
+        subscription = {"endpoint": endpoint, "keys": {"p256dh": keys["p256dh"], "auth": keys["auth"]}}
+        if token.get("expirationTime") is not None:
+            subscription["expirationTime"] = token["expirationTime"]
+        return json.dumps(subscription, sort_keys=True, separators=(",", ":"))
+
+
+def check_channels(switches: dict) -> dict:
+    unknown = sorted(set(switches) - set(CHANNELS))
+    if unknown:
+        raise serializers.ValidationError(
+            f"Unknown channel(s): {', '.join(unknown)}. Channels are {', '.join(CHANNELS)}.", code="unknown_channel"
+        )
+    return switches
+
+
+class QuietHoursSerializer(serializers.Serializer):
+    """A daily window in the recipient's timezone; `22:00`-`07:00` crosses midnight."""
+
+    start = serializers.TimeField(format="%H:%M", input_formats=["%H:%M"])
+    end = serializers.TimeField(format="%H:%M", input_formats=["%H:%M"])
+
+    def validate(self, attrs):
+        if attrs["start"] == attrs["end"]:
+            raise serializers.ValidationError("`start` and `end` are equal; send `null` for no quiet hours.")
+        return attrs
+
+
+class PreferencesSerializer(serializers.Serializer):
+    """The whole preference document; what is left out takes its default (PUT replaces)."""
+
+    channels = serializers.DictField(child=serializers.BooleanField(), required=False, default=dict)
+    categories = serializers.DictField(
+        child=serializers.DictField(child=serializers.BooleanField()), required=False, default=dict
+    )
+    quiet_hours = QuietHoursSerializer(required=False, allow_null=True, default=None)
+
+    def validate_channels(self, value):
+        return check_channels(value)
+
+    def validate_categories(self, value):
+        for key, switches in value.items():
+            try:
+                check_channels(switches)
+            except serializers.ValidationError as exc:
+                raise serializers.ValidationError({key: exc.detail}) from None
+        unknown = set(value) - set(
+            Category.objects.filter(tenant=self.context["tenant"], key__in=list(value)).values_list("key", flat=True)
+        )
+        if unknown:
+            raise serializers.ValidationError(
+                f"Unknown category key(s): {', '.join(sorted(unknown))}.", code="unknown_category"
+            )
+        return value
+
+    def validate(self, attrs):
+        # A typo such as "chanels" would otherwise silently reset the channels to their defaults.
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(dict.fromkeys(unknown, "Unknown field."))
+        return attrs
+
+
+class TopicSerializer(serializers.ModelSerializer):
+    key = serializers.CharField(max_length=64, validators=[validate_category_key])
+    name = serializers.CharField(max_length=200, required=False)
+
+    class Meta:
+        model = Topic
+        fields = ["key", "name", "created"]
+        read_only_fields = ["created"]
+
+    def validate_key(self, value):
+        if Topic.objects.filter(tenant=self.context["tenant"], key=value).exists():
+            raise serializers.ValidationError(f"A topic with key {value!r} already exists.")
+        return value
+
+    def create(self, validated_data):
+        validated_data.setdefault("name", validated_data["key"])
+        return super().create(validated_data)
+
+
+class SubscribersSerializer(serializers.Serializer):
+    add = serializers.ListField(
+        child=serializers.CharField(max_length=128, trim_whitespace=False),
+        required=False,
+        default=list,
+        max_length=MAX_SUBSCRIBERS_PER_CALL,
+    )
+    remove = serializers.ListField(
+        child=serializers.CharField(max_length=128, trim_whitespace=False),
+        required=False,
+        default=list,
+        max_length=MAX_SUBSCRIBERS_PER_CALL,
+    )
+
+    def to_internal_value(self, data):
+        # Refuse an oversized call before validating 10,000+ strings one by one.
+        if isinstance(data, dict):
+            total = sum(len(data.get(k) or []) for k in ("add", "remove") if isinstance(data.get(k), list))
+            if total > MAX_SUBSCRIBERS_PER_CALL:
+                raise serializers.ValidationError(
+                    {"non_field_errors": [f"At most {MAX_SUBSCRIBERS_PER_CALL} ids per call (got {total})."]}
+                )
+        return super().to_internal_value(data)
+
+    def validate(self, attrs):
+        add, remove = list(dict.fromkeys(attrs["add"])), list(dict.fromkeys(attrs["remove"]))
+        both = sorted(set(add) & set(remove))
+        if both:
+            raise serializers.ValidationError(f"Both added and removed: {', '.join(both[:20])}.")
+        return {"add": add, "remove": remove}
+
+
+class SubscribersResultSerializer(serializers.Serializer):
+    added = serializers.IntegerField(help_text="Recipients newly subscribed")
+    removed = serializers.IntegerField(help_text="Recipients unsubscribed")
+    subscribers = serializers.IntegerField(help_text="Subscribers of the topic now")

@@ -1,0 +1,22 @@
+"""Drop a recipient's cached preferences whenever the recipient row changes or goes.
+
+Receivers rather than calls in the services, so that every writer (the API, the admin, the
+send pipeline's own saves) invalidates: the cache holds the recipient's timezone too.
+"""
+
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from .models import Recipient
+from .services import invalidate_preferences
+
+
+@receiver(post_save, sender=Recipient, dispatch_uid="preferences.recipient_saved")
+def recipient_saved(sender, instance: Recipient, created: bool, **kwargs) -> None:
+    if not created:  # a new recipient has no cached entry yet
+        invalidate_preferences(instance.tenant_id, instance.pk)
+
+
+@receiver(post_delete, sender=Recipient, dispatch_uid="preferences.recipient_deleted")
+def recipient_deleted(sender, instance: Recipient, **kwargs) -> None:
+    invalidate_preferences(instance.tenant_id, instance.pk)

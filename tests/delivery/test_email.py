@@ -1,0 +1,284 @@
+import pytest
+
+from delivery.channels import provider_class
+from delivery.channels.base import Code, Outgoing, ProviderError
+from delivery.channels.email import HEADER_MESSAGE_ID
+
+CONTENT = {
+    "subject": "Login from a new device",
+    "text": "Hi Ada, was it you?",
+    "html": "<p>Hi Ada, was it <b>you</b>?</p>",
+}
+
+
+def outgoing(to="ada@example.com", message_id="msg-1", **content) -> Outgoing:
+    return Outgoing(message_id=message_id, to=to, content={**CONTENT, **content})
+
+
+def smtp(server, **config):
+    config = {"host": server.host, "port": server.port, "from_email": "AlertFlow <alerts@example.com>", **config}
+    return provider_class("email", "smtp")(config)
+
+
+# --- SMTP -----------------------------------------------------------------------------------------
+
+
+def test_smtp_sends_text_and_html_and_answers_its_message_id(smtp_server):
+    sent = smtp(smtp_server).send(outgoing())
+
+    [received] = smtp_server.messages
+    assert (received.mail_from, received.rcpt_tos) == ("alerts@example.com", ["ada@example.com"])
+    message = received.message
+    assert message["Subject"] == "Login from a new device"
+    assert message["Message-ID"] == sent.provider_message_id
+    assert sent.provider_message_id.endswith("@example.com>")
+    assert message[HEADER_MESSAGE_ID] == "msg-1"
+    assert message.get_body(("plain",)).get_content().strip() == "Hi Ada, was it you?"
+    assert "<b>you</b>" in message.get_body(("html",)).get_content()
+
+
+def test_smtp_batch_reuses_one_connection(smtp_server):
+    with smtp(smtp_server) as provider:
+        for n in range(5):
+            provider.send(outgoing(to=f"user{n}@example.com", message_id=f"m{n}"))
+    assert len(smtp_server.messages) == 5
+    assert smtp_server.connections == 1
+
+
+def test_smtp_without_a_batch_connects_per_message(smtp_server):
+    provider = smtp(smtp_server)
+    provider.send(outgoing())
+    provider.send(outgoing())
+    assert smtp_server.connections == 2
+
+
+def test_smtp_sender_override_is_the_envelope_and_header_sender(smtp_server):
+    smtp(smtp_server).send(Outgoing("m", "ada@example.com", CONTENT, sender="security@example.org"))
+    [received] = smtp_server.messages
+    assert received.mail_from == "security@example.org"
+    assert received.message["From"] == "security@example.org"
+
+
+def test_smtp_4xx_reply_is_transient(smtp_server):
+    smtp_server.reply_next("451 4.3.0 Try again later")
+    with pytest.raises(ProviderError) as caught:
+        smtp(smtp_server).send(outgoing())
+    assert caught.value.transient
+    assert caught.value.code == Code.UNAVAILABLE
+    assert "451" in str(caught.value)
+
+
+def test_smtp_550_recipient_rejected_is_permanent(smtp_server):
+    smtp_server.refuse_recipient("gone@example.com", "550 5.1.1 No such user")
+    with pytest.raises(ProviderError) as caught:
+        smtp(smtp_server).send(outgoing(to="gone@example.com"))
+    assert caught.value.permanent
+    assert caught.value.code == Code.REJECTED
+    assert not caught.value.deactivate_device
+
+
+def test_smtp_batch_goes_on_after_a_refused_recipient_on_the_same_connection(smtp_server):
+    smtp_server.refuse_recipient("gone@example.com", "550 5.1.1 No such user")
+    with smtp(smtp_server) as provider:
+        provider.send(outgoing(to="a@example.com"))
+        with pytest.raises(ProviderError):
+            provider.send(outgoing(to="gone@example.com"))
+        provider.send(outgoing(to="b@example.com"))
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["a@example.com"], ["b@example.com"]]
+    assert smtp_server.connections == 1
+
+
+def test_smtp_421_closing_reply_is_transient_and_the_batch_reconnects(smtp_server):
+    smtp_server.reply_next("421 4.7.0 Closing connection")
+    with smtp(smtp_server) as provider:
+        with pytest.raises(ProviderError) as caught:
+            provider.send(outgoing(to="a@example.com"))
+        provider.send(outgoing(to="b@example.com"))
+    assert caught.value.transient
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["b@example.com"]]
+    assert smtp_server.connections == 2
+
+
+def test_smtp_connection_refused_is_transient(smtp_server):
+    provider = smtp(smtp_server)
+    smtp_server.stop()
+    with pytest.raises(ProviderError) as caught:
+        provider.send(outgoing())
+    assert caught.value.transient
+    assert caught.value.code == Code.UNAVAILABLE
+
+
+def test_smtp_malformed_address_is_refused_before_connecting(smtp_server):
+    with pytest.raises(ProviderError) as caught:
+        smtp(smtp_server).send(outgoing(to="not an address"))
+    assert (caught.value.permanent, caught.value.code) == (True, Code.INVALID_ADDRESS)
+    assert smtp_server.connections == 0
+
+
+@pytest.mark.parametrize(
+    ("config", "error"),
+    [
+        ({"port": 25}, "host: required"),
+        ({"host": "mail.example.com", "use_tls": True, "use_ssl": True}, "use_ssl: use_tls (STARTTLS) and use_ssl"),
+        ({"host": "mail.example.com", "port": 70000}, "port: must be an integer from 1 to 65535"),
+        ({"host": "mail.example.com", "username": "u"}, "password: username and password go together"),
+        ({"host": "mail.example.com", "timeout": 0}, "timeout: must be between 0 and 300 seconds"),
+        ({"host": "mail.example.com", "from_email": "nobody"}, "from_email: not an email address"),
+    ],
+)
+def test_smtp_config_errors_name_the_field(config, error):
+    config = {"from_email": "alerts@example.com", **config}
+    with pytest.raises(ValueError, match="^" + error.replace("(", r"\(").replace(")", r"\)")):
+        provider_class("email", "smtp").validate_config(config)
+
+
+def test_smtp_config_defaults_the_port_from_the_tls_mode():
+    validate = provider_class("email", "smtp").validate_config
+    base = {"host": "mail.example.com", "from_email": "alerts@example.com"}
+    assert validate(base)["port"] == 25
+    assert validate({**base, "use_tls": True})["port"] == 587
+    assert validate({**base, "use_ssl": "true"})["port"] == 465
+
+
+# --- ESPs through anymail -------------------------------------------------------------------------
+
+
+def esp(fake, kind, **config):
+    secrets = {
+        "sendgrid": {"api_key": "SG.test"},
+        "mailgun": {"api_key": "key-test", "sender_domain": "mg.example.com"},
+        "postmark": {"server_token": "pm-token"},
+        "amazon_ses": {"access_key_id": "AKIDTEST", "secret_access_key": "secret", "region": "eu-west-1"},
+    }[kind]
+    config = {**secrets, "from_email": "alerts@example.com", "api_url": fake.api_url(kind), **config}
+    return provider_class("email", kind)(config)
+
+
+def test_sendgrid_sends_through_anymail_and_answers_its_message_id(sendgrid_fake):
+    sent = esp(sendgrid_fake, "sendgrid").send(outgoing())
+
+    [request] = sendgrid_fake.requests
+    assert request.headers["authorization"] == "Bearer SG.test"
+    body = request.json()
+    assert body["personalizations"][0]["to"] == [{"email": "ada@example.com"}]
+    assert body["subject"] == "Login from a new device"
+    assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+    # anymail's metadata becomes SendGrid custom_args, which its webhooks echo back.
+    assert body["custom_args"]["alertflow_message_id"] == "msg-1"
+    assert sent.provider_message_id == body["personalizations"][0]["custom_args"]["anymail_id"]
+
+
+def test_sendgrid_batch_reuses_one_http_connection(sendgrid_fake):
+    with esp(sendgrid_fake, "sendgrid") as provider:
+        for n in range(3):
+            provider.send(outgoing(message_id=f"m{n}"))
+    assert len(sendgrid_fake.requests) == 3
+    assert sendgrid_fake.connections == 1
+
+
+def test_esp_429_is_transient_and_keeps_retry_after(sendgrid_fake):
+    sendgrid_fake.fail_next(429, headers={"Retry-After": "30"})
+    with pytest.raises(ProviderError) as caught:
+        esp(sendgrid_fake, "sendgrid").send(outgoing())
+    assert (caught.value.transient, caught.value.code, caught.value.retry_after) == (True, Code.RATE_LIMITED, 30.0)
+
+
+def test_esp_5xx_is_transient(sendgrid_fake):
+    sendgrid_fake.fail_next(503)
+    with pytest.raises(ProviderError) as caught:
+        esp(sendgrid_fake, "sendgrid").send(outgoing())
+    assert (caught.value.transient, caught.value.code) == (True, Code.UNAVAILABLE)
+
+
+def test_esp_other_4xx_is_permanent(sendgrid_fake):
+    sendgrid_fake.fail_next(400, {"errors": [{"message": "Does not contain a valid address.", "field": "to"}]})
+    with pytest.raises(ProviderError) as caught:
+        esp(sendgrid_fake, "sendgrid").send(outgoing())
+    assert (caught.value.permanent, caught.value.code) == (True, Code.BAD_REQUEST)
+    assert "valid address" in str(caught.value)
+
+
+def test_esp_bad_api_key_is_a_permanent_auth_error(sendgrid_fake):
+    sendgrid_fake.fail_next(401, {"errors": [{"message": "The provided authorization grant is invalid"}]})
+    with pytest.raises(ProviderError) as caught:
+        esp(sendgrid_fake, "sendgrid").send(outgoing())
+    assert (caught.value.permanent, caught.value.code) == (True, Code.AUTH)
+
+
+def test_esp_unreachable_is_transient(sendgrid_fake):
+    provider = esp(sendgrid_fake, "sendgrid")
+    sendgrid_fake.stop()
+    with pytest.raises(ProviderError) as caught:
+        provider.send(outgoing())
+    assert (caught.value.transient, caught.value.code) == (True, Code.UNAVAILABLE)
+
+
+def test_mailgun_sends_to_its_domain_and_answers_mailguns_id(sendgrid_fake):
+    sent = esp(sendgrid_fake, "mailgun").send(outgoing())
+    [request] = sendgrid_fake.requests
+    assert request.path == "/v3/mg.example.com/messages"
+    assert sent.provider_message_id.endswith("@mg.example.com>")
+
+
+def test_postmark_sends_with_its_server_token(sendgrid_fake):
+    sent = esp(sendgrid_fake, "postmark").send(outgoing())
+    [request] = sendgrid_fake.requests
+    assert request.headers["x-postmark-server-token"] == "pm-token"
+    assert request.json()["To"] == "ada@example.com"
+    assert len(sent.provider_message_id) == 36
+
+
+def test_amazon_ses_sends_through_boto3_to_the_configured_endpoint(sendgrid_fake):
+    sent = esp(sendgrid_fake, "amazon_ses").send(outgoing())
+    [request] = sendgrid_fake.requests
+    assert request.path == "/v2/email/outbound-emails"
+    assert "Credential=AKIDTEST/" in request.headers["authorization"]
+    assert sent.provider_message_id.startswith("0100")
+
+
+def test_amazon_ses_throttling_is_transient_without_botocore_retrying(sendgrid_fake):
+    sendgrid_fake.fail_next(429, {"__type": "TooManyRequestsException", "message": "Maximum sending rate exceeded."})
+    with pytest.raises(ProviderError) as caught:
+        esp(sendgrid_fake, "amazon_ses").send(outgoing())
+    assert (caught.value.transient, caught.value.code) == (True, Code.RATE_LIMITED)
+    assert len(sendgrid_fake.requests) == 1
+
+
+def test_amazon_ses_rejected_message_is_permanent(sendgrid_fake):
+    sendgrid_fake.fail_next(400, {"__type": "MessageRejected", "message": "Email address is not verified."})
+    with pytest.raises(ProviderError) as caught:
+        esp(sendgrid_fake, "amazon_ses").send(outgoing())
+    assert caught.value.permanent
+
+
+@pytest.mark.parametrize(
+    ("kind", "config", "error"),
+    [
+        ("sendgrid", {}, "api_key: required"),
+        ("sendgrid", {"api_key": "k", "api_url": "ftp://x"}, "api_url: must be an http(s) URL"),
+        ("mailgun", {"api_key": "k", "sender_domain": 3}, "sender_domain: must be a string"),
+        ("postmark", {"api_key": "k"}, "api_key: unknown setting"),
+        ("amazon_ses", {"access_key_id": "a", "secret_access_key": "s"}, "region: required"),
+    ],
+)
+def test_esp_config_errors_name_the_field(kind, config, error):
+    with pytest.raises(ValueError, match="^" + error.replace("(", r"\(").replace(")", r"\)")):
+        provider_class("email", kind).validate_config({"from_email": "alerts@example.com", **config})
+
+
+# --- Console sink ---------------------------------------------------------------------------------
+
+
+def test_console_email_writes_an_eml_file_a_person_can_open(var_dir):
+    import email
+    import email.policy
+
+    sent = provider_class("email", "console")({}).send(outgoing(message_id="0193-abc"))
+
+    [path] = (var_dir / "sinks" / "email").iterdir()
+    assert path.name == sent.provider_message_id
+    assert path.name.endswith("-0193-abc.eml")
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert message["To"] == "ada@example.com"
+    assert message["Subject"] == "Login from a new device"
+    assert "<b>you</b>" in message.get_body(("html",)).get_content()

@@ -1,0 +1,62 @@
+"""Pytest fixtures for the provider fakes: each starts on 127.0.0.1 and stops after the test.
+
+Import them into a conftest: `from tests.fakes.fixtures import *  # noqa: F403`.
+"""
+
+import pytest
+
+from .apns import ApnsFake
+from .esp import EspFake
+from .fcm import FcmFake
+from .smtp import SmtpFake
+from .twilio import TwilioFake
+from .webpush import WebPushFake
+
+__all__ = ["apns_fake", "fcm_fake", "sendgrid_fake", "smtp_server", "twilio_fake", "webpush_fake"]
+
+
+@pytest.fixture
+def smtp_server():
+    fake = SmtpFake().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def twilio_fake(settings):
+    """A Twilio API; ALERTFLOW_TWILIO_BASE_URL points the real SDK at it."""
+    fake = TwilioFake().start()
+    settings.ALERTFLOW_TWILIO_BASE_URL = fake.url
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fcm_fake(settings):
+    """FCM v1 and its OAuth endpoint; ALERTFLOW_FCM_BASE_URL points firebase-admin at it."""
+    fake = FcmFake().start()
+    settings.ALERTFLOW_FCM_BASE_URL = fake.url
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def apns_fake():
+    fake = ApnsFake().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def webpush_fake():
+    fake = WebPushFake().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def sendgrid_fake():
+    """SendGrid's send API (and Mailgun's, Postmark's, SES v2's: `fake.api_url(kind)`)."""
+    fake = EspFake().start()
+    yield fake
+    fake.stop()

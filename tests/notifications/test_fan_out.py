@@ -1,0 +1,118 @@
+import pytest
+
+from notifications import services
+from notifications.models import Message, Notification
+from preferences.models import Recipient
+from tests.factories import RecipientFactory, TopicFactory
+
+from .conftest import EMAIL
+
+pytestmark = pytest.mark.django_db
+
+
+def bulk(client, recipients, **extra):
+    body = {"recipients": recipients, "channels": ["email"], "content": EMAIL, **extra}
+    return client.post("/api/v1/notifications", body, format="json")
+
+
+def test_bulk_send_answers_at_once_and_fans_out_in_chunks(admin, tenant, settings, monkeypatch):
+    monkeypatch.setattr(services, "FAN_OUT_CHUNK", 3)
+    for n in range(7):
+        RecipientFactory(tenant=tenant, external_id=f"u{n}")
+
+    response = bulk(admin, [f"u{n}" for n in range(7)] + [{"id": "fresh", "email": "fresh@example.com"}])
+
+    assert response.status_code == 202
+    assert "messages" not in response.json()
+    notification = Notification.objects.get(pk=response.json()["id"])
+    assert notification.status == "fanning_out"
+    assert services.fan_out(notification.id) == 8
+    notification.refresh_from_db()
+    assert notification.status == "accepted"
+    assert Message.objects.filter(notification=notification, batched=True, status="queued").count() == 8
+    assert Recipient.objects.filter(tenant=tenant, external_id="fresh").exists()
+
+
+def test_a_second_fan_out_of_the_same_notification_writes_nothing(admin, tenant):
+    RecipientFactory(tenant=tenant, external_id="u1")
+    notification_id = bulk(admin, ["u1"]).json()["id"]
+
+    services.fan_out(notification_id)
+
+    assert services.fan_out(notification_id) == 0
+    assert Message.objects.count() == 1
+
+
+def test_fan_out_resumes_from_its_cursor(admin, tenant, monkeypatch):
+    monkeypatch.setattr(services, "FAN_OUT_CHUNK", 2)
+    for n in range(5):
+        RecipientFactory(tenant=tenant, external_id=f"u{n}")
+    notification = Notification.objects.get(pk=bulk(admin, [f"u{n}" for n in range(5)]).json()["id"])
+    # As if a worker had written the first chunk and died.
+    Notification.objects.filter(pk=notification.pk).update(fanned_out=2)
+
+    assert services.fan_out(notification.id) == 3
+    assert sorted(Message.objects.values_list("recipient__external_id", flat=True)) == ["u2", "u3", "u4"]
+
+
+def test_bulk_with_unknown_ids_is_400_listing_them(admin, tenant):
+    RecipientFactory(tenant=tenant, external_id="u1")
+
+    response = bulk(admin, ["u1", "ghost", "phantom"])
+
+    assert response.status_code == 400
+    assert "ghost" in response.json()["error"]["message"]
+    assert "phantom" in response.json()["error"]["message"]
+    assert not Notification.objects.exists()
+
+
+def test_bulk_over_10000_recipients_is_400(admin):
+    response = bulk(admin, [f"u{n}" for n in range(10_001)])
+
+    assert response.status_code == 400
+
+
+def test_bulk_respects_each_recipients_preferences(admin, tenant):
+    RecipientFactory(tenant=tenant, external_id="yes")
+    RecipientFactory(tenant=tenant, external_id="no")
+    admin.put("/api/v1/recipients/no/preferences", {"channels": {"email": False}}, format="json")
+
+    services.fan_out(bulk(admin, ["yes", "no"]).json()["id"])
+
+    statuses = dict(Message.objects.values_list("recipient__external_id", "status"))
+    assert statuses == {"yes": "queued", "no": "suppressed"}
+
+
+def test_topic_send_reaches_every_subscriber(admin, tenant, monkeypatch):
+    monkeypatch.setattr(services, "FAN_OUT_CHUNK", 2)
+    topic = TopicFactory(tenant=tenant, key="news")
+    subscribers = [RecipientFactory(tenant=tenant) for _ in range(5)]
+    RecipientFactory(tenant=tenant)  # not subscribed
+    admin.post(f"/api/v1/topics/{topic.key}/subscribers", {"add": [r.external_id for r in subscribers]}, format="json")
+
+    response = admin.post(
+        "/api/v1/notifications", {"topic": "news", "channels": ["email"], "content": EMAIL}, format="json"
+    )
+    services.fan_out(response.json()["id"])
+
+    assert response.status_code == 202
+    assert set(Message.objects.values_list("recipient_id", flat=True)) == {r.pk for r in subscribers}
+
+
+def test_unknown_topic_is_400(admin):
+    response = admin.post(
+        "/api/v1/notifications", {"topic": "nope", "channels": ["email"], "content": EMAIL}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "topic" in response.json()["error"]["details"]["fields"]
+
+
+def test_another_tenants_topic_is_unknown(outsider, tenant):
+    TopicFactory(tenant=tenant, key="news")
+
+    response = outsider.post(
+        "/api/v1/notifications", {"topic": "news", "channels": ["email"], "content": EMAIL}, format="json"
+    )
+
+    assert response.status_code == 400

@@ -1,0 +1,86 @@
+import threading
+
+import pytest
+from django.db import connection
+
+from notifications.models import Message, Notification
+from tests.factories import RecipientFactory
+
+from .conftest import send
+
+
+@pytest.mark.django_db
+def test_repeated_header_key_answers_the_first_response_and_sends_nothing_new(admin, ada):
+    first = admin.post(
+        "/api/v1/notifications",
+        {"recipient": "ada", "channels": ["email"], "content": {"email": {"subject": "s", "text": "t"}}},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="login-8841",
+    )
+    again = admin.post(
+        "/api/v1/notifications",
+        {"recipient": "ada", "channels": ["email"], "content": {"email": {"subject": "s", "text": "t"}}},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="login-8841",
+    )
+
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert Notification.objects.count() == 1
+    assert Message.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_body_key_works_like_the_header(admin, ada):
+    first = send(admin, recipient="ada", channels=["email"], idempotency_key="k1").json()
+    again = send(admin, recipient="ada", channels=["email"], idempotency_key="k1").json()
+
+    assert again == first
+    assert Notification.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_same_key_with_another_body_is_409(admin, ada):
+    send(admin, recipient="ada", channels=["email"], idempotency_key="k1")
+
+    response = send(admin, recipient="ada", channels=["sms"], idempotency_key="k1")
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "idempotency_conflict"
+
+
+@pytest.mark.django_db
+def test_keys_are_per_tenant(admin, outsider, ada, outsider_tenant):
+    RecipientFactory(tenant=outsider_tenant, external_id="ada")
+
+    send(admin, recipient="ada", channels=["email"], idempotency_key="shared")
+    response = send(outsider, recipient="ada", channels=["email"], idempotency_key="shared")
+
+    assert response.status_code == 202
+    assert Notification.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_with_one_key_create_one_notification(admin, ada):
+    """The database constraint, not a read-then-write, decides: run the requests at once."""
+    barrier = threading.Barrier(4)
+    results = []
+
+    def post():
+        barrier.wait()
+        try:
+            results.append(send(admin, recipient="ada", channels=["email"], idempotency_key="race").json()["id"])
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(results) == 4
+    assert len(set(results)) == 1
+    assert Notification.objects.count() == 1
+    assert Message.objects.count() == 1

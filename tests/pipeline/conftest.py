@@ -1,0 +1,47 @@
+import pytest
+
+from delivery.models import Provider
+from delivery.providers import clear_cache
+from notifications.models import Message
+from tests.factories import RecipientFactory
+from tests.fakes.fixtures import *  # noqa: F403
+
+CONTENT = {
+    "email": {"subject": "Hello {{ recipient.name }}", "text": "Code {{ code }}", "html": "<b>{{ code }}</b>"},
+    "sms": {"text": "Code {{ code }}"},
+    "push": {"title": "Hi", "body": "Code {{ code }}"},
+    "inapp": {"title": "Hi", "body": "Code {{ code }}"},
+}
+
+
+@pytest.fixture(autouse=True)
+def fresh_provider_cache(settings, tmp_path):
+    """Providers are cached per process; console sinks write under a VAR_DIR of the test's own."""
+    settings.VAR_DIR = tmp_path
+    clear_cache()
+    yield
+    clear_cache()
+
+
+@pytest.fixture
+def ada(tenant):
+    return RecipientFactory(tenant=tenant, external_id="ada", name="Ada", email="ada@example.com", phone="+14155552671")
+
+
+def add_provider(tenant, channel, kind, config, *, name=None, priority=0) -> Provider:
+    provider = Provider(tenant=tenant, channel=channel, kind=kind, name=name or f"{kind}-{priority}", priority=priority)
+    provider.set_config(config)
+    provider.save()
+    return provider
+
+
+def smtp_config(server) -> dict:
+    return {"host": server.host, "port": server.port, "from_email": "noreply@acme.test", "timeout": 2}
+
+
+def accept(client, channels, recipient="ada", **extra) -> list[Message]:
+    """Accept a send through the API and return its messages (not yet delivered)."""
+    body = {"recipient": recipient, "channels": channels, "content": CONTENT, "data": {"code": "4711"}, **extra}
+    response = client.post("/api/v1/notifications", body, format="json")
+    assert response.status_code == 202, response.content
+    return list(Message.objects.filter(notification_id=response.json()["id"]).order_by("channel"))
