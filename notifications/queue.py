@@ -33,8 +33,9 @@ def _publish(task: str, args: list, queue: str, priority: int) -> bool:
     try:
         app.send_task(task, args=args, queue=queue, priority=priority)
         return True
-    except Exception:
-        logger.warning("Broker unavailable: %s left for the sweeper", task, exc_info=True)
+    except Exception as exc:
+        # One line, no traceback: during an outage this fires once per message.
+        logger.warning("Broker unavailable, %s left for the sweeper: %s", task, exc)
         return False
 
 

@@ -1,0 +1,91 @@
+"""The real broker: priority lists on Redis, a real Celery worker, and a broker outage."""
+
+import time
+
+import kombu.pools
+import pytest
+import redis
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings
+
+from config.celery import app
+from delivery import timers
+from notifications import services
+from notifications.models import Message
+from tests.factories import RecipientFactory
+
+from .conftest import CONTENT, accept, add_provider, smtp_config
+
+
+@pytest.fixture
+def broker():
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def dead_broker():
+    """Point the Celery app at a port where nothing listens, as during a Redis outage."""
+    original = app.conf.broker_url
+    switch_broker("redis://127.0.0.1:1/0")
+    yield
+    switch_broker(original)
+
+
+def switch_broker(url: str) -> None:
+    app.conf.broker_url = app.conf.broker_write_url = url
+    app.pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+    kombu.pools.reset()  # kombu keeps producer pools per connection, closed ones included
+
+
+@pytest.mark.django_db
+def test_priorities_land_on_their_own_redis_lists(admin, tenant, ada, broker, django_capture_on_commit_callbacks):
+    """0 is the highest step on Redis; bulk batches sit one step below single sends."""
+    RecipientFactory(tenant=tenant, external_id="bob")
+    with django_capture_on_commit_callbacks(execute=True):
+        accept(admin, ["email"], priority="critical")
+        accept(admin, ["email"], priority="normal")
+        body = {"recipients": ["ada", "bob"], "channels": ["email"], "content": CONTENT, "priority": "low"}
+        notification_id = admin.post("/api/v1/notifications", body, format="json").json()["id"]
+    with django_capture_on_commit_callbacks(execute=True):
+        services.fan_out(notification_id)
+
+    assert broker.llen("email") == 1  # critical: step 0
+    assert broker.llen("email:2") == 1  # normal single send
+    assert broker.llen("email:4") == 1  # one batch of the low bulk send (low + 1)
+    assert broker.llen("default:2") == 1  # the fan-out task itself, at normal
+
+
+@pytest.mark.django_db
+def test_accepting_while_the_broker_is_down_answers_202_and_the_sweeper_catches_up(
+    admin, ada, broker, dead_broker, django_capture_on_commit_callbacks, settings
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        [message] = accept(admin, ["email"])
+
+    assert Message.objects.get(pk=message.pk).status == "queued"
+    assert broker.llen("email:2") == 0
+
+    # Redis is back (the fixture's broker is the live one); the sweeper re-publishes.
+    switch_broker(settings.CELERY_BROKER_URL)
+    settings.ALERTFLOW_STALE_QUEUED_SECONDS = 0
+    with django_capture_on_commit_callbacks(execute=True):
+        assert timers.sweep_stale()["messages"] == 1
+    assert broker.llen("email:2") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_delivers_through_the_broker(admin, tenant, ada, smtp_server, broker):
+    add_provider(tenant, "email", "smtp", smtp_config(smtp_server))
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        [message] = accept(admin, ["email"])
+        deadline = time.monotonic() + 15
+        while Message.objects.get(pk=message.pk).status != "sent" and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    assert Message.objects.get(pk=message.pk).status == "sent"
+    assert len(smtp_server.messages) == 1
