@@ -218,6 +218,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name per vocabulary, so generated clients get `ChannelEnum`, not `Channel5d4Enum`.
+    "ENUM_NAME_OVERRIDES": {
+        "ChannelEnum": "alertflow.choices.Channel",
+        "PriorityEnum": "alertflow.choices.Priority",
+        "RoleEnum": "alertflow.choices.Role",
+        "ProviderChannelEnum": "delivery.models.PROVIDER_CHANNELS",
+        "MessageStatusEnum": "notifications.models.Message.Status",
+        "NotificationStatusEnum": "notifications.models.Notification.Status",
+    },
 }
 
 # --- AlertFlow ------------------------------------------------------------------------------

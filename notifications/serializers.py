@@ -1,4 +1,5 @@
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from alertflow.choices import Channel, Priority
@@ -15,6 +16,19 @@ from .models import DeliveryAttempt, Message, Notification
 MAX_BULK_RECIPIENTS = 10_000
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "description": "A recipient's external id."},
+            {
+                "type": "object",
+                "required": ["id"],
+                "properties": {"id": {"type": "string"}},
+                "additionalProperties": True,
+            },
+        ]
+    }
+)
 class RecipientTarget(serializers.Field):
     """A recipient: an external id, or an object with `id` and contact fields that upserts."""
 

@@ -178,7 +178,7 @@ class MessageViewSet(TenantViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
         lifecycle.replay(Message.objects.filter(pk=message.pk))
         return Response({"id": str(message.id), "status": Message.Status.QUEUED}, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=ReplaySerializer, responses={202: dict})
+    @extend_schema(request=ReplaySerializer, responses={202: dict}, operation_id="messages_retry_matching")
     @action(detail=False, methods=["post"], url_path="retry")
     def replay(self, request):
         """Replay the dead letters matching the filters (`channel`, `category`, `error`, dates)."""

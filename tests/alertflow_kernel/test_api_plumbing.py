@@ -121,3 +121,11 @@ def test_openapi_schema_and_docs_are_served(anonymous):
     assert schema.status_code == 200
     assert "/api/v1/register" in schema.json()["paths"]
     assert docs.status_code == 200
+
+
+def test_openapi_schema_generates_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--file", str(tmp_path / "schema.yml"), "--fail-on-warn", "--validate")
+
+    assert "/api/v1/notifications" in (tmp_path / "schema.yml").read_text()
