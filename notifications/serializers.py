@@ -3,15 +3,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from alertflow.choices import Channel, Priority
-from alertflow.errors import ApiError
 from preferences.models import Recipient, Topic
 from preferences.serializers import RecipientSerializer
 from templates_app.rendering import validate_content
-from templates_app.services import resolve_version
 from tenants.models import Category
 from tenants.serializers import ChannelListField
 
 from .models import DeliveryAttempt, Message, Notification
+from .services import template_for
 
 MAX_BULK_RECIPIENTS = 10_000
 
@@ -114,10 +113,10 @@ class SendSerializer(serializers.Serializer):
 
     @staticmethod
     def _check_template(tenant, attrs):
-        try:
-            version = resolve_version(tenant, attrs["template"], tenant.default_locale, attrs.get("template_version"))
-        except ApiError as exc:
-            raise serializers.ValidationError({"template": str(exc.detail)}) from None
+        version = template_for(tenant, attrs["template"], tenant.default_locale, attrs.get("template_version"))
+        if version is None:
+            wanted = f"version {attrs['template_version']} of " if attrs.get("template_version") else ""
+            raise serializers.ValidationError({"template": f"No {wanted}template {attrs['template']!r}."})
         missing = [c for c in attrs["channels"] if c not in version.channels]
         if missing:
             raise serializers.ValidationError(

@@ -18,6 +18,7 @@ from alertflow.choices import Channel
 from alertflow.errors import ApiError
 from preferences.models import Device, Recipient
 from preferences.services import decide, upsert_recipient
+from templates_app.models import Template
 from templates_app.services import resolve_version
 from tenants.models import Tenant
 
@@ -238,27 +239,36 @@ def address_for(recipient: Recipient, channel: str, has_device: bool) -> str | N
     return "inbox"
 
 
-def _template_version(notification: Notification, recipient: Recipient, cache: dict):
-    """The template version pinned for this recipient's locale (DESIGN 3, step 4).
+def template_for(tenant: Tenant, code: str, locale: str | None, version: int | None = None):
+    """The template version a recipient gets, or None when the template is gone.
 
-    Version numbers count per locale, so a pinned number the recipient's locale lacks falls
-    back to the tenant's default locale, where accept checked it exists. None when the template
-    is gone altogether (deleted since accept): the message is then dead-lettered, not retried.
+    The locale chain (`fr-CA` -> `fr` -> tenant default -> `en`) comes first. A template that
+    exists only in other locales is still sent, in the locale it was first written in: some
+    message beats none. A pinned version number the chosen locale lacks is looked up the same
+    way (version numbers count per locale).
     """
+    try:
+        return resolve_version(tenant, code, locale, version)
+    except ApiError:
+        pass
+    first = Template.objects.live().filter(tenant=tenant, code=code).order_by("created").first()
+    if first is None:
+        return None
+    try:
+        return resolve_version(tenant, code, first.locale, version)
+    except ApiError:
+        return None
+
+
+def _template_version(notification: Notification, recipient: Recipient, cache: dict):
+    """The template version pinned for this recipient's locale (DESIGN 3, step 4), cached per
+    locale for a fan-out chunk. None means the template was deleted after the send was accepted:
+    the message is then dead-lettered, not retried."""
     if not notification.template:
         return None
-    tenant = notification.tenant
-    locale = recipient.locale or tenant.default_locale
+    locale = recipient.locale or notification.tenant.default_locale
     if locale not in cache:
-        try:
-            cache[locale] = resolve_version(tenant, notification.template, locale, notification.template_version)
-        except ApiError:
-            try:
-                cache[locale] = resolve_version(
-                    tenant, notification.template, tenant.default_locale, notification.template_version
-                )
-            except ApiError:
-                cache[locale] = None
+        cache[locale] = template_for(notification.tenant, notification.template, locale, notification.template_version)
     return cache[locale]
 
 

@@ -191,3 +191,12 @@ def test_a_pinned_version_missing_in_the_recipients_locale_falls_back_to_the_def
     assert body.status_code == 202, body.content
     version = Message.objects.select_related("template_version__template").get().template_version
     assert (version.template.locale, version.number) == ("en", 2)
+
+
+def test_a_template_only_in_another_locale_is_still_sent(admin, ada):
+    admin.post("/api/v1/templates", {"code": "fr_only", "name": "F", "locale": "fr", "channels": EMAIL}, format="json")
+
+    response = send(admin, recipient="ada", channels=["email"], template="fr_only", content=None)
+
+    assert response.status_code == 202, response.content
+    assert Message.objects.get().template_version.template.locale == "fr"
