@@ -248,6 +248,10 @@ ALERTFLOW_WS_URL = env_str("ALERTFLOW_WS_URL", "ws://localhost:8001")
 # would then make every stored provider secret unreadable.
 ALERTFLOW_ENCRYPTION_KEY = env_list("ALERTFLOW_ENCRYPTION_KEY", [])
 
+# Web Push subscription endpoints must be public https URLs (no SSRF into our network);
+# development against a local push-service fake turns this on.
+ALERTFLOW_WEBPUSH_ALLOW_PRIVATE = env_bool("ALERTFLOW_WEBPUSH_ALLOW_PRIVATE", False)
+
 # --- Delivery --------------------------------------------------------------------------------
 # Retries: exponential backoff with full jitter from this base, capped, for at most this many
 # attempts in all (the first send included).

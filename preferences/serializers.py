@@ -1,8 +1,11 @@
+import ipaddress
 import json
 import re
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -23,6 +26,25 @@ LOCALE_PATTERN = re.compile(
 MAX_TOKEN_BYTES = 2000
 APNS_TOKEN_PATTERN = re.compile(r"^[0-9A-Fa-f]{32,200}$")
 MAX_SUBSCRIBERS_PER_CALL = 10_000
+
+
+def endpoint_allowed(endpoint: str) -> bool:
+    """Browsers hand out https URLs of public push services. Anything else would let a tenant
+    make our workers POST to an address of its choosing inside our network (SSRF), so loopback,
+    private and link-local hosts are refused unless a deployment allows them (local fakes)."""
+    parsed = urlsplit(endpoint)
+    if settings.ALERTFLOW_WEBPUSH_ALLOW_PRIVATE:
+        return parsed.scheme in ("https", "http") and bool(parsed.hostname)
+    if parsed.scheme != "https" or not parsed.hostname:
+        return False
+    host = parsed.hostname.lower()
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return True  # a name: push services are public names
+    return address.is_global
 
 
 def validate_external_id(value: str) -> str:
@@ -192,9 +214,10 @@ class DeviceSerializer(serializers.ModelSerializer):
         if not isinstance(token, dict):
             raise serializers.ValidationError({"token": "A webpush token is the subscription object (JSON)."})
         endpoint, keys = token.get("endpoint"), token.get("keys")
-        # Browsers hand out https endpoints; http is let through for local push-service fakes.
-        if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
-            raise serializers.ValidationError({"token": "A webpush subscription needs an https `endpoint` URL."})
+        if not isinstance(endpoint, str) or not endpoint_allowed(endpoint):
+            raise serializers.ValidationError(
+                {"token": "A webpush subscription needs a public https `endpoint` URL (a browser push service)."}
+            )
         if not isinstance(keys, dict) or not all(isinstance(keys.get(k), str) and keys[k] for k in ("p256dh", "auth")):
             raise serializers.ValidationError({"token": "A webpush subscription needs `keys.p256dh` and `keys.auth`."})
         reject_nul(token)
