@@ -8,6 +8,7 @@ from tenants.views import RegisterView
 
 api_v1 = [
     path("health", HealthView.as_view(), name="health"),
+    path("health/live", HealthView.as_view(), name="live"),  # the name some clients probe
     path("health/ready", ReadyView.as_view(), name="ready"),
     path("", include("tenants.urls")),
     path("", include("preferences.urls")),

@@ -86,6 +86,11 @@ def test_unexpected_error_is_500_in_error_shape(owner, monkeypatch):
     assert "boom" not in response.content.decode()
 
 
+def test_liveness_answers_under_both_names(anonymous):
+    assert anonymous.get("/api/v1/health").json() == {"status": "ok"}
+    assert anonymous.get("/api/v1/health/live").json() == {"status": "ok"}
+
+
 def test_readiness_checks_database_and_redis(anonymous):
     response = anonymous.get("/api/v1/health/ready")
 
