@@ -93,7 +93,7 @@ class ProviderPool:
 FLUSH_EVERY = 25
 
 SETTLED_FIELDS = [
-    "status", "reason", "updated", "sent", "failed", "next_attempt", "provider",
+    "status", "reason", "updated", "sent", "failed", "next_attempt", "provider", "attempts",
     "provider_message_id", "error", "rendered", "to",
 ]  # fmt: skip
 
@@ -298,6 +298,12 @@ def settle(message: Message, outcome: Outcome) -> None:
     )
     if outcome.sent:
         message.status, message.sent, message.next_attempt, message.reason = Message.Status.SENT, now, None, ""
+    elif not outcome.permanent and not outcome.attempts:
+        # No provider was tried (breakers open, rate limits full): not an attempt, so it does not
+        # spend the budget; come back when the first provider may be tried again.
+        message.attempts -= 1
+        message.status, message.reason = Message.Status.RETRYING, "providers_unavailable"
+        message.next_attempt = now + timedelta(seconds=(outcome.retry_after or 1) * random.uniform(1, 1.2))
     elif outcome.permanent or message.attempts >= settings.ALERTFLOW_MAX_ATTEMPTS:
         message.status, message.failed, message.next_attempt = Message.Status.FAILED, now, None
         message.reason = "permanent_failure" if outcome.permanent else "retries_exhausted"

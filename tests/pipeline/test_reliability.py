@@ -48,9 +48,12 @@ def test_breaker_opens_after_repeated_failures_and_skips_the_provider(admin, ten
     assert guards.breaker_state(str(down.id)) == "open"
     pipeline.deliver([third.id])
 
-    assert reload(third).error.startswith("circuit_open")
-    assert reload(third).delivery_attempts.count() == 0  # not even tried
-    assert reload(third).status == "retrying"
+    third = reload(third)
+    assert third.error.startswith("circuit_open")
+    assert third.delivery_attempts.count() == 0  # not even tried...
+    assert third.attempts == 0  # ...so it spends none of the retry budget
+    assert (third.status, third.reason) == ("retrying", "providers_unavailable")
+    assert third.next_attempt >= timezone.now() + timedelta(seconds=settings.ALERTFLOW_BREAKER_COOLDOWN_SECONDS - 1)
 
 
 def test_half_open_breaker_lets_one_probe_through_and_closes_on_success(admin, tenant, ada, smtp_server, settings):
