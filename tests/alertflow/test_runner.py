@@ -183,3 +183,19 @@ def test_banner_createsuperuser_needs_debug_only_without_a_secret_key(tmp_path):
 def test_exit_descriptions_name_the_signal():
     assert describe_exit(3) == "exit code 3"
     assert describe_exit(-signal.SIGKILL) == "killed by SIGKILL"
+
+
+def test_worker_and_beat_are_restarted_but_not_in_a_crash_loop():
+    from alertflow.management.commands.run import MAX_RESTARTS, RESTART_WINDOW, may_restart
+
+    now = 1000.0
+    assert may_restart("worker", [], now)
+    assert may_restart("beat", [now - 1] * (MAX_RESTARTS - 1), now)
+    assert not may_restart("worker", [now - 1] * MAX_RESTARTS, now)
+    assert may_restart("worker", [now - RESTART_WINDOW - 1] * MAX_RESTARTS, now)
+
+
+def test_web_ws_and_redis_dying_stops_everything():
+    from alertflow.management.commands.run import may_restart
+
+    assert not any(may_restart(name, [], 0.0) for name in ("web", "ws", "redis"))

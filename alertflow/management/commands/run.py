@@ -230,6 +230,20 @@ def answers_ping(socket_path: Path) -> bool:
         client.close()
 
 
+# The worker and beat lose nothing by a restart (PostgreSQL holds every message), and Celery's
+# Redis transport can exit when the broker vanishes (kombu 5.7, seen in the Redis fault drill):
+# restart them as a supervisor would, unless one keeps dying.
+RESTARTABLE = ("worker", "beat")
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
+
+
+def may_restart(name: str, recent_restarts: list[float], now: float) -> bool:
+    """True when `name` may be restarted: restartable, and not restarted MAX_RESTARTS times in
+    the last RESTART_WINDOW seconds."""
+    return name in RESTARTABLE and len([t for t in recent_restarts if now - t < RESTART_WINDOW]) < MAX_RESTARTS
+
+
 class ChildDied(Exception):
     def __init__(self, name: str, returncode: int):
         super().__init__(f"{name} stopped on its own ({describe_exit(returncode)})")
@@ -268,6 +282,8 @@ class Command(BaseCommand):
                 self.manage(step, env)
             if self.stop_signal:
                 return
+            self.commands, self.env = commands, env
+            self.restarts: dict[str, list[float]] = {name: [] for name in commands}
             for name, argv in commands.items():
                 self.children[name] = self.spawn(name, argv, env)
             if not self.wait_until_ready(addresses):
@@ -373,7 +389,15 @@ class Command(BaseCommand):
 
     def watch(self) -> None:
         while not self.stop_signal:
-            self.check_children()
+            try:
+                self.check_children()
+            except ChildDied as died:
+                now = time.monotonic()
+                if not may_restart(died.name, self.restarts.get(died.name, []), now):
+                    raise
+                self.restarts[died.name].append(now)
+                self.say(f"{died}; restarting it")
+                self.children[died.name] = self.spawn(died.name, self.commands[died.name], self.env)
             time.sleep(POLL_INTERVAL)
 
     def stop_all(self) -> None:
