@@ -16,19 +16,9 @@ import time
 import redis
 from django.conf import settings
 
+from alertflow.redis import client
+
 logger = logging.getLogger(__name__)
-
-_client: redis.Redis | None = None
-_client_url: str | None = None
-
-
-def client() -> redis.Redis:
-    global _client, _client_url
-    if _client is None or _client_url != settings.REDIS_URL:
-        _client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-        _client_url = settings.REDIS_URL
-    return _client
-
 
 # --- Circuit breaker ----------------------------------------------------------------------------
 # closed: sends go through; failures within the window are counted.

@@ -104,9 +104,10 @@ def deliver(message_ids: list) -> int:
     if not claimed:
         return 0
     messages = list(
-        Message.objects.filter(pk__in=claimed).select_related(
-            "recipient", "notification", "notification__tenant", "template_version"
-        )
+        Message.objects.filter(pk__in=claimed)
+        .select_related("recipient", "notification", "notification__tenant", "template_version")
+        # A bulk send's target list and stored response can be large; rendering needs neither.
+        .defer("notification__targets", "notification__response")
     )
     pool = ProviderPool()
     done, attempts, sent = [], [], 0
@@ -127,11 +128,29 @@ def deliver(message_ids: list) -> int:
 
 
 def record(messages: list, attempts: list) -> None:
-    """Write settled messages and their attempts: one UPDATE and one INSERT for the lot."""
+    """Write settled messages and their attempts in one transaction.
+
+    The messages go as one `executemany` of a plain UPDATE, which psycopg pipelines: Django's
+    `bulk_update` builds a CASE WHEN per field and row, and that was half the worker's CPU on
+    bulk sends (measured in bench/e2e).
+    """
     if not messages:
         return
-    with transaction.atomic():
-        Message.objects.bulk_update(messages, SETTLED_FIELDS)
+    fields = [Message._meta.get_field(name) for name in SETTLED_FIELDS]
+    id_field = Message._meta.pk
+    quote = connection.ops.quote_name
+    sql = (
+        f"UPDATE {quote(Message._meta.db_table)} SET "  # noqa: S608 (names from the model, no input)
+        + ", ".join(f"{quote(f.column)} = %s" for f in fields)
+        + f" WHERE {quote(id_field.column)} = %s"
+    )
+    rows = [
+        [f.get_db_prep_save(getattr(m, f.attname), connection) for f in fields]
+        + [id_field.get_db_prep_value(m.pk, connection)]
+        for m in messages
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
         DeliveryAttempt.objects.bulk_create(attempts)
 
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 from alertflow.choices import Channel
 from alertflow.errors import ApiError
 from preferences.models import Device, Recipient
-from preferences.services import decide, upsert_recipient
+from preferences.services import cached_preferences_many, decide, upsert_recipient
 from templates_app.models import Template
 from templates_app.services import resolve_version
 from tenants.models import Tenant
@@ -59,13 +59,18 @@ def accept(tenant: Tenant, payload: dict) -> Accepted:
             return previous
     try:
         with transaction.atomic():
-            notification = _create_notification(tenant, payload, fingerprint)
+            notification = _new_notification(tenant, payload, fingerprint)
+            # Ids are made here, not by the database, so the response is known before the
+            # INSERT and stored with it (no second write).
             if notification.audience == Notification.Audience.SINGLE:
-                body = _accept_single(notification, payload["recipient"])
+                messages, body = _plan_single(notification, payload["recipient"])
             else:
-                body = _accept_fan_out(notification)
+                messages, body = [], {"id": str(notification.id), "status": notification.status}
+                transaction.on_commit(lambda: queue.fan_out(notification.id))
             notification.response = body
-            notification.save(update_fields=["response"])
+            notification.save(force_insert=True)
+            Message.objects.bulk_create(messages)
+            queue.enqueue_on_commit(messages, batched=False)
     except IntegrityError:
         # A concurrent request with the same key committed first: answer what it answered.
         previous = _previous_response(tenant, key, fingerprint) if key else None
@@ -86,7 +91,8 @@ def _previous_response(tenant: Tenant, key: str, fingerprint: str) -> Accepted |
     return Accepted(previous, previous.response, replayed=True)
 
 
-def _create_notification(tenant: Tenant, payload: dict, fingerprint: str) -> Notification:
+def _new_notification(tenant: Tenant, payload: dict, fingerprint: str) -> Notification:
+    """The notification for a request, not yet saved."""
     key = payload.get("idempotency_key")
     if key:
         # A key older than the window is free again: release it inside this transaction.
@@ -99,7 +105,7 @@ def _create_notification(tenant: Tenant, payload: dict, fingerprint: str) -> Not
         audience, targets = Notification.Audience.BULK, payload["recipients"]
     else:
         audience, targets = Notification.Audience.TOPIC, None
-    return Notification.objects.create(
+    return Notification(
         tenant=tenant,
         category=payload.get("category"),
         audience=audience,
@@ -121,7 +127,7 @@ def _create_notification(tenant: Tenant, payload: dict, fingerprint: str) -> Not
     )
 
 
-def _accept_single(notification: Notification, target) -> dict:
+def _plan_single(notification: Notification, target) -> tuple[list[Message], dict]:
     recipient = resolve_recipient(notification.tenant, target)
     messages = plan(notification, [recipient])
     if all(m.status == Message.Status.SUPPRESSED for m in messages):
@@ -139,9 +145,7 @@ def _accept_single(notification: Notification, target) -> dict:
             "The recipient has no address on any channel asked for.",
             {"channels": reasons},
         )
-    Message.objects.bulk_create(messages)
-    queue.enqueue_on_commit(messages, batched=False)
-    return {
+    return messages, {
         "id": str(notification.id),
         "status": notification.status,
         "messages": [
@@ -155,11 +159,6 @@ def _accept_single(notification: Notification, target) -> dict:
             for m in messages
         ],
     }
-
-
-def _accept_fan_out(notification: Notification) -> dict:
-    transaction.on_commit(lambda: queue.fan_out(notification.id))
-    return {"id": str(notification.id), "status": notification.status}
 
 
 def resolve_recipient(tenant: Tenant, target) -> Recipient:
@@ -185,6 +184,7 @@ def plan(notification: Notification, recipients: list[Recipient]) -> list[Messag
             Device.objects.active().filter(recipient__in=recipients).values_list("recipient_id", flat=True)
         )
     versions = {}
+    preferences = cached_preferences_many(recipients)
     messages = []
     for recipient in recipients:
         version = _template_version(notification, recipient, versions)
@@ -206,18 +206,19 @@ def plan(notification: Notification, recipients: list[Recipient]) -> list[Messag
                     f"template_unavailable: {notification.template!r} was deleted after the send was accepted"
                 )
             else:
-                _settle_plan(message, recipient, notification, at, now, has_device=recipient.pk in with_devices)
+                has_device = recipient.pk in with_devices
+                _settle_plan(message, recipient, notification, at, now, has_device, preferences[recipient.pk])
             messages.append(message)
     return messages
 
 
-def _settle_plan(message: Message, recipient: Recipient, notification: Notification, at: datetime, now, has_device):
+def _settle_plan(message, recipient, notification, at: datetime, now: datetime, has_device: bool, preferences: dict):
     address = address_for(recipient, message.channel, has_device)
     if address is None:
         message.status, message.reason = Message.Status.SUPPRESSED, "no_address"
         return
     message.to = address
-    decision = decide(recipient, notification.category, message.channel, at=at)
+    decision = decide(recipient, notification.category, message.channel, at=at, entry=preferences)
     if decision.outcome == "blocked":
         message.status, message.reason = Message.Status.SUPPRESSED, decision.reason
     elif decision.outcome == "deferred":

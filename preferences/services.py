@@ -220,6 +220,54 @@ def cached_preferences(recipient: Recipient) -> dict:
     return entry
 
 
+def cached_preferences_many(recipients: list[Recipient]) -> dict:
+    """`cached_preferences` for many recipients at once: `{recipient.pk: entry}`.
+
+    One cache round trip for all, one query for the misses, one to cache them: a fan-out chunk
+    of 500 recipients costs three round trips instead of up to 1,500.
+    """
+    if not recipients:
+        return {}
+    keys = {cache_key(r.tenant_id, r.pk): r for r in recipients}
+    found = {}
+    if _cache_usable():
+        try:
+            found = cache.get_many(list(keys))
+        except Exception:
+            _cache_failed("get_many")
+    entries = {keys[key].pk: entry for key, entry in found.items()}
+    missing = [r for r in recipients if r.pk not in entries]
+    if missing:
+        loaded = _load_many_from_database(missing)
+        entries.update(loaded)
+        if _cache_usable():
+            try:
+                cache.set_many({cache_key(r.tenant_id, r.pk): loaded[r.pk] for r in missing}, PREFERENCES_CACHE_SECONDS)
+            except Exception:
+                _cache_failed("set_many")
+    return entries
+
+
+def _load_many_from_database(recipients: list[Recipient]) -> dict:
+    rows = Recipient.objects.filter(pk__in=[r.pk for r in recipients]).values_list(
+        "pk",
+        "timezone",
+        "preference__channels",
+        "preference__categories",
+        "preference__quiet_start",
+        "preference__quiet_end",
+    )
+    entries = {
+        pk: {"timezone": tz, "preferences": _document(channels, categories, quiet_start, quiet_end)}
+        for pk, tz, channels, categories, quiet_start, quiet_end in rows
+    }
+    for recipient in recipients:  # erased meanwhile: the defaults, in the timezone we were handed
+        entries.setdefault(
+            recipient.pk, {"timezone": recipient.timezone or DEFAULT_TIMEZONE, "preferences": default_document()}
+        )
+    return entries
+
+
 def invalidate_preferences(tenant_id, recipient_id) -> None:
     """Drop the cached copy now, and again after commit.
 
@@ -241,13 +289,21 @@ def invalidate_preferences(tenant_id, recipient_id) -> None:
         transaction.on_commit(delete)
 
 
-def decide(recipient: Recipient, category: Category | None, channel: str, at: datetime | None = None) -> Decision:
+def decide(
+    recipient: Recipient,
+    category: Category | None,
+    channel: str,
+    at: datetime | None = None,
+    entry: dict | None = None,
+) -> Decision:
     """May a message of `category` (None: no category) reach `recipient` on `channel` at `at` (now)?
 
     In order: a critical category is always allowed; a category override
     (`categories[key][channel]`) beats the channel switch either way; quiet hours defer to the
     end of the window in the recipient's timezone. Costs no query when the cache is warm.
     Raises ValueError for an unknown channel, a naive `at` or a category of another tenant.
+    `entry` is the recipient's preferences from `cached_preferences_many`, for callers deciding
+    for many recipients at once; without it they are read here.
     """
     if channel not in CHANNELS:
         raise ValueError(f"Unknown channel {channel!r}")
@@ -259,7 +315,8 @@ def decide(recipient: Recipient, category: Category | None, channel: str, at: da
         if category.critical:
             return Decision(Outcome.ALLOWED, Reason.CRITICAL)
 
-    entry = cached_preferences(recipient)
+    if entry is None:
+        entry = cached_preferences(recipient)
     document = entry["preferences"]
     override = document["categories"].get(category.key, {}).get(channel) if category is not None else None
     if override is False:

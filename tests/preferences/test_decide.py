@@ -7,8 +7,9 @@ import redis
 from django.core.cache import cache
 
 from preferences import services
+from preferences.models import Preference
 from preferences.serializers import PreferencesSerializer
-from preferences.services import Decision, decide
+from preferences.services import Decision, cached_preferences, cached_preferences_many, decide
 from tests.factories import CategoryFactory, RecipientFactory
 
 NOON = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -205,3 +206,19 @@ def test_cache_is_filled_under_the_tenant_and_recipient_key(recipient):
     decide(recipient, None, "email")
     entry = cache.get(services.cache_key(recipient.tenant_id, recipient.pk))
     assert entry == {"timezone": "UTC", "preferences": services.default_document()}
+
+
+@pytest.mark.django_db
+def test_batched_preferences_cost_three_round_trips_and_match_single_lookups(tenant, django_assert_max_num_queries):
+    recipients = [RecipientFactory(tenant=tenant) for _ in range(20)]
+    opted_out = recipients[3]
+    Preference.objects.create(recipient=opted_out, channels={"email": False})
+
+    with django_assert_max_num_queries(1):
+        entries = cached_preferences_many(recipients)
+    with django_assert_max_num_queries(0):
+        assert cached_preferences_many(recipients) == entries  # now all from the cache
+
+    assert entries[opted_out.pk] == cached_preferences(opted_out)
+    assert entries[opted_out.pk]["preferences"]["channels"]["email"] is False
+    assert decide(opted_out, None, "email", entry=entries[opted_out.pk]).outcome == "blocked"
