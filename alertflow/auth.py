@@ -7,6 +7,7 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from tenants import keys
 from tenants.models import ApiKey, Tenant
 
 # last_used is a hint for humans: write it at most this often, not on every request.
@@ -34,16 +35,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         secret = self.credential(request)
         if secret is None:
             return None
-        key = (
-            ApiKey.objects.select_related("tenant", "membership")
-            .filter(hashed=ApiKey.hash(secret), tenant__active=True)
-            .first()
-        )
-        if key is None or not key.usable:
+        key = keys.find(secret)
+        if key is None or not key.usable or not key.tenant.active:
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked API key.")
         now = timezone.now()
         if key.last_used is None or now - key.last_used > LAST_USED_RESOLUTION:
             ApiKey.objects.filter(pk=key.pk).update(last_used=now)
+            key.last_used = now  # the cached copy too, or every request would write
         principal = Principal(tenant=key.tenant, key=key, role=key.effective_role)
         return principal, key
 

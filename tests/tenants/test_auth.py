@@ -76,3 +76,40 @@ def test_use_records_last_used(tenant):
 
     key.refresh_from_db()
     assert key.last_used is not None
+
+
+def test_a_cached_key_needs_no_query_and_revocation_still_takes_effect_at_once(
+    tenant, owner, django_assert_num_queries
+):
+    from tenants import keys
+
+    keys.clear()
+    key, secret = api_key(tenant)
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=secret)
+    for _ in range(3):  # first sight, then the version-checked reload, then cached
+        assert client.get("/api/v1/health/ready").status_code == 200
+        assert client.get("/api/v1/categories").status_code == 200
+
+    with django_assert_num_queries(1):  # the (empty) category list's count: no key lookup
+        assert client.get("/api/v1/categories").status_code == 200
+
+    assert owner.delete(f"/api/v1/api-keys/{key.pk}").status_code == 204
+    assert client.get("/api/v1/categories").status_code == 401
+
+
+def test_demoting_a_member_reaches_cached_sessions(tenant, owner):
+    from tenants import keys
+    from tests.factories import MembershipFactory
+
+    keys.clear()
+    membership = MembershipFactory(tenant=tenant, role="admin")
+    _, secret = api_key(tenant, role="admin", membership=membership, kind="session")
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=secret)
+    for _ in range(3):
+        assert client.post("/api/v1/categories", {"key": f"k{_}"}, format="json").status_code == 201
+
+    owner.patch(f"/api/v1/members/{membership.pk}", {"role": "member"}, format="json")
+
+    assert client.post("/api/v1/categories", {"key": "after"}, format="json").status_code == 403

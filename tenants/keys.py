@@ -1,0 +1,73 @@
+"""Finding a request's API key without a database query on every request.
+
+Each process keeps the keys it has seen, checked on every use against a per-tenant version
+number in Redis that every write to a key, a membership or the tenant bumps (after commit). A
+revoked key, a demoted member or a deactivated tenant therefore takes effect on the next request
+in every process. Without Redis, every request reads PostgreSQL, as before.
+"""
+
+import contextlib
+import time
+
+from django.db import transaction
+
+from alertflow.redis import client
+
+from .models import ApiKey
+
+CACHE_SECONDS = 60  # a backstop; the version check is what makes changes immediate
+MAX_ENTRIES = 10_000
+_entries: dict[str, tuple[float, bytes, ApiKey]] = {}
+
+
+def _version_key(tenant_id) -> str:
+    return f"af:keys:version:{tenant_id}"
+
+
+def _version(tenant_id) -> bytes | None:
+    try:
+        return client().get(_version_key(tenant_id)) or b"0"
+    except Exception:  # Redis down: no caching
+        return None
+
+
+def find(secret: str) -> ApiKey | None:
+    """The key with this secret (usable or not: the caller checks), or None."""
+    hashed = ApiKey.hash(secret)
+    cached = _entries.get(hashed)
+    current = None
+    if cached is not None:
+        expires, version, key = cached
+        current = _version(key.tenant_id)
+        if current is not None and current == version and time.monotonic() < expires:
+            return key
+    key = ApiKey.objects.select_related("tenant", "membership").filter(hashed=hashed).first()
+    if key is None:
+        _entries.pop(hashed, None)
+        return None
+    if len(_entries) >= MAX_ENTRIES:
+        _entries.clear()
+    if current is not None and key.tenant_id == cached[2].tenant_id:
+        # `current` was read before this row, so a change committed in between has moved the
+        # version past it and the next request reloads: the row may be trusted until then.
+        _entries[hashed] = (time.monotonic() + CACHE_SECONDS, current, key)
+    else:
+        # First sight: the tenant (and so its version) was unknown before the read. Remember
+        # the key so the next request reads the version first, then caches.
+        _entries[hashed] = (0.0, b"", key)
+    return key
+
+
+def changed(tenant_id) -> None:
+    """A key, membership or the tenant changed: every process reloads its keys."""
+
+    def bump():
+        with contextlib.suppress(Exception):
+            client().incr(_version_key(tenant_id))
+
+    bump()
+    transaction.on_commit(bump)
+
+
+def clear() -> None:
+    _entries.clear()
