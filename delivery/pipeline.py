@@ -66,10 +66,21 @@ class Outcome:
 
 
 class ProviderPool:
-    """Provider instances for one batch: each opened once, on first use, closed at the end."""
+    """What one batch shares: each provider opened once, on first use, closed at the end; each
+    tenant's provider list read once; each breaker asked once while its provider keeps working,
+    and told of the successes once, at the end (per message, that was three Redis round trips)."""
 
     def __init__(self):
         self.open_providers: dict[str, Provider] = {}
+        self.specs: dict[tuple, list[ProviderSpec]] = {}
+        self.allowed: set[str] = set()
+        self.succeeded: set[str] = set()
+
+    def providers_for(self, tenant_id, channel: str) -> list[ProviderSpec]:
+        key = (tenant_id, channel)
+        if key not in self.specs:
+            self.specs[key] = providers_for(tenant_id, channel)
+        return self.specs[key]
 
     def get(self, spec: ProviderSpec) -> Provider:
         provider = self.open_providers.get(spec.id)
@@ -79,6 +90,24 @@ class ProviderPool:
             self.open_providers[spec.id] = provider
         return provider
 
+    def breaker_allows(self, spec: ProviderSpec) -> bool:
+        if spec.id in self.allowed:
+            return True
+        if guards.breaker_allows(spec.id):
+            self.allowed.add(spec.id)
+            return True
+        return False
+
+    def record_success(self, spec: ProviderSpec) -> None:
+        self.succeeded.add(spec.id)
+
+    def record_failure(self, spec: ProviderSpec) -> None:
+        # Ask the breaker again before the next send: this failure may have opened it. A
+        # success earlier in the batch no longer speaks for the provider either.
+        self.allowed.discard(spec.id)
+        self.succeeded.discard(spec.id)
+        guards.record_failure(spec.id)
+
     def close(self):
         for provider in self.open_providers.values():
             try:
@@ -86,6 +115,9 @@ class ProviderPool:
             except Exception:
                 logger.warning("Closing a provider connection failed", exc_info=True)
         self.open_providers.clear()
+        for provider_id in self.succeeded:
+            guards.record_success(provider_id)
+        self.succeeded.clear()
 
 
 # A batch writes its results every this many messages: few round trips, and a worker killed
@@ -167,7 +199,7 @@ def send_one(message: Message, pool: ProviderPool) -> Outcome:
     if not outgoing:
         return Outcome(permanent=True, error="no_address: the recipient has no address for this channel now")
     try:
-        specs = providers_for(message.tenant_id, message.channel)
+        specs = pool.providers_for(message.tenant_id, message.channel)
     except SecretsUnreadable as exc:
         # A configuration fault, not the message's: dead-letter it (replayable once fixed).
         logger.error("Provider secrets unreadable for tenant %s: %s", message.tenant_id, exc)
@@ -222,7 +254,7 @@ def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec
         outcome.error = f"no_provider: none configured for {message.channel} {out.platform}".strip()
         return outcome
     for spec in candidates:
-        if not guards.breaker_allows(spec.id):
+        if not pool.breaker_allows(spec):
             outcome.error, outcome.provider = "circuit_open: provider skipped while its breaker is open", spec.name
             outcome.retry_after = max(outcome.retry_after or 0, settings.ALERTFLOW_BREAKER_COOLDOWN_SECONDS)
             continue
@@ -246,7 +278,7 @@ def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec
                 # The address is at fault, not the provider: the breaker does not count it.
                 outcome.permanent = True
                 return outcome
-            guards.record_failure(spec.id)
+            pool.record_failure(spec)
             outcome.retry_after = max(outcome.retry_after or 0, exc.retry_after or 0) or None
             continue
         except Exception as exc:
@@ -257,7 +289,7 @@ def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec
             outcome.attempts.append(attempt(message, spec, started, clock, failed, error=repr(exc)))
             outcome.permanent, outcome.error, outcome.provider = True, f"provider_error: {exc!r}", spec.name
             return outcome
-        guards.record_success(spec.id)
+        pool.record_success(spec)
         sent = DeliveryAttempt.Outcome.SENT
         outcome.attempts.append(
             attempt(message, spec, started, clock, sent, provider_message_id=result.provider_message_id)
