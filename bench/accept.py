@@ -35,11 +35,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--py-spy", metavar="FILE", help="record gunicorn with py-spy (collapsed stacks) into FILE")
     args = parser.parse_args(argv)
 
-    busy = common.wait_for_quiet(args.quiet_wait)
-    log("preparing database and redis")
-    common.prepare_database(log)
-    common.flush_redis()
-    common.setup_django()
+    busy = common.prepare(args.quiet_wait)
 
     port = common.free_port()
     base_url = f"http://127.0.0.1:{port}"

@@ -852,3 +852,14 @@ class CpuMeter:
         self.used["postgres"] = round(sum(cpu - self._pg_start.get(pid, 0.0) for pid, cpu in end.items()), 2)
         self.new_pg_sessions = postgres_sessions() - self._sessions
         self.used["wall"] = round(time.monotonic() - self._wall, 2)
+
+
+def prepare(quiet_wait: float) -> float:
+    """Wait (up to `quiet_wait` s) for an idle machine, then give the run a fresh database, an
+    empty Redis database and Django set up. Returns how busy the cores were before."""
+    busy = wait_for_quiet(quiet_wait)
+    log("preparing database and redis")
+    prepare_database(log)
+    flush_redis()
+    setup_django()
+    return busy

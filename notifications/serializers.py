@@ -1,3 +1,6 @@
+from datetime import timedelta
+
+from django.db.models import Count
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -107,7 +110,7 @@ class SendSerializer(serializers.Serializer):
             attrs["topic"] = topic
         if "recipients" in attrs:
             self._check_bulk_ids(tenant, attrs["recipients"])
-        if attrs.get("send_at") and attrs["send_at"] > timezone.now() + timezone.timedelta(days=366):
+        if attrs.get("send_at") and attrs["send_at"] > timezone.now() + timedelta(days=366):
             raise serializers.ValidationError({"send_at": "At most a year ahead."})
         return attrs
 
@@ -210,7 +213,5 @@ class NotificationDetailSerializer(NotificationSerializer):
         return MessageSerializer(messages, many=True).data
 
     def get_counts(self, notification) -> dict:
-        from django.db.models import Count
-
         rows = notification.messages.values("status").annotate(n=Count("id"))
         return {row["status"]: row["n"] for row in rows}
