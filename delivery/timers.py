@@ -39,7 +39,7 @@ def enqueue_due(now=None) -> int:
         )
         for message in due:
             message.status = Message.Status.QUEUED
-        _enqueue_on_commit(due)
+        queue.enqueue_on_commit(due)
     return len(due)
 
 
@@ -63,7 +63,7 @@ def sweep_stale(now=None) -> dict:
             Message.objects.filter(pk__in=[m.pk for m in stale]).update(status=Message.Status.QUEUED, updated=now)
             for message in stale:
                 message.status = Message.Status.QUEUED
-            _enqueue_on_commit(stale)
+            queue.enqueue_on_commit(stale)
     fan_outs = list(
         Notification.objects.filter(status=Notification.Status.FANNING_OUT, created__lt=queued_cutoff).values_list(
             "pk", flat=True
@@ -74,10 +74,3 @@ def sweep_stale(now=None) -> dict:
     if stale or fan_outs:
         logger.info("Swept %d stale message(s) and %d fan-out(s)", len(stale), len(fan_outs))
     return {"messages": len(stale), "fan_outs": len(fan_outs)}
-
-
-def _enqueue_on_commit(messages: list) -> None:
-    singles = [m for m in messages if not m.batched]
-    batched = [m for m in messages if m.batched]
-    queue.enqueue_on_commit(singles, batched=False)
-    queue.enqueue_on_commit(batched, batched=True)

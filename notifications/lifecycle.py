@@ -97,6 +97,5 @@ def replay(messages) -> int:
         )
         for message in chosen:
             message.status = Message.Status.QUEUED
-        queue.enqueue_on_commit([m for m in chosen if not m.batched], batched=False)
-        queue.enqueue_on_commit([m for m in chosen if m.batched], batched=True)
+        queue.enqueue_on_commit(chosen)
     return len(chosen)

@@ -83,28 +83,27 @@ def fan_out(notification_id) -> bool:
     return _publish(FAN_OUT_TASK, [str(notification_id)], DEFAULT_QUEUE, PRIORITY_LEVELS["normal"])
 
 
-def enqueue(messages: Iterable, *, batched: bool) -> None:
-    """Publish queued messages: one task each, or batches per (channel, priority)."""
+def enqueue(messages: Iterable) -> None:
+    """Publish queued messages: a transactional one as its own task, the messages of bulk and
+    topic sends (`Message.batched`) in batches per (channel, priority)."""
     unpublished = []
-    if not batched:
-        for message in messages:
-            if not send_message(message.id, message.channel, message.priority):
-                unpublished.append(message.id)
-    else:
-        groups = defaultdict(list)
-        for message in messages:
-            groups[(message.channel, message.priority)].append(message.id)
-        for (channel, priority), ids in groups.items():
-            for start in range(0, len(ids), BATCH_SIZE):
-                chunk = ids[start : start + BATCH_SIZE]
-                if not send_batch(chunk, channel, priority):
-                    unpublished.extend(chunk)
+    batches = defaultdict(list)
+    for message in messages:
+        if message.batched:
+            batches[(message.channel, message.priority)].append(message.id)
+        elif not send_message(message.id, message.channel, message.priority):
+            unpublished.append(message.id)
+    for (channel, priority), ids in batches.items():
+        for start in range(0, len(ids), BATCH_SIZE):
+            chunk = ids[start : start + BATCH_SIZE]
+            if not send_batch(chunk, channel, priority):
+                unpublished.extend(chunk)
     if unpublished:
         _leave_for_sweeper(unpublished)
 
 
-def enqueue_on_commit(messages: list, *, batched: bool) -> None:
+def enqueue_on_commit(messages: list) -> None:
     """Publish after the transaction that wrote the messages commits, never before."""
     queued = [m for m in messages if m.status == "queued"]
     if queued:
-        transaction.on_commit(lambda: enqueue(queued, batched=batched))
+        transaction.on_commit(lambda: enqueue(queued))

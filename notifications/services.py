@@ -70,7 +70,7 @@ def accept(tenant: Tenant, payload: dict) -> Accepted:
             notification.response = body
             notification.save(force_insert=True)
             Message.objects.bulk_create(messages)
-            queue.enqueue_on_commit(messages, batched=False)
+            queue.enqueue_on_commit(messages)
     except IntegrityError:
         # A concurrent request with the same key committed first: answer what it answered.
         previous = _previous_response(tenant, key, fingerprint) if key else None
@@ -306,7 +306,7 @@ def fan_out_chunk(notification_id) -> int | None:
         Message.objects.bulk_create(messages)
         notification.fanned_out = cursor
         notification.save(update_fields=["fanned_out"])
-        queue.enqueue_on_commit(messages, batched=True)
+        queue.enqueue_on_commit(messages)
         return len(messages)
 
 
