@@ -82,7 +82,12 @@ def accept(tenant: Tenant, payload: dict) -> Accepted:
 
 def _previous_response(tenant: Tenant, key: str, fingerprint: str) -> Accepted | None:
     previous = Notification.objects.filter(tenant=tenant, idempotency_key=key).first()
-    if previous is None or previous.created < timezone.now() - IDEMPOTENCY_WINDOW:
+    if previous is None:
+        return None
+    if previous.created < timezone.now() - IDEMPOTENCY_WINDOW:
+        # Older than the window: the key is free again. Concurrent requests that both release
+        # it still meet at the unique constraint, and the loser replays the winner's response.
+        Notification.objects.filter(pk=previous.pk, idempotency_key=key).update(idempotency_key=None)
         return None
     if previous.request_hash != fingerprint:
         raise ApiError(
@@ -94,11 +99,6 @@ def _previous_response(tenant: Tenant, key: str, fingerprint: str) -> Accepted |
 def _new_notification(tenant: Tenant, payload: dict, fingerprint: str) -> Notification:
     """The notification for a request, not yet saved."""
     key = payload.get("idempotency_key")
-    if key:
-        # A key older than the window is free again: release it inside this transaction.
-        Notification.objects.filter(
-            tenant=tenant, idempotency_key=key, created__lt=timezone.now() - IDEMPOTENCY_WINDOW
-        ).update(idempotency_key=None)
     if "recipient" in payload:
         audience, targets = Notification.Audience.SINGLE, None
     elif "recipients" in payload:

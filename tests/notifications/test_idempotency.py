@@ -84,3 +84,20 @@ def test_concurrent_requests_with_one_key_create_one_notification(admin, ada):
     assert len(set(results)) == 1
     assert Notification.objects.count() == 1
     assert Message.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_key_older_than_24_hours_is_free_again(admin, ada):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    first = send(admin, recipient="ada", channels=["email"], idempotency_key="daily").json()["id"]
+    Notification.objects.filter(pk=first).update(created=timezone.now() - timedelta(hours=25))
+
+    again = send(admin, recipient="ada", channels=["sms"], idempotency_key="daily")
+
+    assert again.status_code == 202
+    assert again.json()["id"] != first
+    assert Notification.objects.get(pk=first).idempotency_key is None
+    assert Notification.objects.get(pk=again.json()["id"]).idempotency_key == "daily"
