@@ -115,6 +115,14 @@ def prepare_database(log: Callable[[str], None] = print) -> None:
     )
     with psycopg.connect(DATABASE_URL.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
         conn.execute(f"COMMENT ON DATABASE \"{DB_NAME}\" IS '{fingerprint}'")
+    empty_tables(DATABASE_URL)
+
+
+def empty_tables(database_url: str) -> None:
+    """Empty every table of a migrated database but Django's bookkeeping, for a fresh run."""
+    import psycopg
+
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
         keep = {"django_migrations", "django_content_type", "auth_permission"}
         tables = [
             name

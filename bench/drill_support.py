@@ -27,7 +27,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from pathlib import Path
 
-from .common import PYTHON, ROOT, Proc, Processes, bench_env, free_port, log
+from .common import PYTHON, ROOT, Proc, Processes, bench_env, empty_tables, free_port, log
 
 DB_NAME = "alertflow_drill"
 PG_ADMIN_URL = os.environ.get("DRILL_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -88,15 +88,7 @@ def prepare_database(env: dict[str, str]) -> None:
             conn.execute(f'DROP DATABASE "{DB_NAME}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{DB_NAME}"')
         subprocess.run(migrate, cwd=ROOT, env=env, check=True, timeout=300)
-    with psycopg.connect(DATABASE_URL.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
-        keep = {"django_migrations", "django_content_type", "auth_permission"}
-        tables = [
-            name
-            for (name,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
-            if name not in keep
-        ]
-        if tables:
-            conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+    empty_tables(DATABASE_URL)
 
 
 def drill_redis_port() -> int:

@@ -80,17 +80,7 @@ def resolve_version(tenant: Tenant, code: str, locale: str | None, version: int 
             f"No template {code!r} in {chain[0] if chain else locale} or its fallbacks.",
             {"code": code, "locales": chain},
         )
-    number = template.version if version is None else version
-    resolved = TemplateVersion.objects.filter(template=template, number=number).first()
-    if resolved is None:
-        raise ApiError(
-            404,
-            "version_not_found",
-            f"Template {code!r} ({template.locale}) has no version {number}.",
-            {"code": code, "locale": template.locale, "version": number},
-        )
-    resolved.template = template
-    return resolved
+    return get_version(template, version)
 
 
 def create_template(
