@@ -9,6 +9,7 @@ channel made (`ProviderError.permanent`), never from a bare exception.
 import logging
 import random
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -141,11 +142,12 @@ def deliver(message_ids: list) -> int:
         # A bulk send's target list and stored response can be large; rendering needs neither.
         .defer("notification__targets", "notification__response")
     )
+    devices = active_devices([m.recipient_id for m in messages if m.channel == "push"])
     pool = ProviderPool()
     done, attempts, sent = [], [], 0
     try:
         for message in messages:
-            outcome = send_one(message, pool)
+            outcome = send_one(message, pool, devices)
             settle(message, outcome)
             done.append(message)
             attempts.extend(outcome.attempts)
@@ -186,7 +188,17 @@ def record(messages: list, attempts: list) -> None:
         DeliveryAttempt.objects.bulk_create(attempts)
 
 
-def send_one(message: Message, pool: ProviderPool) -> Outcome:
+def active_devices(recipient_ids: list) -> dict:
+    """The push devices of a batch's recipients, read once now (not at accept: tokens change),
+    in the order they registered: `{recipient_id: [Device, ...]}`."""
+    devices = defaultdict(list)
+    if recipient_ids:
+        for device in Device.objects.active().filter(recipient_id__in=recipient_ids).order_by("pk"):
+            devices[device.recipient_id].append(device)
+    return devices
+
+
+def send_one(message: Message, pool: ProviderPool, devices: dict) -> Outcome:
     try:
         message.rendered = render(message)
     except Exception as exc:  # a template that validated at save but cannot render now
@@ -195,7 +207,7 @@ def send_one(message: Message, pool: ProviderPool) -> Outcome:
     if message.channel == "inapp":
         # Stored, and read from the inbox: the rendered row is the delivery.
         return Outcome(sent=True, provider="inbox", provider_message_id=str(message.id))
-    outgoing = outgoing_for(message)
+    outgoing = outgoing_for(message, devices.get(message.recipient_id, []))
     if not outgoing:
         return Outcome(permanent=True, error="no_address: the recipient has no address for this channel now")
     try:
@@ -229,11 +241,10 @@ def render(message: Message) -> dict:
     return render_channel(content, message.channel, context, cache_key=cache_key).fields
 
 
-def outgoing_for(message: Message) -> list[Outgoing]:
+def outgoing_for(message: Message, devices: list) -> list[Outgoing]:
     """The addresses to send to, read now: the recipient may have changed since accept."""
     recipient = message.recipient
     if message.channel == "push":
-        devices = Device.objects.active().filter(recipient=recipient).order_by("pk")
         return [
             Outgoing(message_id=str(message.id), to=d.token, content=message.rendered, platform=d.platform)
             for d in devices

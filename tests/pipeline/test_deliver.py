@@ -204,3 +204,22 @@ def test_a_recipient_without_address_at_send_time_fails_permanently(admin, tenan
     message = reload(message)
     assert message.status == "failed"
     assert message.error.startswith("no_address")
+
+
+def test_a_push_batch_reads_its_devices_once(admin, tenant, fcm_fake):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    add_provider(tenant, "push", "fcm", {"service_account": fcm_fake.service_account})
+    ids = []
+    for n in range(4):
+        recipient = RecipientFactory(tenant=tenant, external_id=f"p{n}")
+        DeviceFactory(recipient=recipient, platform="fcm", token=f"token-{n}")
+        ids += [m.id for m in accept(admin, ["push"], recipient=f"p{n}")]
+
+    with CaptureQueriesContext(connection) as queries:
+        assert pipeline.deliver(ids) == 4
+
+    device_reads = [q for q in queries.captured_queries if 'FROM "preferences_device"' in q["sql"]]
+    assert len(device_reads) == 1
+    assert len(fcm_fake.sent) == 4
