@@ -52,6 +52,18 @@ class RecipientTarget(serializers.Field):
         return value
 
 
+def unique_targets(targets: list) -> list:
+    """A recipient listed twice in one bulk send gets one message: the first entry for each id
+    is kept (an object that upserts contact fields wins over a plain id only if it came first)."""
+    seen, unique = set(), []
+    for target in targets:
+        recipient_id = target["id"] if isinstance(target, dict) else target
+        if recipient_id not in seen:
+            seen.add(recipient_id)
+            unique.append(target)
+    return unique
+
+
 class SendSerializer(serializers.Serializer):
     recipient = RecipientTarget(required=False)
     recipients = serializers.ListField(
@@ -109,6 +121,7 @@ class SendSerializer(serializers.Serializer):
                 raise serializers.ValidationError({"topic": f"No topic {attrs['topic']!r}."})
             attrs["topic"] = topic
         if "recipients" in attrs:
+            attrs["recipients"] = unique_targets(attrs["recipients"])
             self._check_bulk_ids(tenant, attrs["recipients"])
         if attrs.get("send_at") and attrs["send_at"] > timezone.now() + timedelta(days=366):
             raise serializers.ValidationError({"send_at": "At most a year ahead."})

@@ -184,7 +184,9 @@ def plan(notification: Notification, recipients: list[Recipient]) -> list[Messag
             Device.objects.active().filter(recipient__in=recipients).values_list("recipient_id", flat=True)
         )
     versions = {}
-    preferences = cached_preferences_many(recipients)
+    # A critical category ignores preferences (decide() returns before reading them).
+    critical = notification.category is not None and notification.category.critical
+    preferences = {} if critical else cached_preferences_many(recipients)
     messages = []
     for recipient in recipients:
         version = _template_version(notification, recipient, versions)
@@ -207,12 +209,12 @@ def plan(notification: Notification, recipients: list[Recipient]) -> list[Messag
                 )
             else:
                 has_device = recipient.pk in with_devices
-                _settle_plan(message, recipient, notification, at, now, has_device, preferences[recipient.pk])
+                _settle_plan(message, recipient, notification, at, now, has_device, preferences.get(recipient.pk))
             messages.append(message)
     return messages
 
 
-def _settle_plan(message, recipient, notification, at: datetime, now: datetime, has_device: bool, preferences: dict):
+def _settle_plan(message, recipient, notification, at: datetime, now: datetime, has_device: bool, preferences):
     address = address_for(recipient, message.channel, has_device)
     if address is None:
         message.status, message.reason = Message.Status.SUPPRESSED, "no_address"

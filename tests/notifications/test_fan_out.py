@@ -116,3 +116,13 @@ def test_another_tenants_topic_is_unknown(outsider, tenant):
     )
 
     assert response.status_code == 400
+
+
+def test_a_recipient_listed_twice_gets_one_message(admin, tenant):
+    RecipientFactory(tenant=tenant, external_id="u1")
+    RecipientFactory(tenant=tenant, external_id="u2")
+
+    notification_id = bulk(admin, ["u1", "u2", "u1", {"id": "u2", "email": "x@example.com"}]).json()["id"]
+    services.fan_out(notification_id)
+
+    assert sorted(Message.objects.values_list("recipient__external_id", flat=True)) == ["u1", "u2"]

@@ -200,3 +200,15 @@ def test_a_template_only_in_another_locale_is_still_sent(admin, ada):
 
     assert response.status_code == 202, response.content
     assert Message.objects.get().template_version.template.locale == "fr"
+
+
+def test_a_critical_send_does_not_read_preferences(admin, ada, otp, monkeypatch):
+    from preferences import services as preference_services
+
+    def fail(*args, **kwargs):
+        raise AssertionError("preferences were read for a critical category")
+
+    monkeypatch.setattr(preference_services, "cached_preferences", fail)
+    monkeypatch.setattr("notifications.services.cached_preferences_many", fail)
+
+    assert send(admin, recipient="ada", category="otp").status_code == 202
