@@ -65,7 +65,7 @@ def sweep_stale(now=None) -> dict:
                 message.status = Message.Status.QUEUED
             queue.enqueue_on_commit(stale)
     fan_outs = list(
-        Notification.objects.filter(status=Notification.Status.FANNING_OUT, created__lt=queued_cutoff).values_list(
+        Notification.objects.filter(status=Notification.Status.FANNING_OUT, progressed__lt=queued_cutoff).values_list(
             "pk", flat=True
         )[:100]
     )

@@ -43,6 +43,8 @@ class Notification(models.Model):
     targets = models.JSONField(null=True, blank=True)
     topic = models.CharField(max_length=64, blank=True)
     fanned_out = models.PositiveIntegerField(default=0)
+    # Moved by every fan-out chunk: the sweeper resumes a fan-out only when this stands still.
+    progressed = models.DateTimeField(default=timezone.now)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     request_hash = models.CharField(max_length=64, blank=True)
     response = models.JSONField(null=True, blank=True, help_text="The 202 body, replayed for a repeated key.")
@@ -63,8 +65,8 @@ class Notification(models.Model):
         indexes = [
             # GET /api/v1/notifications: a tenant's history, newest first, cursor-paginated.
             models.Index(fields=["tenant", "-created", "-id"], name="notification_history"),
-            # The fan-out sweeper: bulk sends whose task was lost.
-            models.Index(fields=["created"], condition=Q(status="fanning_out"), name="notification_fanning_out"),
+            # The fan-out sweeper: bulk and topic sends whose task was lost (no progress lately).
+            models.Index(fields=["progressed"], condition=Q(status="fanning_out"), name="notification_fanning_out"),
         ]
 
     def __str__(self) -> str:

@@ -306,8 +306,8 @@ def fan_out_chunk(notification_id) -> int | None:
             return None
         messages = plan(notification, recipients) if recipients else []
         Message.objects.bulk_create(messages)
-        notification.fanned_out = cursor
-        notification.save(update_fields=["fanned_out"])
+        notification.fanned_out, notification.progressed = cursor, timezone.now()
+        notification.save(update_fields=["fanned_out", "progressed"])
         queue.enqueue_on_commit(messages)
         return len(messages)
 

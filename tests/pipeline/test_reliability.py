@@ -1,5 +1,7 @@
 """Delivery you can trust: Retry-After, breakers, rate limits, replay, cancel, reschedule."""
 
+import base64
+import json
 import time
 from datetime import timedelta
 
@@ -302,3 +304,21 @@ def test_a_rate_limited_provider_fails_over_when_the_wait_is_long(admin, tenant,
     pipeline.deliver([first.id, second.id])
 
     assert [reload(m).provider for m in (first, second)] == ["slow", "spare"]
+
+
+def test_sweeper_resumes_a_stalled_fan_out_but_not_one_that_progresses(admin, tenant, settings):
+    settings.ALERTFLOW_STALE_QUEUED_SECONDS = 60
+    broker = guards.client()  # the test worker's own Redis database, which is also the broker
+    RecipientFactory(tenant=tenant, external_id="u1")
+    body = {"recipients": ["u1"], "channels": ["email"], "content": {"email": {"subject": "s", "text": "t"}}}
+    stalled = admin.post("/api/v1/notifications", body, format="json").json()["id"]
+    busy = admin.post("/api/v1/notifications", body, format="json").json()["id"]
+    long_ago = timezone.now() - timedelta(minutes=10)
+    # Both started long ago; only `busy` wrote a chunk recently.
+    Notification.objects.filter(pk__in=[stalled, busy]).update(created=long_ago, progressed=long_ago)
+    Notification.objects.filter(pk=busy).update(progressed=timezone.now())
+
+    timers.sweep_stale()
+
+    published = [json.loads(body) for body in broker.lrange("default:2", 0, -1)]
+    assert [json.loads(base64.b64decode(p["body"]))[0] for p in published] == [[stalled]]
