@@ -2,12 +2,12 @@
 
 import logging
 
-import redis
-from django.conf import settings
 from django.db import connection
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from .redis import client
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,7 @@ def check_database() -> str:
 
 def check_redis() -> str:
     try:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-        client.ping()
+        client().ping()
         return "ok"
     except Exception as exc:
         logger.warning("Readiness: Redis check failed: %s", exc)

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from alertflow.errors import ApiError
-from preferences.services import decide
+from preferences.services import cached_preferences_many, decide
 
 from . import queue
 from .models import Message, Notification
@@ -60,8 +60,10 @@ def reschedule(notification: Notification, send_at: datetime) -> dict:
         raise ApiError(409, "not_scheduled", "Nothing of this notification is waiting to be sent.")
     notification.send_at = send_at
     notification.save(update_fields=["send_at"])
+    preferences = cached_preferences_many(list({m.recipient_id: m.recipient for m in scheduled}.values()))
     for message in scheduled:
-        decision = decide(message.recipient, notification.category, message.channel, at=send_at)
+        entry = preferences[message.recipient_id]
+        decision = decide(message.recipient, notification.category, message.channel, at=send_at, entry=entry)
         deferred = decision.outcome == "deferred"
         message.next_attempt = decision.until if deferred else send_at
         message.reason = decision.reason if deferred else ""
