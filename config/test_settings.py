@@ -1,7 +1,7 @@
 """Settings for `make test`: the real settings, pointed at real PostgreSQL and Redis.
 
 Each pytest-xdist worker gets its own Redis database, so clearing the cache between tests in
-one worker never touches another's. `ALERTFLOW_TEST_SLOT` (0-6, default 0) moves a whole run to
+one worker never touches another's. `ALERTFLOW_TEST_SLOT` (a small number, default 0) moves a whole run to
 other Redis databases and another PostgreSQL test database, so several checkouts on one machine
 can run the suite at the same time.
 """
@@ -14,7 +14,7 @@ SLOT = int(os.environ.get("ALERTFLOW_TEST_SLOT") or 0)
 
 def _redis_url_for_worker(url: str) -> str:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    database = 1 + 2 * SLOT + int(worker.removeprefix("gw") or 0)
+    database = 1 + (2 * SLOT + int(worker.removeprefix("gw") or 0)) % 15
     return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
 
 
