@@ -1,0 +1,237 @@
+"""Sending: render, address, and send through the tenant's providers with failover and
+circuit breakers (DESIGN section 3, steps 4 and 5).
+
+Nothing here writes a message's status: each send ends in an `Outcome` that `state.settle`
+turns into one. Retries are decided there, once, from the classification the channel made
+(`ProviderError.permanent`), never from a bare exception.
+"""
+
+import logging
+import time
+from collections import defaultdict
+
+from django.conf import settings
+from django.utils import timezone
+
+from notifications.models import DeliveryAttempt, Message
+from preferences.models import Device
+from templates_app.rendering import build_context, render_channel
+
+from . import guards
+from .channels import provider_class
+from .channels.base import Outgoing, Provider, ProviderError
+from .crypto import SecretsUnreadable
+from .providers import ProviderSpec, providers_for
+from .state import Outcome
+
+logger = logging.getLogger(__name__)
+
+
+class ProviderPool:
+    """What one batch shares: each provider opened once, on first use, closed at the end; each
+    tenant's provider list read once; each breaker asked once while its provider keeps working,
+    and told of the successes once, at the end (per message, that was three Redis round trips)."""
+
+    def __init__(self):
+        self.open_providers: dict[str, Provider] = {}
+        self.specs: dict[tuple, list[ProviderSpec]] = {}
+        self.allowed: set[str] = set()
+        self.succeeded: set[str] = set()
+
+    def providers_for(self, tenant_id, channel: str) -> list[ProviderSpec]:
+        key = (tenant_id, channel)
+        if key not in self.specs:
+            self.specs[key] = providers_for(tenant_id, channel)
+        return self.specs[key]
+
+    def get(self, spec: ProviderSpec) -> Provider:
+        provider = self.open_providers.get(spec.id)
+        if provider is None:
+            provider = provider_class(spec.channel, spec.kind)(spec.config)
+            provider.open()
+            self.open_providers[spec.id] = provider
+        return provider
+
+    def breaker_allows(self, spec: ProviderSpec) -> bool:
+        if spec.id in self.allowed:
+            return True
+        if guards.breaker_allows(spec.id):
+            self.allowed.add(spec.id)
+            return True
+        return False
+
+    def record_success(self, spec: ProviderSpec) -> None:
+        self.succeeded.add(spec.id)
+
+    def record_failure(self, spec: ProviderSpec) -> None:
+        # Ask the breaker again before the next send: this failure may have opened it. A
+        # success earlier in the batch no longer speaks for the provider either.
+        self.allowed.discard(spec.id)
+        self.succeeded.discard(spec.id)
+        guards.record_failure(spec.id)
+
+    def close(self):
+        for provider in self.open_providers.values():
+            try:
+                provider.close()
+            except Exception:
+                logger.warning("Closing a provider connection failed", exc_info=True)
+        self.open_providers.clear()
+        for provider_id in self.succeeded:
+            guards.record_success(provider_id)
+        self.succeeded.clear()
+
+
+def active_devices(recipient_ids: list) -> dict:
+    """The push devices of a batch's recipients, read once now (not at accept: tokens change),
+    in the order they registered: `{recipient_id: [Device, ...]}`."""
+    devices = defaultdict(list)
+    if recipient_ids:
+        for device in Device.objects.active().filter(recipient_id__in=recipient_ids).order_by("pk"):
+            devices[device.recipient_id].append(device)
+    return devices
+
+
+def send_one(message: Message, pool: ProviderPool, devices: dict) -> Outcome:
+    try:
+        message.rendered = render(message)
+    except Exception as exc:  # a template that validated at save but cannot render now
+        logger.exception("Rendering message %s failed", message.id)
+        return Outcome(permanent=True, error=f"render_failed: {exc}")
+    if message.channel == "inapp":
+        # Stored, and read from the inbox: the rendered row is the delivery.
+        return Outcome(sent=True, provider="inbox", provider_message_id=str(message.id))
+    outgoing = outgoing_for(message, devices.get(message.recipient_id, []))
+    if not outgoing:
+        return Outcome(permanent=True, error="no_address: the recipient has no address for this channel now")
+    try:
+        specs = pool.providers_for(message.tenant_id, message.channel)
+    except SecretsUnreadable as exc:
+        # A configuration fault, not the message's: dead-letter it (replayable once fixed).
+        logger.error("Provider secrets unreadable for tenant %s: %s", message.tenant_id, exc)
+        return Outcome(permanent=True, error=f"provider_config_unreadable: {exc}")
+    outcomes = [send_with_failover(message, out, specs, pool) for out in outgoing]
+    return combine(outcomes)
+
+
+def render(message: Message) -> dict:
+    notification = message.notification
+    if message.template_version_id:
+        content = message.template_version.channels[message.channel]
+        cache_key = (message.template_version_id, message.channel)
+    else:
+        content = notification.content[message.channel]
+        cache_key = None
+    recipient = message.recipient
+    recipient_context = {
+        "id": recipient.external_id,
+        "name": recipient.name,
+        "email": recipient.email,
+        "phone": recipient.phone,
+        "locale": recipient.locale,
+        "data": recipient.data,
+    }
+    context = build_context(notification.tenant.name, recipient_context, notification.data)
+    return render_channel(content, message.channel, context, cache_key=cache_key).fields
+
+
+def outgoing_for(message: Message, devices: list) -> list[Outgoing]:
+    """The addresses to send to, read now: the recipient may have changed since accept."""
+    recipient = message.recipient
+    if message.channel == "push":
+        return [
+            Outgoing(message_id=str(message.id), to=d.token, content=message.rendered, platform=d.platform)
+            for d in devices
+        ]
+    address = recipient.email if message.channel == "email" else recipient.phone
+    if not address:
+        return []
+    message.to = address
+    return [Outgoing(message_id=str(message.id), to=address, content=message.rendered)]
+
+
+def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec], pool: ProviderPool) -> Outcome:
+    """Try each provider in priority order; a transient failure moves on to the next one."""
+    outcome = Outcome()
+    candidates = [s for s in specs if not out.platform or out.platform in provider_class(s.channel, s.kind).platforms]
+    if not candidates:
+        outcome.permanent = True
+        outcome.error = f"no_provider: none configured for {message.channel} {out.platform}".strip()
+        return outcome
+    for spec in candidates:
+        if not pool.breaker_allows(spec):
+            outcome.error, outcome.provider = "circuit_open: provider skipped while its breaker is open", spec.name
+            outcome.retry_after = max(outcome.retry_after or 0, settings.ALERTFLOW_BREAKER_COOLDOWN_SECONDS)
+            continue
+        wait = guards.acquire_send(spec.id, spec.rate_limit)
+        if wait is not None:
+            outcome.error, outcome.provider = f"rate_limited: next send slot in {wait:.1f}s", spec.name
+            outcome.retry_after = max(outcome.retry_after or 0, wait)
+            continue
+        started = timezone.now()
+        clock = time.monotonic()
+        try:
+            result = pool.get(spec).send(out)
+        except ProviderError as exc:
+            kind = DeliveryAttempt.Outcome.PERMANENT if exc.permanent else DeliveryAttempt.Outcome.TRANSIENT
+            outcome.attempts.append(attempt(message, spec, started, clock, kind, error=str(exc)))
+            outcome.error, outcome.provider = f"{exc.code}: {exc}" if exc.code else str(exc), spec.name
+            if exc.deactivate_device:
+                for device in Device.objects.filter(recipient=message.recipient, token=out.to):
+                    device.deactivate(exc.code or "provider_rejected_token")
+            if exc.permanent:
+                # The address is at fault, not the provider: the breaker does not count it.
+                outcome.permanent = True
+                return outcome
+            pool.record_failure(spec)
+            outcome.retry_after = max(outcome.retry_after or 0, exc.retry_after or 0) or None
+            continue
+        except Exception as exc:
+            # A bug, not a provider answer: dead-letter it (visible, replayable) instead of
+            # retrying blindly, and log it for whoever fixes the bug.
+            logger.exception("Provider %s raised an unclassified error for message %s", spec.kind, message.id)
+            failed = DeliveryAttempt.Outcome.PERMANENT
+            outcome.attempts.append(attempt(message, spec, started, clock, failed, error=repr(exc)))
+            outcome.permanent, outcome.error, outcome.provider = True, f"provider_error: {exc!r}", spec.name
+            return outcome
+        pool.record_success(spec)
+        sent = DeliveryAttempt.Outcome.SENT
+        outcome.attempts.append(
+            attempt(message, spec, started, clock, sent, provider_message_id=result.provider_message_id)
+        )
+        outcome.sent, outcome.provider, outcome.provider_message_id, outcome.error = (
+            True,
+            spec.name,
+            result.provider_message_id,
+            "",
+        )
+        return outcome
+    return outcome
+
+
+def attempt(message, spec, started, clock, outcome, *, error="", provider_message_id="") -> DeliveryAttempt:
+    return DeliveryAttempt(
+        message=message,
+        provider=spec.name,
+        outcome=outcome,
+        started=started,
+        duration_ms=int((time.monotonic() - clock) * 1000),
+        error=error[:2000],
+        provider_message_id=provider_message_id,
+    )
+
+
+def combine(outcomes: list[Outcome]) -> Outcome:
+    """A push to several devices is sent if any device got it."""
+    if len(outcomes) == 1:
+        return outcomes[0]
+    combined = Outcome(attempts=[a for o in outcomes for a in o.attempts])
+    delivered = [o for o in outcomes if o.sent]
+    if delivered:
+        combined.sent, combined.provider = True, delivered[0].provider
+        combined.provider_message_id = ",".join(o.provider_message_id for o in delivered)[:255]
+        return combined
+    combined.permanent = all(o.permanent for o in outcomes)
+    combined.error = "; ".join(o.error for o in outcomes if o.error)
+    combined.retry_after = max((o.retry_after or 0 for o in outcomes), default=0) or None
+    return combined
