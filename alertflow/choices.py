@@ -2,12 +2,11 @@
 
 from django.db import models
 
+from .channels import CHANNELS
 
-class Channel(models.TextChoices):
-    EMAIL = "email"
-    SMS = "sms"
-    PUSH = "push"
-    INAPP = "inapp"
+# The channel names as model and serializer choices (`Channel.EMAIL`, `Channel.choices`), made
+# from the registry in alertflow/channels.py so a new channel is listed everywhere at once.
+Channel = models.TextChoices("Channel", [(c.name.upper(), (c.name, c.label)) for c in CHANNELS.values()])
 
 
 class Priority(models.TextChoices):

@@ -35,7 +35,7 @@ PROBES = [
 
 def queue_steps() -> dict:
     """Which Redis list each (queue, priority) pair lands in, from the product's constants."""
-    from config.celery import BATCH_PRIORITY_OFFSET, PRIORITY_LEVELS
+    from alertflow.queues import BATCH_PRIORITY_OFFSET, PRIORITY_LEVELS
 
     return {
         "single": dict(PRIORITY_LEVELS),
@@ -44,7 +44,8 @@ def queue_steps() -> dict:
 
 
 def set_email_consumer(on: bool) -> None:
-    from config.celery import CHANNEL_QUEUES, app
+    from alertflow.queues import CHANNEL_QUEUES
+    from config.celery import app
 
     destination = [common.worker_hostname()]
     if on:
@@ -59,7 +60,7 @@ def broker_depth() -> dict:
     """Tasks waiting in the email queue's Redis lists, per priority step."""
     import redis
 
-    from config.celery import CHANNEL_QUEUES, PRIORITY_STEPS
+    from alertflow.queues import CHANNEL_QUEUES, PRIORITY_STEPS
 
     client = redis.Redis.from_url(common.REDIS_URL)
     queue = CHANNEL_QUEUES["email"]

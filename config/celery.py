@@ -1,7 +1,8 @@
 """The Celery app: one queue per channel plus `default`, priorities, acks late.
 
-Queue names and priority numbers are decided here and nowhere else. `notifications` enqueues
-by task name onto these queues; `delivery` consumes them.
+The composition root for Celery: queue names, task names and priority steps are constants of
+`alertflow/queues.py` (`notifications` enqueues onto them, `delivery` consumes them); this module
+only builds the app from them.
 """
 
 import os
@@ -9,24 +10,9 @@ import os
 from celery import Celery
 from kombu import Queue
 
+from alertflow.queues import ALL_QUEUES, DEFAULT_QUEUE, PRIORITY_LEVELS, PRIORITY_STEPS
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-
-DEFAULT_QUEUE = "default"
-CHANNEL_QUEUES = {"email": "email", "sms": "sms", "push": "push", "inapp": "inapp"}
-ALL_QUEUES = [DEFAULT_QUEUE, *CHANNEL_QUEUES.values()]
-
-# On the Redis transport 0 is the highest priority (the opposite of RabbitMQ), and each step is
-# its own Redis list: one step per level we use, popped in this order (DESIGN section 7).
-PRIORITY_LEVELS = {"critical": 0, "high": 1, "normal": 2, "low": 3}
-# Batches of a bulk or topic send queue one step below single sends of the same priority, so a
-# tenant's 100,000-recipient campaign never holds back anyone's transactional sends (fair share).
-BATCH_PRIORITY_OFFSET = 1
-PRIORITY_STEPS = list(range(max(PRIORITY_LEVELS.values()) + BATCH_PRIORITY_OFFSET + 1))
-
-# Task names: `notifications` enqueues by name, `delivery` registers them (DESIGN section 2).
-SEND_MESSAGE_TASK = "delivery.send_message"
-SEND_BATCH_TASK = "delivery.send_batch"
-FAN_OUT_TASK = "notifications.fan_out"
 
 app = Celery("alertflow")
 app.config_from_object("django.conf:settings", namespace="CELERY")

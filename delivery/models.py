@@ -5,13 +5,13 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from alertflow.choices import Channel
+from alertflow.channels import CHANNELS
 from tenants.models import Tenant
 
 from . import crypto
 
-# In-app messages never leave AlertFlow: there is no provider to configure for them.
-PROVIDER_CHANNELS = [(channel.value, channel.label) for channel in Channel if channel != Channel.INAPP]
+# Channels AlertFlow delivers itself (in-app) have no provider to configure.
+PROVIDER_CHANNELS = [(channel.name, channel.label) for channel in CHANNELS.values() if channel.needs_provider]
 
 
 def provider_class(channel: str, kind: str):

@@ -6,6 +6,7 @@ message's row (`state`) and the provider calls (`sending`) are kept apart, and t
 only puts them in order.
 """
 
+from alertflow.channels import CHANNELS
 from notifications.models import Message
 
 from .sending import ProviderPool, active_devices, send_one
@@ -27,7 +28,7 @@ def deliver(message_ids: list) -> int:
         # A bulk send's target list and stored response can be large; rendering needs neither.
         .defer("notification__targets", "notification__response")
     )
-    devices = active_devices([m.recipient_id for m in messages if m.channel == "push"])
+    devices = active_devices([m.recipient_id for m in messages if CHANNELS[m.channel].uses_devices])
     pool = ProviderPool()
     done, attempts, sent = [], [], 0
     try:

@@ -13,12 +13,13 @@ from collections import defaultdict
 from django.conf import settings
 from django.utils import timezone
 
+from alertflow.channels import CHANNELS, Channel
 from notifications.models import DeliveryAttempt, Message
 from preferences.models import Device
 from templates_app.rendering import build_context, render_channel
 
 from . import guards
-from .channels import provider_class
+from .channels import builtin_delivery, provider_class
 from .channels.base import Outgoing, Provider, ProviderError
 from .crypto import SecretsUnreadable
 from .providers import ProviderSpec, providers_for
@@ -98,12 +99,12 @@ def send_one(message: Message, pool: ProviderPool, devices: dict) -> Outcome:
     except Exception as exc:  # a template that validated at save but cannot render now
         logger.exception("Rendering message %s failed", message.id)
         return Outcome(permanent=True, error=f"render_failed: {exc}")
-    if message.channel == "inapp":
-        # Stored, and read from the inbox: the rendered row is the delivery.
-        return Outcome(sent=True, provider="inbox", provider_message_id=str(message.id))
-    outgoing = outgoing_for(message, devices.get(message.recipient_id, []))
+    channel = CHANNELS[message.channel]
+    outgoing = outgoing_for(message, channel, devices.get(message.recipient_id, []))
     if not outgoing:
         return Outcome(permanent=True, error="no_address: the recipient has no address for this channel now")
+    if not channel.needs_provider:
+        return send_builtin(message, outgoing)
     try:
         specs = pool.providers_for(message.tenant_id, message.channel)
     except SecretsUnreadable as exc:
@@ -135,19 +136,28 @@ def render(message: Message) -> dict:
     return render_channel(content, message.channel, context, cache_key=cache_key).fields
 
 
-def outgoing_for(message: Message, devices: list) -> list[Outgoing]:
-    """The addresses to send to, read now: the recipient may have changed since accept."""
+def outgoing_for(message: Message, channel: Channel, devices: list) -> list[Outgoing]:
+    """The destinations to send to, read now: the recipient may have changed since accept."""
     recipient = message.recipient
-    if message.channel == "push":
-        return [
-            Outgoing(message_id=str(message.id), to=d.token, content=message.rendered, platform=d.platform)
-            for d in devices
-        ]
-    address = recipient.email if message.channel == "email" else recipient.phone
-    if not address:
-        return []
-    message.to = address
-    return [Outgoing(message_id=str(message.id), to=address, content=message.rendered)]
+    destinations = channel.destinations(recipient, devices)
+    if destinations:
+        message.to = channel.address(recipient, bool(devices))
+    return [
+        Outgoing(message_id=str(message.id), to=d.to, content=message.rendered, platform=d.platform)
+        for d in destinations
+    ]
+
+
+def send_builtin(message: Message, outgoing: list[Outgoing]) -> Outcome:
+    """A channel AlertFlow delivers itself (in-app): no provider, failover or breaker."""
+    delivery = builtin_delivery(message.channel)
+    try:
+        sent = [delivery.send(out) for out in outgoing]
+    except ProviderError as exc:
+        error = f"{exc.code}: {exc}" if exc.code else str(exc)
+        return Outcome(permanent=exc.permanent, retry_after=exc.retry_after, provider=delivery.name, error=error)
+    provider_message_id = ",".join(s.provider_message_id for s in sent)[:255]
+    return Outcome(sent=True, provider=delivery.name, provider_message_id=provider_message_id)
 
 
 def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec], pool: ProviderPool) -> Outcome:

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from config.celery import SEND_BATCH_TASK, SEND_MESSAGE_TASK
+from alertflow.queues import SEND_BATCH_TASK, SEND_MESSAGE_TASK
 
 from . import pipeline, timers
 

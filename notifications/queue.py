@@ -11,11 +11,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from config.celery import (
+from alertflow.queues import (
     BATCH_PRIORITY_OFFSET,
     CHANNEL_QUEUES,
     DEFAULT_QUEUE,
@@ -23,7 +24,6 @@ from config.celery import (
     PRIORITY_LEVELS,
     SEND_BATCH_TASK,
     SEND_MESSAGE_TASK,
-    app,
 )
 
 from .models import Message
@@ -46,7 +46,8 @@ def _publish(task: str, args: list, queue: str, priority: int) -> bool:
     if time.monotonic() < _broker_down_until:
         return False
     try:
-        app.send_task(task, args=args, queue=queue, priority=priority)
+        # The app config/celery.py composes (config/__init__.py makes it the current one).
+        current_app.send_task(task, args=args, queue=queue, priority=priority)
         return True
     except Exception as exc:
         _broker_down_until = time.monotonic() + PUBLISH_BACKOFF_SECONDS

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from alertflow.choices import Channel
+from alertflow.channels import CHANNELS
 from alertflow.errors import ApiError
 from preferences.models import Device, Recipient
 from preferences.services import cached_preferences_many, decide, upsert_recipient
@@ -179,7 +179,7 @@ def plan(notification: Notification, recipients: list[Recipient]) -> list[Messag
     at = max(notification.send_at or now, now)
     batched = notification.audience != Notification.Audience.SINGLE
     with_devices = set()
-    if Channel.PUSH in notification.channels:
+    if any(CHANNELS[channel].uses_devices for channel in notification.channels):
         with_devices = set(
             Device.objects.active().filter(recipient__in=recipients).values_list("recipient_id", flat=True)
         )
@@ -215,7 +215,7 @@ def plan(notification: Notification, recipients: list[Recipient]) -> list[Messag
 
 
 def _settle_plan(message, recipient, notification, at: datetime, now: datetime, has_device: bool, preferences):
-    address = address_for(recipient, message.channel, has_device)
+    address = CHANNELS[message.channel].address(recipient, has_device)
     if address is None:
         message.status, message.reason = Message.Status.SUPPRESSED, "no_address"
         return
@@ -229,17 +229,6 @@ def _settle_plan(message, recipient, notification, at: datetime, now: datetime, 
         message.status, message.next_attempt = Message.Status.SCHEDULED, at
     else:
         message.status, message.queued = Message.Status.QUEUED, now
-
-
-def address_for(recipient: Recipient, channel: str, has_device: bool) -> str | None:
-    """Where a channel reaches this recipient, or None when it cannot."""
-    if channel == Channel.EMAIL:
-        return recipient.email or None
-    if channel == Channel.SMS:
-        return recipient.phone or None
-    if channel == Channel.PUSH:
-        return "devices" if has_device else None
-    return "inbox"
 
 
 def template_for(tenant: Tenant, code: str, locale: str | None, version: int | None = None):

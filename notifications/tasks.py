@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from config.celery import FAN_OUT_TASK
+from alertflow.queues import FAN_OUT_TASK
 
 from . import services
 

@@ -12,28 +12,17 @@ from dataclasses import dataclass, field
 from django.template import Context, TemplateSyntaxError
 from rest_framework import serializers
 
-from alertflow.choices import Channel
+from alertflow.channels import CHANNELS
 from alertflow.errors import ApiError
 
 from .sandbox import Compiled, compile_source
 
-# The fields each channel's content may have. `data` is an object whose string values are
-# templates too; every other field is one template string.
-CHANNEL_FIELDS: dict[str, tuple[str, ...]] = {
-    Channel.EMAIL.value: ("subject", "html", "text"),
-    Channel.SMS.value: ("text",),
-    Channel.PUSH.value: ("title", "body", "data", "image"),
-    Channel.INAPP.value: ("title", "body", "action_url", "data"),
-}
-# Each group needs at least one non-blank field: email a subject and a body, push a title or body.
-REQUIRED: dict[str, tuple[tuple[str, ...], ...]] = {
-    Channel.EMAIL.value: (("subject",), ("html", "text")),
-    Channel.SMS.value: (("text",),),
-    Channel.PUSH.value: (("title", "body"),),
-    Channel.INAPP.value: (("title", "body"),),
-}
-# Only HTML is escaped: an SMS saying "Tom &amp; Jerry" is a bug, not safety.
-AUTOESCAPED = frozenset({(Channel.EMAIL.value, "html")})
+# The fields each channel's content may have, and the groups of which at least one field must be
+# non-blank: both decided by the channel (alertflow/channels.py). `data` is an object whose
+# string values are templates too; every other field is one template string.
+CHANNEL_FIELDS: dict[str, tuple[str, ...]] = {name: c.content_fields for name, c in CHANNELS.items()}
+REQUIRED: dict[str, tuple[tuple[str, ...], ...]] = {name: c.required_content for name, c in CHANNELS.items()}
+AUTOESCAPED = frozenset((name, escaped) for name, c in CHANNELS.items() for escaped in c.escaped_fields)
 OBJECT_FIELDS = frozenset({"data"})
 MAX_TEMPLATE_CHARS = 100_000
 RESERVED_CONTEXT_KEYS = frozenset({"recipient", "tenant"})

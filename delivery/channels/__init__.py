@@ -1,8 +1,11 @@
-"""Provider registry: `(channel, kind) -> Provider class`.
+"""Delivery registry: `(channel, kind) -> Provider class`, and `channel -> BuiltinDelivery`.
 
-Adding a provider kind is one class in its channel's module and one line here. Kinds are
-unique within a channel, not across channels ("console" exists for email, sms and push), so
-a kind is always looked up with its channel, as a stored provider config names both.
+What a channel is (its addressing, content, queue) lives in alertflow/channels.py; this package
+holds how it is sent, one module per channel. Adding a provider kind is one class in its
+channel's module and one line in `_CLASSES`; so is the built-in delivery of a channel that needs
+no provider (in-app). Kinds are unique within a channel, not across channels ("console" exists
+for email, sms and push), so a kind is always looked up with its channel, as a stored provider
+config names both.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import copy
 
 from django.conf import settings
 
-from .base import Code, Outgoing, Provider, ProviderError, Sent
+from .base import BuiltinDelivery, Code, Outgoing, Provider, ProviderError, Sent
 from .email import (
     AmazonSesProvider,
     ConsoleEmailProvider,
@@ -20,10 +23,11 @@ from .email import (
     SendGridProvider,
     SmtpProvider,
 )
+from .inapp import InboxDelivery
 from .push import ApnsProvider, ConsolePushProvider, FcmProvider, WebPushProvider
 from .sms import ConsoleSmsProvider, TwilioProvider
 
-_CLASSES: list[type[Provider]] = [
+_CLASSES: list[type[Provider] | type[BuiltinDelivery]] = [
     SmtpProvider,
     SendGridProvider,
     MailgunProvider,
@@ -36,12 +40,18 @@ _CLASSES: list[type[Provider]] = [
     ApnsProvider,
     WebPushProvider,
     ConsolePushProvider,
+    InboxDelivery,
 ]
 
 # {"email": {"smtp": SmtpProvider, ...}, "sms": {...}, "push": {...}}
 PROVIDERS: dict[str, dict[str, type[Provider]]] = {}
+# {"inapp": InboxDelivery()}
+BUILTIN: dict[str, BuiltinDelivery] = {}
 for _cls in _CLASSES:
-    PROVIDERS.setdefault(_cls.channel, {})[_cls.kind] = _cls
+    if issubclass(_cls, BuiltinDelivery):
+        BUILTIN[_cls.channel] = _cls()
+    else:
+        PROVIDERS.setdefault(_cls.channel, {})[_cls.kind] = _cls
 
 
 def provider_class(channel: str, kind: str) -> type[Provider]:
@@ -54,6 +64,15 @@ def provider_class(channel: str, kind: str) -> type[Provider]:
         raise ValueError(
             f"kind: unknown {channel} provider {kind!r} (one of {', '.join(sorted(PROVIDERS[channel]))})"
         ) from None
+
+
+def builtin_delivery(channel: str) -> BuiltinDelivery:
+    """The delivery of a channel that needs no provider. Raises LookupError naming the channel
+    when it has none (a channel marked `needs_provider = False` without its module here)."""
+    try:
+        return BUILTIN[channel]
+    except KeyError:
+        raise LookupError(f"channel {channel!r} has no built-in delivery in delivery/channels") from None
 
 
 def kinds(channel: str) -> list[str]:
@@ -80,12 +99,15 @@ def default_providers() -> list[dict]:
 
 
 __all__ = [
+    "BUILTIN",
     "PROVIDERS",
+    "BuiltinDelivery",
     "Code",
     "Outgoing",
     "Provider",
     "ProviderError",
     "Sent",
+    "builtin_delivery",
     "default_providers",
     "kinds",
     "provider_class",

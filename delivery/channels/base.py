@@ -82,8 +82,9 @@ class Outgoing:
     """One rendered message, ready for one address."""
 
     message_id: str  # our Message id, for logs and provider metadata/idempotency
-    to: str  # email address | E.164 phone | device token (webpush: the subscription JSON string)
-    content: dict  # rendered: email {subject, html, text}; sms {text}; push {title, body, data, image}
+    to: str  # a channel's destination: email address | E.164 phone | device token (webpush: the
+    # subscription JSON string) | the recipient's id (inapp)
+    content: dict  # rendered: the channel's content fields (email {subject, html, text}; sms {text}...)
     platform: str = ""  # push only: fcm | apns | webpush
     sender: str = ""  # optional from override
 
@@ -105,7 +106,7 @@ class Provider:
     `send()` works without `with` too (one connection per call).
     """
 
-    channel: ClassVar[str]  # "email" | "sms" | "push"
+    channel: ClassVar[str]  # a channel of alertflow/channels.py that `needs_provider`
     kind: ClassVar[str]  # registry key within the channel, e.g. "smtp", "twilio", "console"
     secret_fields: ClassVar[tuple[str, ...]] = ()  # config keys encrypted at rest, never returned by the API
     platforms: ClassVar[tuple[str, ...]] = ()  # push only: the device platforms this kind serves
@@ -151,6 +152,27 @@ class Provider:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class BuiltinDelivery:
+    """How a channel that needs no provider (`needs_provider = False` in alertflow/channels.py)
+    is delivered: by AlertFlow itself, with no tenant configuration, failover or breaker.
+
+    Subclass it in `delivery/channels/<channel>.py` and add it to the registry; the pipeline
+    looks it up by `channel`. It holds no per-tenant state: one instance serves every message.
+    """
+
+    channel: ClassVar[str]  # the channel it delivers, e.g. "inapp"
+    name: ClassVar[str]  # what `Message.provider` records, e.g. "inbox"
+
+    def send(self, out: Outgoing) -> Sent:
+        """Deliver one rendered message (the `Message` row is already stored with it).
+
+        Takes an `Outgoing` whose `to` is one of the channel's destinations. Returns `Sent`.
+        Raises `ProviderError` when delivery failed, classified permanent or transient like a
+        provider's.
+        """
+        raise NotImplementedError
 
 
 # --- Config helpers: each raises ValueError("<field>: <problem>") -------------------------------

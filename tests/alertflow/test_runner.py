@@ -17,7 +17,7 @@ from alertflow.management.commands.run import (
     redis_server_command,
     redis_socket_url,
 )
-from config.celery import ALL_QUEUES
+from alertflow.queues import ALL_QUEUES
 
 LOCAL = Addresses(host="127.0.0.1", port=8000, ws_port=8001)
 EVERYWHERE = "0.0.0.0"  # noqa: S104 (what a person types as HOST to serve the LAN)

@@ -6,6 +6,8 @@ import pytest
 from django.utils import timezone
 
 from delivery import pipeline, timers
+from delivery.channels import BUILTIN, ProviderError
+from delivery.channels.base import BuiltinDelivery
 from notifications.models import DeliveryAttempt, Message
 from tests.factories import DeviceFactory, RecipientFactory
 
@@ -181,6 +183,24 @@ def test_inapp_is_sent_when_stored_with_its_rendered_content(admin, ada):
     assert (message.status, message.provider) == ("sent", "inbox")
     assert message.rendered["title"] == "Hi"
     assert message.rendered["body"] == "Code 4711"
+
+
+def test_a_failed_built_in_delivery_is_retried_not_lost(admin, ada, monkeypatch):
+    class Unreachable(BuiltinDelivery):
+        channel, name = "inapp", "inbox"
+
+        def send(self, out):
+            raise ProviderError("inbox store unavailable", permanent=False, code="unavailable", retry_after=30)
+
+    monkeypatch.setitem(BUILTIN, "inapp", Unreachable())
+    [message] = accept(admin, ["inapp"])
+
+    pipeline.deliver([message.id])
+
+    message = reload(message)
+    assert (message.status, message.provider) == ("retrying", "inbox")
+    assert message.error == "unavailable: inbox store unavailable"
+    assert message.next_attempt >= timezone.now() + timedelta(seconds=29)
 
 
 def test_without_tenant_providers_the_console_sinks_are_used(admin, ada, tmp_path):

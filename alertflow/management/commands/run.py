@@ -26,7 +26,7 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from config.celery import ALL_QUEUES
+from alertflow.queues import ALL_QUEUES
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000

@@ -1,0 +1,25 @@
+"""Queue names, task names and priority steps: the seam between `notifications` and `delivery`.
+
+A leaf module (DESIGN section 2): `notifications` enqueues by task name onto these queues,
+`delivery` registers the tasks and consumes the queues, and `config/celery.py` composes the
+Celery app from them. None of them imports another to learn a name.
+"""
+
+from .channels import CHANNELS
+
+DEFAULT_QUEUE = "default"
+CHANNEL_QUEUES = {channel.name: channel.queue for channel in CHANNELS.values()}
+ALL_QUEUES = [DEFAULT_QUEUE, *dict.fromkeys(CHANNEL_QUEUES.values())]
+
+# On the Redis transport 0 is the highest priority (the opposite of RabbitMQ), and each step is
+# its own Redis list: one step per level we use, popped in this order (DESIGN section 7).
+PRIORITY_LEVELS = {"critical": 0, "high": 1, "normal": 2, "low": 3}
+# Batches of a bulk or topic send queue one step below single sends of the same priority, so a
+# tenant's 100,000-recipient campaign never holds back anyone's transactional sends (fair share).
+BATCH_PRIORITY_OFFSET = 1
+PRIORITY_STEPS = list(range(max(PRIORITY_LEVELS.values()) + BATCH_PRIORITY_OFFSET + 1))
+
+# Task names: `notifications` enqueues by name, `delivery` registers them (DESIGN section 2).
+SEND_MESSAGE_TASK = "delivery.send_message"
+SEND_BATCH_TASK = "delivery.send_batch"
+FAN_OUT_TASK = "notifications.fan_out"
