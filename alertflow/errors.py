@@ -10,7 +10,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +73,10 @@ def exception_handler(exc, context):
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
 
-    # Keep the headers DRF would have set (WWW-Authenticate, Retry-After, Allow).
+    # Keep the headers DRF would have set (WWW-Authenticate, Retry-After, Allow). Imported here:
+    # rest_framework.views loads the configured parser, which raises this module's ApiError.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     default = drf_exception_handler(exc, context) if isinstance(exc, exceptions.APIException) else None
     if default is not None:
         for header in ("WWW-Authenticate", "Retry-After", "Allow"):

@@ -4,6 +4,7 @@ import uuid
 from django.conf import settings
 
 from .errors import error_response
+from .input_limits import invalid_characters, nul_in_request
 from .logging import request_id_var
 
 # A client-sent id is kept only if it cannot break a log line or a header.
@@ -44,4 +45,22 @@ class BodySizeLimitMiddleware:
             return error_response(
                 413, "payload_too_large", f"The request body is {length} bytes; the limit is {limit}.", {"limit": limit}
             )
+        return self.get_response(request)
+
+
+class RequestInputMiddleware:
+    """Refuse a NUL character in the path, the query or a header with 400 `invalid_characters`.
+
+    PostgreSQL cannot compare or store one, so it would otherwise surface as a 500 from whichever
+    query first used the value. JSON bodies are checked by alertflow.input_limits.JSONParser.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        field = nul_in_request(request)
+        if field is not None:
+            error = invalid_characters(field)
+            return error_response(error.status_code, error.error_code, str(error.detail), error.details)
         return self.get_response(request)

@@ -88,6 +88,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "alertflow.middleware.RequestIdMiddleware",
     "alertflow.middleware.BodySizeLimitMiddleware",
+    "alertflow.middleware.RequestInputMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -202,7 +203,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "alertflow.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["alertflow.input_limits.JSONParser"],
     "EXCEPTION_HANDLER": "alertflow.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -235,6 +236,9 @@ ALERTFLOW_REGISTRATION_OPEN = env_bool("ALERTFLOW_REGISTRATION_OPEN", True)
 # Request bodies larger than this are refused with 413 before they are parsed.
 ALERTFLOW_MAX_BODY_BYTES = env_int("ALERTFLOW_MAX_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = ALERTFLOW_MAX_BODY_BYTES
+# JSON nested deeper than this (the body is level 1) is refused with 400 `too_deep` as it is
+# parsed: everything that walks it later recurses once per level (alertflow/input_limits.py).
+ALERTFLOW_JSON_MAX_DEPTH = env_int("ALERTFLOW_JSON_MAX_DEPTH", 32)
 # Lifetime of the token `POST /api/v1/auth/login` hands a member.
 ALERTFLOW_LOGIN_TOKEN_HOURS = env_int("ALERTFLOW_LOGIN_TOKEN_HOURS", 12)
 ALERTFLOW_INVITE_DAYS = env_int("ALERTFLOW_INVITE_DAYS", 7)

@@ -9,6 +9,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from alertflow import input_limits
 from tenants.models import Category
 from tenants.serializers import validate_category_key
 
@@ -86,21 +87,6 @@ def validate_timezone(value: str) -> str:
     return value
 
 
-def reject_nul(value):
-    """PostgreSQL's jsonb cannot hold U+0000; refuse it here instead of failing at INSERT."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise serializers.ValidationError("Text may not contain NUL characters.")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            reject_nul(key)
-            reject_nul(item)
-    elif isinstance(value, list):
-        for item in value:
-            reject_nul(item)
-    return value
-
-
 class RecipientSerializer(serializers.ModelSerializer):
     """A recipient. On PUT, the fields sent are set and the others kept; `null` clears one."""
 
@@ -139,7 +125,7 @@ class RecipientSerializer(serializers.ModelSerializer):
             return {}
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
-        return reject_nul(value)
+        return value
 
 
 class RecipientFilterSerializer(serializers.Serializer):
@@ -208,7 +194,7 @@ class DeviceSerializer(serializers.ModelSerializer):
         """Canonical JSON of a PushSubscription (https://www.w3.org/TR/push-api/#pushsubscription-interface)."""
         if isinstance(token, str):
             try:
-                token = json.loads(token)
+                token = input_limits.loads(token, field="token")
             except ValueError:
                 token = None
         if not isinstance(token, dict):
@@ -220,7 +206,6 @@ class DeviceSerializer(serializers.ModelSerializer):
             )
         if not isinstance(keys, dict) or not all(isinstance(keys.get(k), str) and keys[k] for k in ("p256dh", "auth")):
             raise serializers.ValidationError({"token": "A webpush subscription needs `keys.p256dh` and `keys.auth`."})
-        reject_nul(token)
         subscription = {"endpoint": endpoint, "keys": {"p256dh": keys["p256dh"], "auth": keys["auth"]}}
         if token.get("expirationTime") is not None:
             subscription["expirationTime"] = token["expirationTime"]

@@ -35,6 +35,8 @@ from google.auth import exceptions as google_auth_errors
 from py_vapid import Vapid
 from pywebpush import WebPushException, webpush
 
+from alertflow import input_limits
+
 from .base import (
     Code,
     Outgoing,
@@ -149,7 +151,8 @@ class FcmProvider(PushProvider):
         account = config.get("service_account")
         if isinstance(account, str):
             try:
-                account = json.loads(account)
+                # Inside a string, so the body's depth and NUL checks have not seen it.
+                account = input_limits.loads(account, field="config.service_account")
             except ValueError:
                 raise ValueError("service_account: not valid JSON") from None
         if not isinstance(account, dict):
