@@ -1,33 +1,14 @@
-"""API key authentication: `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+"""API key authentication: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 
-from dataclasses import dataclass
-from datetime import timedelta
+The kernel reads the credential; who a key belongs to is the tenants app's to say. The lookup
+is the function named by `settings.ALERTFLOW_API_KEY_LOOKUP` (config wires in
+`tenants.auth.authenticate_key`), so the kernel imports no app above it (DESIGN section 2).
+"""
 
-from django.utils import timezone
+from django.conf import settings
+from django.utils.module_loading import import_string
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
-
-from tenants import keys
-from tenants.models import ApiKey, Tenant
-
-# last_used is a hint for humans: write it at most this often, not on every request.
-LAST_USED_RESOLUTION = timedelta(minutes=1)
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a tenant, through one key, with one role. DRF's `request.user`."""
-
-    tenant: Tenant
-    key: ApiKey
-    role: str
-
-    is_authenticated = True
-    is_anonymous = False
-
-    @property
-    def pk(self):  # DRF's throttles and logs read `user.pk`
-        return self.key.pk
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -35,15 +16,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         secret = self.credential(request)
         if secret is None:
             return None
-        key = keys.find(secret)
-        if key is None or not key.usable or not key.tenant.active:
+        # Takes the secret, returns DRF's `(user, auth)` or None for no usable key.
+        found = import_string(settings.ALERTFLOW_API_KEY_LOOKUP)(secret)
+        if found is None:
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked API key.")
-        now = timezone.now()
-        if key.last_used is None or now - key.last_used > LAST_USED_RESOLUTION:
-            ApiKey.objects.filter(pk=key.pk).update(last_used=now)
-            key.last_used = now  # the cached copy too, or every request would write
-        principal = Principal(tenant=key.tenant, key=key, role=key.effective_role)
-        return principal, key
+        return found
 
     @staticmethod
     def credential(request) -> str | None:

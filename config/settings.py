@@ -191,6 +191,8 @@ STORAGES = {
 }
 
 # --- REST API -------------------------------------------------------------------------------
+# The kernel's auth class reads the key; the tenants app says whose it is (alertflow/auth.py).
+ALERTFLOW_API_KEY_LOOKUP = "tenants.auth.authenticate_key"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["alertflow.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["alertflow.permissions.RolePermission"],

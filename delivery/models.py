@@ -1,8 +1,6 @@
 import uuid
 
-from django.db import models, transaction
-from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
+from django.db import models
 from django.utils import timezone
 
 from alertflow.channels import CHANNELS
@@ -102,15 +100,3 @@ class Provider(models.Model):
         Raises `crypto.SecretsUnreadable` when the secrets cannot be decrypted.
         """
         return sorted(key for key, value in self.decrypted_secrets().items() if value not in (None, ""))
-
-
-# Writers bump the tenant's provider version so every process drops its cached list (see
-# delivery/providers.py). After commit: a reader that saw the bump before the commit would cache
-# the old rows under the new version. Signals, not save(), so deletes and cascades count too.
-@receiver(post_save, sender=Provider, dispatch_uid="delivery.provider_saved")
-@receiver(post_delete, sender=Provider, dispatch_uid="delivery.provider_deleted")
-def provider_changed(sender, instance: Provider, **kwargs) -> None:
-    from .providers import invalidate
-
-    tenant_id = instance.tenant_id
-    transaction.on_commit(lambda: invalidate(tenant_id))

@@ -1,0 +1,20 @@
+"""Make every process reload a tenant's providers whenever one changes or goes.
+
+Writers bump the tenant's provider version so every process drops its cached list (see
+delivery/providers.py). After commit: a reader that saw the bump before the commit would cache
+the old rows under the new version. Signals, not save(), so deletes and cascades count too.
+"""
+
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from .models import Provider
+from .providers import invalidate
+
+
+@receiver(post_save, sender=Provider, dispatch_uid="delivery.provider_saved")
+@receiver(post_delete, sender=Provider, dispatch_uid="delivery.provider_deleted")
+def provider_changed(sender, instance: Provider, **kwargs) -> None:
+    tenant_id = instance.tenant_id
+    transaction.on_commit(lambda: invalidate(tenant_id))
