@@ -7,7 +7,8 @@ from .models import ApiKey, Category, Membership, Tenant
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
-    autocomplete_fields = ["user"]
+    fields = ["email", "name", "role", "created"]
+    readonly_fields = ["created"]
 
 
 class CategoryInline(admin.TabularInline):
@@ -45,10 +46,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ["user", "tenant", "role", "created"]
+    """A member's password hash is never shown; people set it by accepting their invitation."""
+
+    list_display = ["email", "name", "tenant", "role", "created"]
     list_filter = ["role"]
-    search_fields = ["user__email", "tenant__name"]
-    autocomplete_fields = ["user", "tenant"]
+    search_fields = ["email", "name", "tenant__name"]
+    autocomplete_fields = ["tenant"]
+    fields = ["tenant", "email", "name", "role", "created"]
+    readonly_fields = ["created"]
 
 
 @admin.register(Category)

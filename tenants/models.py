@@ -2,7 +2,7 @@ import hashlib
 import secrets
 import uuid
 
-from django.conf import settings
+from django.contrib.auth.hashers import check_password, is_password_usable, make_password
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -30,20 +30,54 @@ class Tenant(models.Model):
         return self.name
 
 
+def unusable_password() -> str:
+    return make_password(None)
+
+
 class Membership(models.Model):
-    """A person (a Django user) in a tenant, with a role."""
+    """A person's identity in one tenant: their email, name, password and role there.
+
+    Identities are not shared between tenants: the same email invited by two tenants is two
+    rows with two passwords, so nothing one tenant does can set or read another tenant's
+    member (DESIGN §5). Django's own users are the operators who use the admin, nothing else.
+    """
 
     tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="memberships")
+    email = models.EmailField()
+    name = models.CharField(max_length=150, blank=True)
+    # A Django password hash; unusable until the person accepts their invitation.
+    password = models.CharField(max_length=128, default=unusable_password)
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     created = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["created", "id"]
-        constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_user")]
+        constraints = [models.UniqueConstraint(fields=["tenant", "email"], name="membership_unique_email")]
 
     def __str__(self) -> str:
-        return f"{self.user} in {self.tenant} ({self.role})"
+        return f"{self.email} in {self.tenant} ({self.role})"
+
+    def save(self, *args, **kwargs):
+        self.email = self.normalize_email(self.email)
+        super().save(*args, **kwargs)
+
+    @staticmethod
+    def normalize_email(email: str) -> str:
+        """The one spelling stored and looked up: emails are compared case-insensitively."""
+        return email.strip().lower()
+
+    def set_password(self, raw_password: str) -> None:
+        self.password = make_password(raw_password)
+
+    def check_password(self, raw_password: str) -> bool:
+        def upgrade(raw):  # a hash made with an older hasher or fewer iterations is re-made
+            self.set_password(raw)
+            self.save(update_fields=["password"])
+
+        return check_password(raw_password, self.password, upgrade)
+
+    def has_usable_password(self) -> bool:
+        return is_password_usable(self.password)
 
 
 class ApiKeyQuerySet(models.QuerySet):

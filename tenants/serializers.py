@@ -1,6 +1,5 @@
 import re
 
-from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from alertflow.choices import Channel, Priority, Role
@@ -88,25 +87,25 @@ class NewApiKeySerializer(ApiKeySerializer):
 
 
 class MembershipSerializer(serializers.ModelSerializer):
-    email = serializers.EmailField(source="user.email", read_only=True)
-    name = serializers.CharField(source="user.get_full_name", read_only=True)
-
     class Meta:
         model = Membership
         fields = ["id", "email", "name", "role", "created"]
         read_only_fields = ["id", "email", "name", "created"]
 
 
+class InvitedMemberSerializer(MembershipSerializer):
+    invite_token = serializers.CharField(
+        read_only=True, help_text="For the invited person, who sets their password with it (auth/accept-invite)."
+    )
+
+    class Meta(MembershipSerializer.Meta):
+        fields = [*MembershipSerializer.Meta.fields, "invite_token"]
+
+
 class InviteSerializer(serializers.Serializer):
-    email = serializers.EmailField()
+    email = serializers.EmailField(max_length=254)
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
     name = serializers.CharField(max_length=150, required=False, default="")
-
-    def validate_email(self, value):
-        value = get_user_model().objects.normalize_email(value).lower()
-        if Membership.objects.filter(tenant=self.context["tenant"], user__email__iexact=value).exists():
-            raise serializers.ValidationError("This person is already a member.")
-        return value
 
 
 class RoleSerializer(serializers.Serializer):
@@ -116,7 +115,9 @@ class RoleSerializer(serializers.Serializer):
 class LoginSerializer(serializers.Serializer):
     email = serializers.EmailField()
     password = serializers.CharField(max_length=256, trim_whitespace=False)
-    tenant = serializers.UUIDField(required=False, help_text="Needed only when you belong to several tenants.")
+    tenant = serializers.UUIDField(
+        required=False, help_text="The tenant to log in to; needed when the password opens several."
+    )
 
 
 class LoginResultSerializer(serializers.Serializer):

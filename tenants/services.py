@@ -3,11 +3,11 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core import signing
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from alertflow.choices import Role
@@ -30,22 +30,21 @@ def register(service_name: str, notification_types: list[str]) -> tuple[Tenant, 
     return tenant, secret
 
 
+def invite(tenant: Tenant, email: str, role: str, name: str = "") -> tuple[Membership, str]:
+    """Create a person's identity in this tenant and return it with its invitation token.
+
+    The identity is new even when the email is a member elsewhere: nothing about other tenants
+    is looked at, so the answer is the same for every email and sets nothing outside `tenant`.
+    """
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(tenant=tenant, email=email, name=name, role=role)
+    except IntegrityError:  # the per-tenant unique email
+        raise ApiError(400, "already_member", "This person is already a member.", {"email": [email]}) from None
+    return membership, signing.dumps({"membership": membership.pk}, salt=INVITE_SALT)
+
+
 @transaction.atomic
-def invite(tenant: Tenant, email: str, role: str, name: str = "") -> tuple[Membership, str | None]:
-    """Add a person to a tenant. Returns the invitation token for people who have no password yet."""
-    User = get_user_model()
-    user = User.objects.filter(email__iexact=email).first()
-    if user is None:
-        user = User.objects.create_user(username=email, email=email, first_name=name[:150])
-        user.set_unusable_password()
-        user.save(update_fields=["password"])
-    membership = Membership.objects.create(tenant=tenant, user=user, role=role)
-    token = None
-    if not user.has_usable_password():
-        token = signing.dumps({"membership": membership.pk}, salt=INVITE_SALT)
-    return membership, token
-
-
 def accept_invite(token: str, password: str) -> Membership:
     max_age = timedelta(days=settings.ALERTFLOW_INVITE_DAYS)
     try:
@@ -54,31 +53,37 @@ def accept_invite(token: str, password: str) -> Membership:
         raise ApiError(400, "invite_expired", "This invitation has expired; ask for a new one.") from None
     except signing.BadSignature:
         raise ApiError(400, "invite_invalid", "This invitation token is not valid.") from None
-    membership = Membership.objects.select_related("user").filter(pk=payload.get("membership")).first()
+    # Locked so two acceptances of one token cannot both set a password.
+    membership = Membership.objects.select_for_update().filter(pk=payload.get("membership")).first()
     if membership is None:
         raise ApiError(400, "invite_invalid", "This invitation was withdrawn.")
-    user = membership.user
-    if user.has_usable_password():
+    if membership.has_usable_password():
         raise ApiError(409, "invite_used", "This invitation was already accepted; log in instead.")
     try:
-        validate_password(password, user)
+        validate_password(password, membership)
     except DjangoValidationError as exc:
         raise ApiError(400, "weak_password", " ".join(exc.messages), {"password": exc.messages}) from None
-    user.set_password(password)
-    user.save(update_fields=["password"])
+    membership.set_password(password)
+    membership.save(update_fields=["password"])
     return membership
 
 
 def login(email: str, password: str, tenant_id=None) -> tuple[ApiKey, str]:
-    """Check a member's password and open a session key carrying their role."""
-    User = get_user_model()
-    user = User.objects.filter(email__iexact=email).first()
-    if user is None or authenticate(username=user.get_username(), password=password) is None:
-        raise ApiError(401, "invalid_credentials", "Wrong email or password.")
-    memberships = Membership.objects.select_related("tenant").filter(user=user, tenant__active=True)
+    """Check a member's password and open a session key carrying their role.
+
+    Each tenant holds its own identity for an email, so the password is checked against each of
+    them (or only the named tenant's). Only identities whose password matched are ever named
+    back, so a caller learns nothing about tenants whose password they do not hold.
+    """
+    candidates = Membership.objects.select_related("tenant").filter(
+        email=Membership.normalize_email(email), tenant__active=True
+    )
     if tenant_id is not None:
-        memberships = memberships.filter(tenant_id=tenant_id)
-    memberships = list(memberships)
+        candidates = candidates.filter(tenant_id=tenant_id)
+    candidates = list(candidates)
+    if not candidates:
+        make_password(password)  # spend a hash's time, so unknown emails are not faster to refuse
+    memberships = [m for m in candidates if m.check_password(password)]
     if not memberships:
         raise ApiError(401, "invalid_credentials", "Wrong email or password.")
     if len(memberships) > 1:
@@ -88,7 +93,7 @@ def login(email: str, password: str, tenant_id=None) -> tuple[ApiKey, str]:
     expires = timezone.now() + timedelta(hours=settings.ALERTFLOW_LOGIN_TOKEN_HOURS)
     return ApiKey.issue(
         membership.tenant,
-        name=f"Login of {user.email}",
+        name=f"Login of {membership.email}",
         role=membership.role,
         kind=ApiKey.Kind.SESSION,
         membership=membership,

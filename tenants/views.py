@@ -16,6 +16,7 @@ from .serializers import (
     AcceptInviteSerializer,
     ApiKeySerializer,
     CategorySerializer,
+    InvitedMemberSerializer,
     InviteSerializer,
     LoginResultSerializer,
     LoginSerializer,
@@ -112,20 +113,20 @@ class ApiKeyViewSet(TenantViewSet, mixins.ListModelMixin, mixins.CreateModelMixi
 class MemberViewSet(
     TenantViewSet, mixins.ListModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin
 ):
-    queryset = Membership.objects.select_related("user")
+    queryset = Membership.objects.all()
     serializer_class = MembershipSerializer
     write_role = Role.OWNER
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
-    @extend_schema(request=InviteSerializer, responses={201: MembershipSerializer})
+    @extend_schema(request=InviteSerializer, responses={201: InvitedMemberSerializer})
     def create(self, request, *args, **kwargs):
-        serializer = InviteSerializer(data=request.data, context=self.get_serializer_context())
+        serializer = InviteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         membership, token = services.invite(self.tenant, **serializer.validated_data)
-        body = MembershipSerializer(membership).data
-        # The invitation link is the tenant's to deliver (through AlertFlow itself, even).
-        body["invite_token"] = token
-        return Response(body, status=status.HTTP_201_CREATED)
+        # The invitation link is the tenant's to deliver (through AlertFlow itself, even); it
+        # sets a password for this tenant's identity only.
+        membership.invite_token = token
+        return Response(InvitedMemberSerializer(membership).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=RoleSerializer, responses={200: MembershipSerializer})
     def partial_update(self, request, *args, **kwargs):

@@ -1,10 +1,12 @@
 """factory_boy factories for every model tests build. One place to change when a model does."""
 
 import factory
-from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 
 from alertflow.choices import Role
 from tenants.models import ApiKey, Category, Membership, Tenant
+
+PASSWORD = "correct horse battery staple"
 
 
 class TenantFactory(factory.django.DjangoModelFactory):
@@ -14,27 +16,13 @@ class TenantFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Tenant {n}")
 
 
-class UserFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = get_user_model()
-        skip_postgeneration_save = True
-
-    username = factory.Sequence(lambda n: f"user{n}@example.com")
-    email = factory.SelfAttribute("username")
-    password = factory.PostGenerationMethodCall("set_password", "correct horse battery staple")
-
-    @factory.post_generation
-    def save_password(obj, create, extracted, **kwargs):
-        if create:
-            obj.save()
-
-
 class MembershipFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Membership
 
     tenant = factory.SubFactory(TenantFactory)
-    user = factory.SubFactory(UserFactory)
+    email = factory.Sequence(lambda n: f"member{n}@example.com")
+    password = factory.LazyFunction(lambda: make_password(PASSWORD))
     role = Role.MEMBER
 
 
