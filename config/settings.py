@@ -246,6 +246,8 @@ ALERTFLOW_LOGIN_TOKEN_HOURS = env_int("ALERTFLOW_LOGIN_TOKEN_HOURS", 12)
 ALERTFLOW_INVITE_DAYS = env_int("ALERTFLOW_INVITE_DAYS", 7)
 # Where clients reach the websocket server (handed out with recipient tokens).
 ALERTFLOW_WS_URL = env_str("ALERTFLOW_WS_URL", "ws://localhost:8001")
+# Lifetime of a recipient token (`POST /api/v1/recipients/{id}/token`), for the inbox and websocket.
+ALERTFLOW_RECIPIENT_TOKEN_SECONDS = env_int("ALERTFLOW_RECIPIENT_TOKEN_SECONDS", 3600)
 
 # --- Encryption at rest ---------------------------------------------------------------------
 # Fernet keys for provider credentials (delivery/crypto.py), comma-separated: the first encrypts,

@@ -1,6 +1,7 @@
 import uuid
 
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from alertflow.channels import CHANNELS
@@ -100,3 +101,67 @@ class Provider(models.Model):
         Raises `crypto.SecretsUnreadable` when the secrets cannot be decrypted.
         """
         return sorted(key for key, value in self.decrypted_secrets().items() if value not in (None, ""))
+
+
+class InboxSecret(models.Model):
+    """A tenant's inbox secret: its backend signs a recipient's external id with it (HMAC-SHA256),
+    so a page can open the recipient's inbox without asking us for a token per page view.
+
+    Stored encrypted (delivery/crypto.py), not hashed: verifying an HMAC needs the secret itself.
+    Rotating it invalidates every HMAC computed with the old one.
+    """
+
+    tenant = models.OneToOneField(Tenant, models.CASCADE, primary_key=True, related_name="inbox_secret")
+    secret = models.TextField(help_text="Fernet token of the secret.")
+    created = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"inbox secret of {self.tenant_id}"
+
+    def reveal(self) -> str:
+        """The secret in clear. Raises `crypto.SecretsUnreadable` when no key opens it."""
+        return crypto.decrypt_json(self.secret)["secret"]
+
+
+class InboxItem(models.Model):
+    """One in-app message in its recipient's inbox, and what the recipient did with it.
+
+    The key is the message's own id, so the inbox, the history and webhooks name it alike. Its
+    content is copied from the rendered message when the `inapp` channel stores it. Timestamps
+    are the state: unread means `read` is null, unseen `seen` is null, archived `archived` set;
+    a snoozed item is hidden (and not counted) until `snoozed_until`.
+    """
+
+    message = models.OneToOneField("notifications.Message", models.CASCADE, primary_key=True, related_name="inbox_item")
+    # No index of its own: every query goes through the recipient, which belongs to one tenant.
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+", db_index=False)
+    recipient = models.ForeignKey("preferences.Recipient", models.CASCADE, related_name="inbox", db_index=False)
+    category = models.CharField(max_length=64, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    title = models.TextField(blank=True)
+    body = models.TextField(blank=True)
+    action_url = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    seen = models.DateTimeField(null=True, blank=True)
+    read = models.DateTimeField(null=True, blank=True)
+    archived = models.DateTimeField(null=True, blank=True)
+    snoozed_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-message_id"]
+        indexes = [
+            # GET /api/v1/inbox: a recipient's feed, newest first, cursor-paginated.
+            models.Index(fields=["recipient", "-created", "-message"], name="inbox_feed"),
+            # The exact unread and unseen counts sent with every page and every push: only the
+            # recipient's unarchived unread items are read.
+            models.Index(
+                fields=["recipient"], condition=Q(archived__isnull=True, read__isnull=True), name="inbox_unread"
+            ),
+            models.Index(
+                fields=["recipient"], condition=Q(archived__isnull=True, seen__isnull=True), name="inbox_unseen"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"inbox item {self.message_id} of {self.recipient_id}"

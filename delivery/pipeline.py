@@ -24,7 +24,9 @@ def deliver(message_ids: list) -> int:
         return 0
     messages = list(
         Message.objects.filter(pk__in=claimed)
-        .select_related("recipient", "notification", "notification__tenant", "template_version")
+        .select_related(
+            "recipient", "notification", "notification__tenant", "notification__category", "template_version"
+        )
         # A bulk send's target list and stored response can be large; rendering needs neither.
         .defer("notification__targets", "notification__response")
     )

@@ -1,3 +1,9 @@
 """Websocket routes served by the ws process (config/asgi.py)."""
 
-websocket_urlpatterns: list = []
+from django.urls import re_path
+
+from .consumers import InboxConsumer
+
+websocket_urlpatterns: list = [
+    re_path(r"^ws/inbox/?$", InboxConsumer.as_asgi()),
+]

@@ -6,6 +6,7 @@ messages for a worker, `settle` decides a message's next status from an `Outcome
 """
 
 import random
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -14,6 +15,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from notifications.models import DeliveryAttempt, Message
+
+from .channels import BUILTIN
 
 
 def claim(message_ids: list) -> list:
@@ -83,6 +86,13 @@ def record(messages: list, attempts: list) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(sql, rows)
         DeliveryAttempt.objects.bulk_create(attempts)
+        # Channels AlertFlow delivers itself store their delivery with the status (the inbox).
+        sent = defaultdict(list)
+        for message in messages:
+            if message.status == Message.Status.SENT and message.channel in BUILTIN:
+                sent[message.channel].append(message)
+        for channel, delivered in sent.items():
+            BUILTIN[channel].recorded(delivered)
 
 
 def retry_delay(attempts: int, retry_after: float | None) -> float:

@@ -174,6 +174,13 @@ class BuiltinDelivery:
         """
         raise NotImplementedError
 
+    def recorded(self, messages: list) -> None:
+        """Called inside the transaction that records `messages` (this channel's `Message`s,
+        just settled `sent`, with `rendered`, `recipient` and `notification` loaded), so what the
+        delivery stores commits or rolls back with their status. Anything to tell the outside
+        world goes in `transaction.on_commit`. Does nothing by default.
+        """
+
 
 # --- Config helpers: each raises ValueError("<field>: <problem>") -------------------------------
 

@@ -1,8 +1,10 @@
 """The in-app channel: AlertFlow delivers it itself, with no provider to configure.
 
-The rendered `Message` row is the delivery: the recipient's inbox reads it from PostgreSQL.
+The delivery is the inbox item (delivery/inbox.py): stored in the transaction that records the
+message sent, and pushed to the recipient's open sockets after it commits.
 """
 
+from .. import inbox
 from .base import BuiltinDelivery, Outgoing, Sent
 
 
@@ -12,3 +14,6 @@ class InboxDelivery(BuiltinDelivery):
 
     def send(self, out: Outgoing) -> Sent:
         return Sent(provider_message_id=out.message_id)
+
+    def recorded(self, messages: list) -> None:
+        inbox.store(messages)

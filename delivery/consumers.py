@@ -1,0 +1,134 @@
+"""`/ws/inbox`: a recipient's live inbox over a websocket.
+
+Protocol (DESIGN section 6). Connect with `?token=<recipient token>` (or `?tenant=&recipient=&hmac=`);
+bad, expired or foreign credentials close the socket with code 4401. Then the server sends
+
+    {"type": "unread_count", "count", "unseen_count"}         on connect and after every change
+    {"type": "message", "id", "title", "body", "action_url",   for each new in-app message
+     "category", "data", "created_at"}
+    {"type": "error", "code", "message"}                       for a bad client frame
+
+and the client may send `{"action": "read" | "seen" | "archive", "id"}`, or, after reconnecting,
+`{"action": "sync", "after": "<last id it saw>"}` to be sent what it missed (oldest first).
+
+Every socket of a recipient (tabs, devices, any ws process) joins one group on the channels-redis
+pub/sub layer; writers publish to it after commit (delivery/inbox.py).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from . import inbox
+from .inbox_auth import reader_from_credentials
+
+# Close codes in the 4000-4999 range are the application's own (RFC 6455 section 7.4.2): 4401
+# reads as HTTP's 401 and tells a client to fetch new credentials instead of retrying these.
+CLOSE_UNAUTHORIZED = 4401
+MAX_FRAME_CHARS = 4096
+
+
+def credentials(query_string: bytes) -> dict:
+    params = parse_qs(query_string.decode("latin-1"))
+
+    def first(name: str) -> str:
+        return (params.get(name) or [""])[0]
+
+    return {
+        "token": first("token"),
+        "tenant": first("tenant"),
+        "recipient": first("recipient"),
+        "signature": first("hmac"),
+    }
+
+
+class InboxConsumer(AsyncWebsocketConsumer):
+    recipient = None
+    group = ""
+
+    async def connect(self):
+        reader = await database_sync_to_async(reader_from_credentials)(**credentials(self.scope["query_string"]))
+        # Accepted first, then closed: a close before the handshake completes is an HTTP 403 and
+        # the client never sees the code that says why.
+        await self.accept()
+        if reader is None:
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        self.recipient = reader.recipient
+        self.group = inbox.group_name(self.recipient.tenant_id, self.recipient.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        counted = await database_sync_to_async(inbox.counts)(self.recipient.pk)
+        await self.send_json({"type": "unread_count", **counted})
+
+    async def disconnect(self, code):
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.recipient is None:
+            return
+        frame = self.parse(text_data)
+        if frame is None:
+            await self.error("invalid_frame", 'Send one JSON object, e.g. {"action": "read", "id": "…"}.')
+            return
+        action, item_id = frame.get("action"), frame.get("id")
+        if action == "sync":
+            await self.sync(frame.get("after"))
+        elif action in inbox.SOCKET_ACTIONS:
+            if not self.valid_id(item_id):
+                await self.error("not_found", "No such item in this inbox.")
+                return
+            item = await database_sync_to_async(inbox.act)(self.recipient, item_id, action)
+            if item is None:
+                await self.error("not_found", "No such item in this inbox.")
+            # The new counts reach this socket through the group, with the recipient's other tabs.
+        else:
+            await self.error("unknown_action", f"`action` must be one of {', '.join((*inbox.SOCKET_ACTIONS, 'sync'))}.")
+
+    async def sync(self, after):
+        after = after if self.valid_id(after) else None
+        items = await database_sync_to_async(inbox.missed)(self.recipient, after)
+        for item in items:
+            await self.send_json(inbox.message_event(item))
+        counted = await database_sync_to_async(inbox.counts)(self.recipient.pk)
+        await self.send_json({"type": "unread_count", **counted})
+
+    # --- Group events (delivery/inbox.py publishes them) -------------------------------------
+
+    async def inbox_message(self, event):
+        await self.send_json(event["message"])
+
+    async def inbox_counts(self, event):
+        await self.send_json(event["counts"])
+
+    # --- Helpers ---------------------------------------------------------------------------
+
+    async def send_json(self, content: dict) -> None:
+        await self.send(text_data=json.dumps(content, separators=(",", ":")))
+
+    async def error(self, code: str, message: str) -> None:
+        await self.send_json({"type": "error", "code": code, "message": message})
+
+    @staticmethod
+    def parse(text_data) -> dict | None:
+        """The client's frame as a JSON object, or None for anything else."""
+        if text_data is None or len(text_data) > MAX_FRAME_CHARS:
+            return None
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            return None
+        return frame if isinstance(frame, dict) else None
+
+    @staticmethod
+    def valid_id(value) -> bool:
+        try:
+            uuid.UUID(str(value))
+        except ValueError:
+            return False
+        return isinstance(value, str)
