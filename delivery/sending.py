@@ -2,8 +2,9 @@
 circuit breakers (DESIGN section 3, steps 4 and 5).
 
 Nothing here writes a message's status: each send ends in an `Outcome` that `state.settle`
-turns into one. Retries are decided there, once, from the classification the channel made
-(`ProviderError.permanent`), never from a bare exception.
+turns into one. Failover follows whose fault a failure is, as the channel classified it
+(`ProviderError.fault`): the provider's sends the message to the next provider, the address's
+or the content's stops it. Never a bare exception.
 """
 
 import logging
@@ -20,7 +21,7 @@ from templates_app.rendering import build_context, render_channel
 
 from . import guards
 from .channels import builtin_delivery, provider_class
-from .channels.base import Outgoing, Provider, ProviderError
+from .channels.base import Fault, Outgoing, Provider, ProviderError
 from .crypto import SecretsUnreadable
 from .providers import ProviderSpec, providers_for
 from .state import Outcome
@@ -108,9 +109,12 @@ def send_one(message: Message, pool: ProviderPool, devices: dict) -> Outcome:
     try:
         specs = pool.providers_for(message.tenant_id, message.channel)
     except SecretsUnreadable as exc:
-        # A configuration fault, not the message's: dead-letter it (replayable once fixed).
+        # The deployment's fault (a missing encryption key), not the message's: no provider can
+        # be tried until it is fixed, so the message waits (spending no attempt) until it expires.
         logger.error("Provider secrets unreadable for tenant %s: %s", message.tenant_id, exc)
-        return Outcome(permanent=True, error=f"provider_config_unreadable: {exc}")
+        return Outcome(
+            error=f"provider_config_unreadable: {exc}", retry_after=settings.ALERTFLOW_BREAKER_COOLDOWN_SECONDS
+        )
     outcomes = [send_with_failover(message, out, specs, pool) for out in outgoing]
     return combine(outcomes)
 
@@ -161,7 +165,7 @@ def send_builtin(message: Message, outgoing: list[Outgoing]) -> Outcome:
 
 
 def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec], pool: ProviderPool) -> Outcome:
-    """Try each provider in priority order; a transient failure moves on to the next one."""
+    """Try each provider in priority order; a failure that is the provider's moves on to the next."""
     outcome = Outcome()
     candidates = [s for s in specs if not out.platform or out.platform in provider_class(s.channel, s.kind).platforms]
     if not candidates:
@@ -189,13 +193,16 @@ def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec
             if exc.deactivate_device:
                 for device in Device.objects.filter(recipient=message.recipient, token=out.to):
                     device.deactivate(exc.code or "provider_rejected_token")
-            if exc.permanent:
-                # The address is at fault, not the provider: the breaker does not count it.
-                outcome.permanent = True
-                return outcome
-            pool.record_failure(spec)
             outcome.retry_after = max(outcome.retry_after or 0, exc.retry_after or 0) or None
-            continue
+            if exc.fault == Fault.PROVIDER:
+                # Credentials, account, configuration, rate or outage: the next provider may take
+                # the message now, and this one's breaker counts the failure.
+                pool.record_failure(spec)
+                continue
+            # The address's or the content's fault: every provider would answer the same, and
+            # none of them is to blame, so the breaker does not count it.
+            outcome.permanent = exc.permanent
+            return outcome
         except Exception as exc:
             # A bug, not a provider answer: dead-letter it (visible, replayable) instead of
             # retrying blindly, and log it for whoever fixes the bug.

@@ -28,26 +28,60 @@ DEFAULT_TIMEOUT = 10.0
 class Code:
     """The fixed vocabulary of `ProviderError.code`, whatever the provider's own codes are.
 
-    The pipeline acts on these (suppress an address, deactivate a device, alert on credentials);
-    the provider's raw code and text stay in the error message for the attempts log.
+    The pipeline acts on these (suppress an address, deactivate a device, fail over to the next
+    provider); the provider's raw code and text stay in the error message for the attempts log.
     """
 
+    # The address's fault: no provider can reach it.
     INVALID_ADDRESS = "invalid_address"  # malformed or non-existent address, number or token
     UNSUBSCRIBED = "unsubscribed"  # the recipient opted out at the provider (SMS STOP)
     UNREGISTERED = "unregistered"  # the push token is dead: deactivate the device
-    REJECTED = "rejected"  # the provider refused this recipient or content (SMTP 550)
+    REJECTED = "rejected"  # the provider refused this recipient (SMTP 550 at RCPT, a hard bounce)
+    # The message's fault: its content would be refused by any provider.
+    BAD_REQUEST = "bad_request"  # any other refusal of this request the provider will repeat
+    # The provider's fault (or our account's with it): another provider may take the message.
     RATE_LIMITED = "rate_limited"  # slow down: 429, SMTP 452/421, quota exceeded
     UNAVAILABLE = "unavailable"  # 5xx, connection refused/reset, timeouts
-    AUTH = "auth"  # our credentials or account are wrong: a configuration problem
-    BAD_REQUEST = "bad_request"  # any other refusal the provider will repeat
+    AUTH = "auth"  # our credentials are wrong or revoked (HTTP 401/403, SMTP 535, Twilio 20003)
+    ACCOUNT = "account"  # our account is suspended, closed or unpaid (HTTP 402, Twilio 20005)
+    CONFIGURATION = "configuration"  # the provider config is wrong: sender not allowed, unknown endpoint
+
+
+class Fault:
+    """Whose fault a failed send is; the pipeline acts on this alone (DESIGN section 3).
+
+    ADDRESS and CONTENT: another provider would get the same answer, so the message stops there
+    and the provider's circuit breaker does not count it. PROVIDER: the next provider is tried
+    at once, the breaker counts it, and when no provider could take the message it is retried
+    later, never dead-lettered for it.
+    """
+
+    ADDRESS = "address"
+    CONTENT = "content"
+    PROVIDER = "provider"
+
+
+FAULT_OF_CODE = {
+    Code.INVALID_ADDRESS: Fault.ADDRESS,
+    Code.UNSUBSCRIBED: Fault.ADDRESS,
+    Code.UNREGISTERED: Fault.ADDRESS,
+    Code.REJECTED: Fault.ADDRESS,
+    Code.BAD_REQUEST: Fault.CONTENT,
+    Code.RATE_LIMITED: Fault.PROVIDER,
+    Code.UNAVAILABLE: Fault.PROVIDER,
+    Code.AUTH: Fault.PROVIDER,
+    Code.ACCOUNT: Fault.PROVIDER,
+    Code.CONFIGURATION: Fault.PROVIDER,
+}
 
 
 class ProviderError(Exception):
     """A failed send, classified where the provider's answer is understood.
 
-    `permanent`: True when sending the same message again cannot succeed (bad address, dead
-    token, refused content, bad credentials); False when a later try may (rate limits, 5xx,
-    network). `code` is one of `Code`. `retry_after` is the provider's own hint in seconds
+    `permanent`: True when sending the same message through the same provider again cannot
+    succeed (bad address, dead token, refused content, revoked credentials); False when a later
+    try may (rate limits, 5xx, network). `code` is one of `Code`, and says whose fault it is
+    (`fault`, from `FAULT_OF_CODE`). `retry_after` is the provider's own hint in seconds
     (HTTP `Retry-After`), or None. `deactivate_device` is set only when the push token itself is
     dead, so the pipeline stops using it.
     """
@@ -71,6 +105,12 @@ class ProviderError(Exception):
     @property
     def transient(self) -> bool:
         return not self.permanent
+
+    @property
+    def fault(self) -> str:
+        """`Fault.ADDRESS`, `Fault.CONTENT` or `Fault.PROVIDER`. An error without a known code
+        is blamed on the provider when it may pass and on the message when it will not."""
+        return FAULT_OF_CODE.get(self.code, Fault.CONTENT if self.permanent else Fault.PROVIDER)
 
     def __repr__(self) -> str:
         kind = "permanent" if self.permanent else "transient"
@@ -266,13 +306,21 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def http_status_error(status: int, detail: str, *, retry_after: float | None = None, code: str = "") -> ProviderError:
-    """The common reading of an HTTP status: 408/429/5xx may pass, any other 4xx will not."""
+    """The common reading of an HTTP status: 408/429/5xx may pass, any other 4xx will not.
+
+    401/403 (credentials), 402 (account) and 404/405 (an endpoint that is not there: a wrong
+    API URL or account id) are the provider's fault; any other 4xx is the request's.
+    """
     if status == 429:
         return ProviderError(detail, permanent=False, code=code or Code.RATE_LIMITED, retry_after=retry_after)
     if status == 408 or status >= 500:
         return ProviderError(detail, permanent=False, code=code or Code.UNAVAILABLE, retry_after=retry_after)
     if status in (401, 403):
         return ProviderError(detail, permanent=True, code=code or Code.AUTH)
+    if status == 402:
+        return ProviderError(detail, permanent=True, code=code or Code.ACCOUNT)
+    if status in (404, 405):
+        return ProviderError(detail, permanent=True, code=code or Code.CONFIGURATION)
     return ProviderError(detail, permanent=True, code=code or Code.BAD_REQUEST)
 
 

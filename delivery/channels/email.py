@@ -208,34 +208,55 @@ def _session_survives(exc: BaseException) -> bool:
 
 
 def classify_smtp(exc: BaseException) -> ProviderError:
-    """Reply codes decide where the server answered (RFC 5321 4.2.1: 4yz transient, 5yz permanent)."""
+    """Reply codes decide where the server answered (RFC 5321 4.2.1: 4yz transient, 5yz
+    permanent), and the command that was refused says whose fault it is."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         # One recipient per message here: its (code, text) is the answer.
         code, text = next(iter(exc.recipients.values()), (550, b"recipient refused"))
-        return _smtp_reply(code, text)
+        return _smtp_reply(code, text, stage="rcpt")
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return _smtp_reply(exc.smtp_code, exc.smtp_error, stage="auth")
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        return _smtp_reply(exc.smtp_code, exc.smtp_error, stage="mail")
+    if isinstance(exc, smtplib.SMTPDataError):
+        return _smtp_reply(exc.smtp_code, exc.smtp_error, stage="data")
     if isinstance(exc, smtplib.SMTPResponseException):
-        return _smtp_reply(exc.smtp_code, exc.smtp_error, auth=isinstance(exc, smtplib.SMTPAuthenticationError))
+        # SMTPConnectError, SMTPHeloError: the server refused us before any message.
+        return _smtp_reply(exc.smtp_code, exc.smtp_error, stage="session")
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         # The server lacks STARTTLS or AUTH that the config asks for: fix the config, not the message.
-        return ProviderError(_detail(exc), permanent=True, code=Code.AUTH)
+        return ProviderError(_detail(exc), permanent=True, code=Code.CONFIGURATION)
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return ProviderError(_detail(exc), permanent=True, code=Code.AUTH)
+        return ProviderError(_detail(exc), permanent=True, code=Code.CONFIGURATION)
     # SMTPServerDisconnected, timeouts, refused or reset connections, DNS failures: the network.
     return ProviderError(_detail(exc), permanent=False, code=Code.UNAVAILABLE)
 
 
-def _smtp_reply(code: int, text: bytes | str, *, auth: bool = False) -> ProviderError:
+def _smtp_reply(code: int, text: bytes | str, *, stage: str) -> ProviderError:
+    """One SMTP reply, read with the command it answered: `auth`, `mail` (MAIL FROM), `rcpt`,
+    `data` or `session` (connect, HELO)."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     detail = f"SMTP {code} {text}"
     if 400 <= code < 500:
         # 421 closing, 450/451 try later (greylisting), 452 too many recipients / storage, 454 auth unavailable.
         return ProviderError(detail, permanent=False, code=Code.RATE_LIMITED if code == 452 else Code.UNAVAILABLE)
-    if auth or code in (530, 535, 534):
+    if stage == "auth" or code in (530, 534, 535):
+        # 535 5.7.8 credentials invalid, 530 authentication required (RFC 4954 6): a revoked or wrong login.
         return ProviderError(detail, permanent=True, code=Code.AUTH)
+    if stage in ("mail", "session") and code >= 500:
+        # Our sender address is not allowed here, or the server does not serve us at all.
+        return ProviderError(detail, permanent=True, code=Code.CONFIGURATION)
+    if stage == "rcpt" and "relay" in text.lower():
+        # "554 5.7.1 Relay access denied": this server does not relay for us, whoever the recipient.
+        return ProviderError(detail, permanent=True, code=Code.CONFIGURATION)
     if code in (501, 553):
         # Syntax error in the address / mailbox name not allowed.
         return ProviderError(detail, permanent=True, code=Code.INVALID_ADDRESS)
+    if stage == "data" and code >= 500 and not text.lstrip().startswith("5.1."):
+        # Refused after the content was seen (5.7.1 spam, 5.6.x media, 5.3.4 too big). Some
+        # servers refuse an unknown mailbox only here, with its 5.1.x address status (RFC 3463).
+        return ProviderError(detail, permanent=True, code=Code.BAD_REQUEST)
     if code >= 500:
         return ProviderError(detail, permanent=True, code=Code.REJECTED)
     # A 2yz/3yz where an error was expected: smtplib's view of a confused server. Do not resend blindly.
@@ -314,7 +335,7 @@ class AnymailProvider(EmailProvider):
         if isinstance(exc, AnymailInvalidAddress):
             return ProviderError(_detail(exc), permanent=True, code=Code.INVALID_ADDRESS)
         if isinstance(exc, AnymailConfigurationError):
-            return ProviderError(_detail(exc), permanent=True, code=Code.AUTH)
+            return ProviderError(_detail(exc), permanent=True, code=Code.CONFIGURATION)
         if isinstance(exc, AnymailUnsupportedFeature):
             return ProviderError(_detail(exc), permanent=True, code=Code.BAD_REQUEST)
         if isinstance(exc, AnymailRequestsAPIError):
@@ -382,6 +403,14 @@ class AmazonSesProvider(AnymailProvider):
 
     # SES v2 error codes that mean "later" (SES API reference, SendEmail "Errors").
     THROTTLING = frozenset({"TooManyRequestsException", "ThrottlingException", "LimitExceededException"})
+    # SendEmail errors that are our account's or configuration's, not the message's: another
+    # provider can still send it.
+    PROVIDER_CODES = {
+        "AccountSuspendedException": Code.ACCOUNT,
+        "SendingPausedException": Code.ACCOUNT,
+        "MailFromDomainNotVerifiedException": Code.CONFIGURATION,
+        "NotFoundException": Code.CONFIGURATION,  # the configuration set or identity is gone
+    }
 
     @classmethod
     def validate_own(cls, config: dict) -> dict:
@@ -416,7 +445,9 @@ class AmazonSesProvider(AnymailProvider):
             status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400
             if error.get("Code") in self.THROTTLING:
                 return ProviderError(_detail(cause), permanent=False, code=Code.RATE_LIMITED)
-            # MessageRejected, MailFromDomainNotVerifiedException, ...: 400s that will repeat.
+            if error.get("Code") in self.PROVIDER_CODES:
+                return ProviderError(_detail(cause), permanent=True, code=self.PROVIDER_CODES[error["Code"]])
+            # MessageRejected, BadRequestException, ...: 400s about this message that will repeat.
             return http_status_error(status, _detail(cause))
         if isinstance(exc, AnymailAPIError) and isinstance(cause, BotoCoreError):
             # EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError: the network.

@@ -378,6 +378,13 @@ class ApnsProvider(PushProvider):
         if status == 410 or (status == 400 and reason in ("BadDeviceToken", "Unregistered")):
             # 410 Unregistered: the token is no longer active for the topic.
             return ProviderError(detail, permanent=True, code=Code.UNREGISTERED, deactivate_device=True)
+        if status == 400 and reason in ("BadTopic", "MissingTopic", "TopicDisallowed"):
+            # The configured `topic` (the app's bundle id) is wrong for this key: every send fails.
+            return ProviderError(detail, permanent=True, code=Code.CONFIGURATION)
+        if status == 400 and reason == "DeviceTokenNotForTopic":
+            # The token is another app's. The device is kept: a wrong topic in our config reads
+            # the same, and deactivating every device for it would be worse than one failure.
+            return ProviderError(detail, permanent=True, code=Code.INVALID_ADDRESS)
         if status == 403 and reason == "ExpiredProviderToken":
             # Our JWT aged out (clock skew, or cached past an hour): a new one will do.
             _forget_apns_token(self.config["team_id"], self.config["key_id"])

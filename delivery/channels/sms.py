@@ -83,12 +83,19 @@ class TwilioProvider(SmsProvider):
     kind = "twilio"
     secret_fields = ("auth_token",)
 
-    # Twilio error codes (https://www.twilio.com/docs/api/errors) that say something about the
-    # recipient; any other 4xx is a permanent refusal and 429/5xx are "later" by status.
+    # Twilio error codes (https://www.twilio.com/docs/api/errors) that a status alone does not
+    # say: whose fault a refusal is (the number's or our account's), or that it may pass.
     PERMANENT_CODES = {
         21211: Code.INVALID_ADDRESS,  # Invalid 'To' Phone Number
         21614: Code.INVALID_ADDRESS,  # 'To' number is not a valid mobile number
+        21612: Code.INVALID_ADDRESS,  # The 'To' phone number is not currently reachable via SMS
         21610: Code.UNSUBSCRIBED,  # Attempt to send to unsubscribed recipient (replied STOP)
+        20003: Code.AUTH,  # Authentication Error: a wrong or revoked auth token
+        20005: Code.ACCOUNT,  # Account not active (suspended or closed)
+        21608: Code.ACCOUNT,  # A trial account may only send to verified numbers
+        21212: Code.CONFIGURATION,  # Invalid 'From' Number
+        21606: Code.CONFIGURATION,  # The 'From' number is not an SMS-capable number of this account
+        21408: Code.CONFIGURATION,  # Permission to send to this region is not enabled
     }
     TRANSIENT_CODES = {
         20429: Code.RATE_LIMITED,  # Too Many Requests

@@ -1,7 +1,7 @@
 import pytest
 
 from delivery.channels import provider_class
-from delivery.channels.base import Code, Outgoing, ProviderError
+from delivery.channels.base import Code, Fault, Outgoing, ProviderError
 from delivery.channels.email import HEADER_MESSAGE_ID
 
 CONTENT = {
@@ -73,8 +73,51 @@ def test_smtp_550_recipient_rejected_is_permanent(smtp_server):
     with pytest.raises(ProviderError) as caught:
         smtp(smtp_server).send(outgoing(to="gone@example.com"))
     assert caught.value.permanent
-    assert caught.value.code == Code.REJECTED
+    assert (caught.value.code, caught.value.fault) == (Code.REJECTED, Fault.ADDRESS)
     assert not caught.value.deactivate_device
+
+
+def test_smtp_revoked_login_is_the_providers_fault(smtp_server):
+    smtp_server.require_login("alertflow", "current-password")
+    with pytest.raises(ProviderError) as caught:
+        smtp(smtp_server, username="alertflow", password="revoked-password").send(outgoing())
+    assert (caught.value.permanent, caught.value.code, caught.value.fault) == (True, Code.AUTH, Fault.PROVIDER)
+    assert "535" in str(caught.value)
+
+
+def test_smtp_login_that_works_sends(smtp_server):
+    smtp_server.require_login("alertflow", "current-password")
+    smtp(smtp_server, username="alertflow", password="current-password").send(outgoing())
+    assert len(smtp_server.messages) == 1
+
+
+def test_smtp_refused_sender_is_a_configuration_fault_of_the_provider(smtp_server):
+    smtp_server.refuse_sender("alerts@example.com", "553 5.7.1 Sender address not owned by this account")
+    with pytest.raises(ProviderError) as caught:
+        smtp(smtp_server).send(outgoing())
+    assert (caught.value.code, caught.value.fault) == (Code.CONFIGURATION, Fault.PROVIDER)
+
+
+def test_smtp_relay_denied_is_a_configuration_fault_of_the_provider(smtp_server):
+    smtp_server.refuse_recipient("ada@example.com", "554 5.7.1 <ada@example.com>: Relay access denied")
+    with pytest.raises(ProviderError) as caught:
+        smtp(smtp_server).send(outgoing())
+    assert (caught.value.code, caught.value.fault) == (Code.CONFIGURATION, Fault.PROVIDER)
+
+
+@pytest.mark.parametrize(
+    ("reply", "code", "fault"),
+    [
+        ("554 5.7.1 Message rejected as spam", Code.BAD_REQUEST, Fault.CONTENT),
+        ("552 5.3.4 Message size exceeds fixed limit", Code.BAD_REQUEST, Fault.CONTENT),
+        ("550 5.1.1 Mailbox unknown", Code.REJECTED, Fault.ADDRESS),  # refused only after DATA
+    ],
+)
+def test_smtp_refusal_after_data_says_whose_fault_it_is(smtp_server, reply, code, fault):
+    smtp_server.reply_next(reply)
+    with pytest.raises(ProviderError) as caught:
+        smtp(smtp_server).send(outgoing())
+    assert (caught.value.permanent, caught.value.code, caught.value.fault) == (True, code, fault)
 
 
 def test_smtp_batch_goes_on_after_a_refused_recipient_on_the_same_connection(smtp_server):
@@ -194,7 +237,7 @@ def test_esp_other_4xx_is_permanent(sendgrid_fake):
     sendgrid_fake.fail_next(400, {"errors": [{"message": "Does not contain a valid address.", "field": "to"}]})
     with pytest.raises(ProviderError) as caught:
         esp(sendgrid_fake, "sendgrid").send(outgoing())
-    assert (caught.value.permanent, caught.value.code) == (True, Code.BAD_REQUEST)
+    assert (caught.value.permanent, caught.value.code, caught.value.fault) == (True, Code.BAD_REQUEST, Fault.CONTENT)
     assert "valid address" in str(caught.value)
 
 
@@ -202,7 +245,15 @@ def test_esp_bad_api_key_is_a_permanent_auth_error(sendgrid_fake):
     sendgrid_fake.fail_next(401, {"errors": [{"message": "The provided authorization grant is invalid"}]})
     with pytest.raises(ProviderError) as caught:
         esp(sendgrid_fake, "sendgrid").send(outgoing())
-    assert (caught.value.permanent, caught.value.code) == (True, Code.AUTH)
+    assert (caught.value.permanent, caught.value.code, caught.value.fault) == (True, Code.AUTH, Fault.PROVIDER)
+
+
+@pytest.mark.parametrize(("status", "code"), [(402, Code.ACCOUNT), (403, Code.AUTH), (404, Code.CONFIGURATION)])
+def test_esp_account_and_configuration_refusals_are_the_providers_fault(sendgrid_fake, status, code):
+    sendgrid_fake.fail_next(status)
+    with pytest.raises(ProviderError) as caught:
+        esp(sendgrid_fake, "sendgrid").send(outgoing())
+    assert (caught.value.code, caught.value.fault) == (code, Fault.PROVIDER)
 
 
 def test_esp_unreachable_is_transient(sendgrid_fake):

@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from delivery.channels import provider_class
-from delivery.channels.base import Code, Outgoing, ProviderError
+from delivery.channels.base import Code, Fault, Outgoing, ProviderError
 from delivery.channels.push import APNS_TOKEN_SECONDS, apns_provider_token
 from tests.fakes.apns import KEY_ID, TEAM_ID, TOPIC
 
@@ -87,10 +87,22 @@ def test_apns_dead_token_is_permanent_and_deactivates_the_device(apns_fake, stat
 
 
 def test_apns_other_4xx_is_permanent_and_keeps_the_device(apns_fake):
-    apns_fake.fail_next(400, "TopicDisallowed")
+    apns_fake.fail_next(400, "PayloadEmpty")
     with pytest.raises(ProviderError) as caught:
         apns(apns_fake).send(outgoing())
-    assert (caught.value.permanent, caught.value.deactivate_device) == (True, False)
+    assert (caught.value.permanent, caught.value.deactivate_device, caught.value.fault) == (True, False, Fault.CONTENT)
+
+
+@pytest.mark.parametrize("reason", ["TopicDisallowed", "BadTopic", "MissingTopic"])
+def test_apns_wrong_topic_is_a_configuration_fault_of_the_provider(apns_fake, reason):
+    apns_fake.fail_next(400, reason)
+    with pytest.raises(ProviderError) as caught:
+        apns(apns_fake).send(outgoing())
+    assert (caught.value.code, caught.value.fault, caught.value.deactivate_device) == (
+        Code.CONFIGURATION,
+        Fault.PROVIDER,
+        False,
+    )
 
 
 @pytest.mark.parametrize(("status", "reason", "code"), [(429, "TooManyRequests", Code.RATE_LIMITED),

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from delivery.channels import provider_class
-from delivery.channels.base import Code, Outgoing, ProviderError
+from delivery.channels.base import Code, Fault, Outgoing, ProviderError
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN
 
 SERVICE_SID = "MG" + "b" * 32
@@ -49,15 +49,40 @@ def test_twilio_batch_reuses_one_http_connection(twilio_fake):
         (21211, Code.INVALID_ADDRESS),  # Invalid 'To' Phone Number
         (21610, Code.UNSUBSCRIBED),  # the recipient replied STOP
         (21614, Code.INVALID_ADDRESS),  # not a mobile number
-        (21408, Code.BAD_REQUEST),  # any other 400: permission to send to this region
+        (21612, Code.INVALID_ADDRESS),  # not reachable by SMS
     ],
 )
-def test_twilio_recipient_errors_are_permanent(twilio_fake, code, expected):
+def test_twilio_recipient_errors_are_the_addresss_fault(twilio_fake, code, expected):
     twilio_fake.fail_next(400, code, "refused")
     with pytest.raises(ProviderError) as caught:
         twilio().send(outgoing())
-    assert (caught.value.permanent, caught.value.code) == (True, expected)
+    assert (caught.value.permanent, caught.value.code, caught.value.fault) == (True, expected, Fault.ADDRESS)
     assert str(code) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (401, 20003, Code.AUTH),  # a revoked auth token
+        (401, 20005, Code.ACCOUNT),  # account not active
+        (400, 21608, Code.ACCOUNT),  # a trial account sending to an unverified number
+        (400, 21606, Code.CONFIGURATION),  # the From number is not SMS-capable
+        (400, 21408, Code.CONFIGURATION),  # sending to this region is not enabled
+        (404, 20404, Code.CONFIGURATION),  # a wrong account or endpoint
+    ],
+)
+def test_twilio_account_and_configuration_errors_are_the_providers_fault(twilio_fake, status, code, expected):
+    twilio_fake.fail_next(status, code, "refused")
+    with pytest.raises(ProviderError) as caught:
+        twilio().send(outgoing())
+    assert (caught.value.code, caught.value.fault) == (expected, Fault.PROVIDER)
+
+
+def test_twilio_other_400_is_the_messages_fault(twilio_fake):
+    twilio_fake.fail_next(400, 21617, "The concatenated message body exceeds the 1600 character limit")
+    with pytest.raises(ProviderError) as caught:
+        twilio().send(outgoing())
+    assert (caught.value.permanent, caught.value.code, caught.value.fault) == (True, Code.BAD_REQUEST, Fault.CONTENT)
 
 
 def test_twilio_rate_limit_is_transient_with_retry_after(twilio_fake):
@@ -74,10 +99,10 @@ def test_twilio_server_error_is_transient(twilio_fake):
     assert (caught.value.transient, caught.value.code) == (True, Code.UNAVAILABLE)
 
 
-def test_twilio_wrong_credentials_are_a_permanent_auth_error(twilio_fake):
+def test_twilio_wrong_credentials_are_a_permanent_auth_error_of_the_provider(twilio_fake):
     with pytest.raises(ProviderError) as caught:
         twilio(auth_token="wrong").send(outgoing())
-    assert (caught.value.permanent, caught.value.code) == (True, Code.AUTH)
+    assert (caught.value.permanent, caught.value.code, caught.value.fault) == (True, Code.AUTH, Fault.PROVIDER)
 
 
 def test_twilio_unreachable_is_transient(twilio_fake):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 @dataclass
@@ -23,7 +24,15 @@ class _Controller(Controller):
     """aiosmtpd's Controller on an ephemeral port, counting the connections it accepts."""
 
     def __init__(self, fake: SmtpFake) -> None:
-        super().__init__(fake, hostname="127.0.0.1", port=0, server_hostname="fake-smtp.test")
+        super().__init__(
+            fake,
+            hostname="127.0.0.1",
+            port=0,
+            server_hostname="fake-smtp.test",
+            # AUTH over plain text: the fake has no certificate, and it only listens on loopback.
+            authenticator=fake.authenticate,
+            auth_require_tls=False,
+        )
         self.fake = fake
 
     def factory(self):
@@ -42,7 +51,9 @@ class SmtpFake:
     """`messages` holds what was accepted; `connections` counts TCP sessions.
 
     `refuse_recipient(address, "550 5.1.1 no such user")` answers RCPT TO for that address;
+    `refuse_sender(address, "553 5.7.1 sender not owned")` answers MAIL FROM for that address;
     `reply_next("451 4.3.0 try later", times=2)` answers DATA of the next messages;
+    `require_login("user", "secret")` accepts AUTH only with that login (535 otherwise);
     `stop()` closes the port, so the next connection is refused.
     """
 
@@ -51,7 +62,9 @@ class SmtpFake:
         self.connections = 0
         self._lock = threading.Lock()
         self._recipient_replies: dict[str, str] = {}
+        self._sender_replies: dict[str, str] = {}
         self._data_replies: deque[str] = deque()
+        self._login: tuple[bytes, bytes] | None = None
         self._controller = _Controller(self)
 
     def start(self) -> SmtpFake:
@@ -74,10 +87,30 @@ class SmtpFake:
     def refuse_recipient(self, address: str, reply: str) -> None:
         self._recipient_replies[address.lower()] = reply
 
+    def refuse_sender(self, address: str, reply: str) -> None:
+        self._sender_replies[address.lower()] = reply
+
     def reply_next(self, reply: str, *, times: int = 1) -> None:
         self._data_replies.extend([reply] * times)
 
+    def require_login(self, username: str, password: str) -> None:
+        self._login = (username.encode(), password.encode())
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        """aiosmtpd's authenticator hook: a refused login is answered `535 5.7.8`."""
+        given = (auth_data.login, auth_data.password) if isinstance(auth_data, LoginPassword) else None
+        # handled=False: aiosmtpd answers (235, or 535 5.7.8) itself.
+        return AuthResult(success=self._login is not None and given == self._login, handled=False)
+
     # --- aiosmtpd handler hooks ---
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        reply = self._sender_replies.get(address.lower())
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self._recipient_replies.get(address.lower())
