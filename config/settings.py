@@ -244,6 +244,14 @@ ALERTFLOW_JSON_MAX_DEPTH = env_int("ALERTFLOW_JSON_MAX_DEPTH", 32)
 # Lifetime of the token `POST /api/v1/auth/login` hands a member.
 ALERTFLOW_LOGIN_TOKEN_HOURS = env_int("ALERTFLOW_LOGIN_TOKEN_HOURS", 12)
 ALERTFLOW_INVITE_DAYS = env_int("ALERTFLOW_INVITE_DAYS", 7)
+# Tenant templates run in shared processes. Blocks nested deeper than this are refused when a
+# template is saved (Django's parser and renderer recurse per level); one render (all fields of
+# a channel) may run this many loop iterations, produce this many characters and take this
+# long, or it fails with `render_too_expensive` (templates_app/sandbox.py).
+ALERTFLOW_TEMPLATE_MAX_NESTING = env_int("ALERTFLOW_TEMPLATE_MAX_NESTING", 20)
+ALERTFLOW_RENDER_MAX_LOOP_ITERATIONS = env_int("ALERTFLOW_RENDER_MAX_LOOP_ITERATIONS", 10_000)
+ALERTFLOW_RENDER_MAX_OUTPUT_CHARS = env_int("ALERTFLOW_RENDER_MAX_OUTPUT_CHARS", 1_000_000)
+ALERTFLOW_RENDER_MAX_SECONDS = float(env_str("ALERTFLOW_RENDER_MAX_SECONDS", "1"))
 # Where clients reach the websocket server (handed out with recipient tokens).
 ALERTFLOW_WS_URL = env_str("ALERTFLOW_WS_URL", "ws://localhost:8001")
 # Lifetime of a recipient token (`POST /api/v1/recipients/{id}/token`), for the inbox and websocket.

@@ -9,13 +9,13 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-from django.template import Context, TemplateSyntaxError
+from django.template import TemplateSyntaxError
 from rest_framework import serializers
 
 from alertflow.channels import CHANNELS
 from alertflow.errors import ApiError
 
-from .sandbox import Compiled, compile_source
+from .sandbox import BudgetExceeded, Compiled, SandboxContext, compile_source
 
 # The fields each channel's content may have, and the groups of which at least one field must be
 # non-blank: both decided by the channel (alertflow/channels.py). `data` is an object whose
@@ -209,9 +209,22 @@ compiled_cache = CompiledCache(COMPILED_CACHE_SIZE)
 class RenderError(ApiError):
     """A template that compiled but failed while rendering (e.g. `divisibleby:0`): permanent."""
 
-    def __init__(self, field: str, problem: str):
-        super().__init__(400, "render_error", f"{field}: {problem}", {"field": field})
+    code = "render_error"
+
+    def __init__(self, field: str, problem: str, details: dict | None = None):
+        super().__init__(400, self.code, f"{field}: {problem}", {"field": field, **(details or {})})
         self.field = field
+
+
+class RenderTooExpensive(RenderError):
+    """A render that went past a cost limit (sandbox.RenderBudget): permanent, since the same
+    template and data would again. `str()` leads with the code, so a dead-lettered message's
+    error reads `render_failed: render_too_expensive: sms.text: ...`."""
+
+    code = "render_too_expensive"
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}"
 
 
 @dataclass(slots=True)
@@ -226,9 +239,10 @@ def render_channel(content_for_channel: dict, channel: str, context: dict, cache
     `cache_key` must identify immutable content (a TemplateVersion's id); without one the
     compiled templates are cached by their source text. Returns the rendered fields (the `data`
     object rendered value by value) and the variables referenced but absent from the context.
-    Raises RenderError naming the field.
+    Raises RenderError naming the field; RenderTooExpensive when the render, all fields together,
+    goes past the ALERTFLOW_RENDER_MAX_* limits.
     """
-    ctx = Context(context)
+    ctx = SandboxContext(context)
     fields: dict = {}
     missing: dict[str, None] = {}
 
@@ -240,6 +254,9 @@ def render_channel(content_for_channel: dict, channel: str, context: dict, cache
             compiled = compiled_cache.get(key, source)
             ctx.autoescape = (channel, name) in AUTOESCAPED
             output = compiled.template.render(ctx)
+        except BudgetExceeded as exc:
+            details = {"limit": exc.limit, "max": exc.maximum}
+            raise RenderTooExpensive(f"{channel}.{name}", str(exc), details) from None
         except TemplateSyntaxError as exc:
             raise RenderError(f"{channel}.{name}", f"Template error: {exc}") from exc
         except Exception as exc:  # a filter raising on the tenant's data: report, never a 500

@@ -14,11 +14,12 @@ from alertflow.errors import ApiError
 from tenants.models import Tenant
 
 from .models import Template, TemplateVersion
-from .rendering import RenderError, RenderResult, build_context, render_channel, validate_content
+from .rendering import RenderError, RenderResult, RenderTooExpensive, build_context, render_channel, validate_content
 
 __all__ = [
     "RenderError",
     "RenderResult",
+    "RenderTooExpensive",
     "build_context",
     "create_template",
     "delete_templates",
