@@ -9,8 +9,8 @@ only puts them in order.
 from alertflow.channels import CHANNELS
 from notifications.models import Message
 
-from .sending import ProviderPool, active_devices, send_one
-from .state import claim, record, settle
+from .sending import INTERRUPTIONS, ProviderPool, active_devices, send_one
+from .state import claim, record, release, settle
 
 # A batch writes its results every this many messages: few round trips, and a worker killed
 # mid-batch leaves at most this many sent-but-unrecorded messages for the sweeper to resend.
@@ -33,16 +33,24 @@ def deliver(message_ids: list) -> int:
     devices = active_devices([m.recipient_id for m in messages if CHANNELS[m.channel].uses_devices])
     pool = ProviderPool()
     done, attempts, sent = [], [], 0
+    settled = set()
     try:
         for message in messages:
             outcome = send_one(message, pool, devices)
             settle(message, outcome)
+            settled.add(message.pk)
             done.append(message)
             attempts.extend(outcome.attempts)
             sent += outcome.sent
             if len(done) >= FLUSH_EVERY:
                 record(done, attempts)
                 done, attempts = [], []
+    except INTERRUPTIONS as exc:
+        # Put back what this batch holds and has not settled, then let the interruption go on.
+        unsettled = [m for m in messages if m.pk not in settled]
+        error = f"interrupted: {type(exc).__name__} while sending; the send may have left"
+        release(unsettled[:1], unsettled[1:], error)
+        raise
     finally:
         pool.close()
         record(done, attempts)

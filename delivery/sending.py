@@ -11,6 +11,7 @@ import logging
 import time
 from collections import defaultdict
 
+from billiard.exceptions import SoftTimeLimitExceeded, Terminated
 from django.conf import settings
 from django.utils import timezone
 
@@ -27,6 +28,11 @@ from .providers import ProviderSpec, providers_for
 from .state import Outcome
 
 logger = logging.getLogger(__name__)
+
+# What stops a task from outside: its soft time limit, a revoke with terminate, a worker's
+# shutdown (SystemExit) or Ctrl-C. None of them is a provider's answer or a bug, so none of
+# them may be caught as one (and dead-letter the message).
+INTERRUPTIONS = (SoftTimeLimitExceeded, Terminated, KeyboardInterrupt, SystemExit)
 
 
 class ProviderPool:
@@ -97,6 +103,8 @@ def active_devices(recipient_ids: list) -> dict:
 def send_one(message: Message, pool: ProviderPool, devices: dict) -> Outcome:
     try:
         message.rendered = render(message)
+    except INTERRUPTIONS:
+        raise
     except Exception as exc:  # a template that validated at save but cannot render now
         logger.exception("Rendering message %s failed", message.id)
         return Outcome(permanent=True, error=f"render_failed: {exc}")
@@ -203,6 +211,8 @@ def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec
             # none of them is to blame, so the breaker does not count it.
             outcome.permanent = exc.permanent
             return outcome
+        except INTERRUPTIONS:
+            raise  # the task is being stopped: not the provider's answer, nor a bug
         except Exception as exc:
             # A bug, not a provider answer: dead-letter it (visible, replayable) instead of
             # retrying blindly, and log it for whoever fixes the bug.

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from notifications.models import DeliveryAttempt, Message
@@ -93,6 +94,28 @@ def record(messages: list, attempts: list) -> None:
                 sent[message.channel].append(message)
         for channel, delivered in sent.items():
             BUILTIN[channel].recorded(delivered)
+
+
+def release(interrupted: list, untouched: list, error: str) -> None:
+    """Give back the messages of a batch that was stopped from outside (a time limit, a worker's
+    shutdown): none of that is an answer about the message, so none of it is dead-lettered.
+
+    `interrupted` was in a provider's hands and may have left: it is retried after a backoff,
+    and its attempt counts. `untouched` was claimed but never tried: it is due again at once,
+    and its claim's attempt is given back.
+    """
+    now = timezone.now()
+    for messages, refund in ((interrupted, 0), (untouched, 1)):
+        for message in messages:
+            delay = retry_delay(message.attempts, None) if not refund else 0
+            Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+                status=Message.Status.RETRYING,
+                reason="interrupted",
+                error=error,
+                attempts=F("attempts") - refund,
+                next_attempt=now + timedelta(seconds=delay),
+                updated=now,
+            )
 
 
 def retry_delay(attempts: int, retry_after: float | None) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import threading
@@ -53,6 +54,7 @@ class SmtpFake:
     `refuse_recipient(address, "550 5.1.1 no such user")` answers RCPT TO for that address;
     `refuse_sender(address, "553 5.7.1 sender not owned")` answers MAIL FROM for that address;
     `reply_next("451 4.3.0 try later", times=2)` answers DATA of the next messages;
+    `stall_next(2.0)` holds the reply to the next DATA that long (a provider that hangs);
     `require_login("user", "secret")` accepts AUTH only with that login (535 otherwise);
     `stop()` closes the port, so the next connection is refused.
     """
@@ -65,6 +67,7 @@ class SmtpFake:
         self._sender_replies: dict[str, str] = {}
         self._data_replies: deque[str] = deque()
         self._login: tuple[bytes, bytes] | None = None
+        self._stalls: deque[float] = deque()
         self._controller = _Controller(self)
 
     def start(self) -> SmtpFake:
@@ -93,6 +96,9 @@ class SmtpFake:
     def reply_next(self, reply: str, *, times: int = 1) -> None:
         self._data_replies.extend([reply] * times)
 
+    def stall_next(self, seconds: float) -> None:
+        self._stalls.append(seconds)
+
     def require_login(self, username: str, password: str) -> None:
         self._login = (username.encode(), password.encode())
 
@@ -120,6 +126,8 @@ class SmtpFake:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self._stalls:
+            await asyncio.sleep(self._stalls.popleft())
         with self._lock:
             if self._data_replies:
                 return self._data_replies.popleft()
