@@ -1,6 +1,7 @@
 """Input the database cannot store or Python cannot walk, refused at the edge for every route.
 
-PostgreSQL text and jsonb cannot hold U+0000, and Python's json module (and everything that
+PostgreSQL text and jsonb cannot hold U+0000, UTF-8 cannot encode a lone surrogate (JSON's
+`"\\ud800"` decodes to one), and Python's json module (and everything that
 later walks what it returns: serializers, the renderer's context, json.dumps) recurses once per
 nesting level. So every request is checked here, before any view sees it:
 
@@ -9,11 +10,12 @@ nesting level. So every request is checked here, before any view sees it:
 - JSON that arrives inside a string field (an FCM service account, a Web Push subscription), by
   `loads`, which the serializers of those fields call.
 
-A refusal is a 400 naming the field: `invalid_characters` for a NUL, `too_deep` for nesting past
+A refusal is a 400 naming the field: `invalid_characters` for either, `too_deep` for nesting past
 ALERTFLOW_JSON_MAX_DEPTH levels (the body itself is level 1).
 """
 
 import json
+import re
 from typing import Any
 
 from django.conf import settings
@@ -21,16 +23,17 @@ from rest_framework import parsers
 
 from .errors import ApiError
 
-NUL = "\x00"
+# NUL, and the UTF-16 surrogates that are never characters on their own.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 ROOT = "body"
 
 
-def invalid_characters(field: str, *, in_key: bool = False) -> ApiError:
+def invalid_characters(field: str, character: str, *, in_key: bool = False) -> ApiError:
     where = f"{field} has a key that contains" if in_key else f"{field} contains"
     return ApiError(
         400,
         "invalid_characters",
-        f"{where} a NUL character (U+0000), which cannot be stored.",
+        f"{where} U+{ord(character):04X}, which cannot be stored (NUL and lone surrogates are refused).",
         {"field": field},
     )
 
@@ -43,7 +46,8 @@ def too_deep(field: str) -> ApiError:
 
 
 def check_json(value: Any, field: str = "") -> None:
-    """Raise ApiError if parsed JSON holds a NUL in a string or key, or nests too deep.
+    """Raise ApiError if parsed JSON holds an UNSTORABLE character in a string or key, or nests
+    too deep.
 
     `field` names `value` in the messages (`token`, `config.service_account`); empty means the
     request body. Nested fields are named `data.items[2].name`.
@@ -53,14 +57,14 @@ def check_json(value: Any, field: str = "") -> None:
 
 def _check(value: Any, path: str, depth: int, limit: int) -> None:
     if isinstance(value, str):
-        if NUL in value:
-            raise invalid_characters(path or ROOT)
+        if found := UNSTORABLE.search(value):
+            raise invalid_characters(path or ROOT, found.group())
     elif isinstance(value, dict):
         if depth > limit:
             raise too_deep(path or ROOT)
         for key, item in value.items():
-            if NUL in key:
-                raise invalid_characters(path or ROOT, in_key=True)
+            if found := UNSTORABLE.search(key):
+                raise invalid_characters(path or ROOT, found.group(), in_key=True)
             _check(item, f"{path}.{key}" if path else key, depth + 1, limit)
     elif isinstance(value, list):
         if depth > limit:
@@ -96,16 +100,16 @@ class JSONParser(parsers.JSONParser):
         return data
 
 
-def nul_in_request(request) -> str | None:
-    """The name of the first path, query or header part holding a NUL, or None."""
-    if NUL in request.path_info:
-        return "path"
+def check_request(request) -> None:
+    """Raise ApiError `invalid_characters` for an UNSTORABLE character in the path, a query
+    parameter (name or value) or a header."""
+    parts = [("path", request.path_info)]
     for key, values in request.GET.lists():
-        if NUL in key:
-            return "query"
-        if any(NUL in value for value in values):
-            return key
+        parts.append(("query", key))
+        parts.extend((key, value) for value in values)
     for key, value in request.META.items():
-        if key.startswith("HTTP_") and isinstance(value, str) and NUL in value:
-            return key.removeprefix("HTTP_").replace("_", "-").title()
-    return None
+        if key.startswith("HTTP_") and isinstance(value, str):
+            parts.append((key.removeprefix("HTTP_").replace("_", "-").title(), value))
+    for field, text in parts:
+        if found := UNSTORABLE.search(text):
+            raise invalid_characters(field, found.group())

@@ -3,8 +3,8 @@ import uuid
 
 from django.conf import settings
 
-from .errors import error_response
-from .input_limits import invalid_characters, nul_in_request
+from .errors import ApiError, error_response
+from .input_limits import check_request
 from .logging import request_id_var
 
 # A client-sent id is kept only if it cannot break a log line or a header.
@@ -49,7 +49,8 @@ class BodySizeLimitMiddleware:
 
 
 class RequestInputMiddleware:
-    """Refuse a NUL character in the path, the query or a header with 400 `invalid_characters`.
+    """Refuse a NUL or lone surrogate in the path, the query or a header with 400
+    `invalid_characters`.
 
     PostgreSQL cannot compare or store one, so it would otherwise surface as a 500 from whichever
     query first used the value. JSON bodies are checked by alertflow.input_limits.JSONParser.
@@ -59,8 +60,8 @@ class RequestInputMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        field = nul_in_request(request)
-        if field is not None:
-            error = invalid_characters(field)
+        try:
+            check_request(request)
+        except ApiError as error:
             return error_response(error.status_code, error.error_code, str(error.detail), error.details)
         return self.get_response(request)

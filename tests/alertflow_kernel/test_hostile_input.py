@@ -1,8 +1,8 @@
 """Input PostgreSQL cannot store or Python cannot parse is refused at the edge, on every route.
 
-NUL characters (text and jsonb cannot hold U+0000) in a path, a query, a header or anywhere in a
-JSON body, and JSON nested deeper than ALERTFLOW_JSON_MAX_DEPTH, are a 400 naming the field, and
-nothing is written.
+NUL characters (text and jsonb cannot hold U+0000) and lone surrogates (UTF-8 cannot encode
+one) in a path, a query, a header or anywhere in a JSON body, and JSON nested deeper than
+ALERTFLOW_JSON_MAX_DEPTH, are a 400 naming the field, and nothing is written.
 """
 
 import json
@@ -60,6 +60,8 @@ NUL_REQUESTS = [
     ("put", "/api/v1/recipients/u1", {"name": "A\u0000"}, "name"),
     ("put", "/api/v1/recipients/u1", {"data": {"plans": ["pro", "x\u0000"]}}, "data.plans[1]"),
     ("put", "/api/v1/recipients/u1", {"data": {"pl\u0000an": 1}}, "data"),
+    ("put", "/api/v1/recipients/u1", {"data": {"plan": "\ud800"}}, "data.plan"),
+    ("put", "/api/v1/recipients/u1", {"data": {"\udfff": 1}}, "data"),
     ("post", "/api/v1/notifications", {"recipient": "a\u0000", "channels": ["sms"], "content": SMS}, "recipient"),
     (
         "post",
@@ -98,7 +100,7 @@ NUL_REQUESTS = [
 
 
 @pytest.mark.parametrize(("method", "path", "body", "field"), NUL_REQUESTS)
-def test_a_nul_character_anywhere_is_a_400_naming_the_field(owner, ada, method, path, body, field):
+def test_a_nul_or_lone_surrogate_anywhere_is_a_400_naming_the_field(owner, ada, method, path, body, field):
     before = stored_rows()
 
     response = call(owner, method, path, body)
