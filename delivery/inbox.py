@@ -299,9 +299,7 @@ def _after_change(recipient: Recipient, action: str, message_ids: list, now: dat
     recipient's sockets the new counts and the webhook seam what happened."""
     if action in ("read", "archive") and message_ids:
         # Forward only: a message already read (or bounced, in another world) keeps its status.
-        Message.objects.filter(pk__in=message_ids, status__in=[Message.Status.SENT, Message.Status.DELIVERED]).update(
-            status=Message.Status.READ, read=now, updated=now
-        )
+        Message.objects.filter(pk__in=message_ids).move(Message.Status.READ, read=now, updated=now)
     transaction.on_commit(lambda: announce_counts(recipient))
     if action in ("read", "archive") and message_ids:
         event = "message.read" if action == "read" else "message.archived"

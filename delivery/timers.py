@@ -11,7 +11,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from notifications import queue
@@ -34,8 +33,8 @@ def enqueue_due(now=None) -> int:
         )
         if not due:
             return 0
-        Message.objects.filter(pk__in=[m.pk for m in due]).update(
-            status=Message.Status.QUEUED, queued=now, updated=now, next_attempt=None
+        Message.objects.filter(pk__in=[m.pk for m in due]).move(
+            Message.Status.QUEUED, expected=len(due), queued=now, updated=now, next_attempt=None
         )
         for message in due:
             message.status = Message.Status.QUEUED
@@ -44,26 +43,20 @@ def enqueue_due(now=None) -> int:
 
 
 def sweep_stale(now=None) -> dict:
-    """Re-publish messages the broker lost and resume fan-outs whose task died."""
+    """Re-publish messages the broker lost, retry those a dead worker held, and resume
+    fan-outs whose task died."""
     now = now or timezone.now()
     queued_cutoff = now - timedelta(seconds=settings.ALERTFLOW_STALE_QUEUED_SECONDS)
-    sending_cutoff = now - timedelta(seconds=settings.ALERTFLOW_STALE_SENDING_SECONDS)
     with transaction.atomic():
         stale = list(
             Message.objects.select_for_update(skip_locked=True)
-            .filter(
-                Q(status=Message.Status.QUEUED, updated__lt=queued_cutoff)
-                # A worker died between claim and settle: the send may or may not have left,
-                # so this is where a duplicate can come from (at least once, counted in bench).
-                | Q(status=Message.Status.SENDING, updated__lt=sending_cutoff)
-            )
+            .filter(status=Message.Status.QUEUED, updated__lt=queued_cutoff)
             .only("id", "channel", "priority", "batched", "status")[:POLL_BATCH]
         )
         if stale:
-            Message.objects.filter(pk__in=[m.pk for m in stale]).update(status=Message.Status.QUEUED, updated=now)
-            for message in stale:
-                message.status = Message.Status.QUEUED
+            Message.objects.filter(pk__in=[m.pk for m in stale]).update(updated=now)
             queue.enqueue_on_commit(stale)
+    abandoned = retry_abandoned(now)
     fan_outs = list(
         Notification.objects.filter(status=Notification.Status.FANNING_OUT, progressed__lt=queued_cutoff).values_list(
             "pk", flat=True
@@ -71,6 +64,24 @@ def sweep_stale(now=None) -> dict:
     )
     for notification_id in fan_outs:
         queue.fan_out(notification_id)
-    if stale or fan_outs:
-        logger.info("Swept %d stale message(s) and %d fan-out(s)", len(stale), len(fan_outs))
-    return {"messages": len(stale), "fan_outs": len(fan_outs)}
+    if stale or abandoned or fan_outs:
+        logger.info(
+            "Swept %d stale message(s), %d abandoned one(s) and %d fan-out(s)", len(stale), abandoned, len(fan_outs)
+        )
+    return {"messages": len(stale), "abandoned": abandoned, "fan_outs": len(fan_outs)}
+
+
+def retry_abandoned(now) -> int:
+    """Messages a dead worker left in `sending` become due again now (`sending -> retrying`:
+    statuses only move forward). The send may or may not have left before the worker died, so
+    this is where a duplicate can come from (at least once, counted by bench/drill.py)."""
+    cutoff = now - timedelta(seconds=settings.ALERTFLOW_STALE_SENDING_SECONDS)
+    with transaction.atomic():
+        held = list(
+            Message.objects.select_for_update(skip_locked=True)
+            .filter(status=Message.Status.SENDING, updated__lt=cutoff)
+            .values_list("pk", flat=True)[:POLL_BATCH]
+        )
+        return Message.objects.filter(pk__in=held).move(
+            Message.Status.RETRYING, expected=len(held), reason="worker_lost", next_attempt=now, updated=now
+        )

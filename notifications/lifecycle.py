@@ -16,8 +16,6 @@ from preferences.services import cached_preferences_many, decide
 from . import queue
 from .models import Message, Notification
 
-# Messages that have not left yet, and so can still be cancelled.
-UNSENT = [Message.Status.SCHEDULED, Message.Status.QUEUED, Message.Status.RETRYING]
 # Replays of one call, at most: a larger backlog is replayed in several calls.
 MAX_REPLAY = 10_000
 
@@ -32,8 +30,10 @@ def cancel(notification: Notification) -> dict:
     # Locking the row also waits for a fan-out chunk in progress; the next chunk sees the status.
     notification.status, notification.cancelled = Notification.Status.CANCELLED, now
     notification.save(update_fields=["status", "cancelled"])
-    cancelled = Message.objects.filter(notification=notification, status__in=UNSENT).update(
-        status=Message.Status.CANCELLED, reason="cancelled", next_attempt=None, updated=now
+    # Only messages that have not left yet move (Message.ENTERED_FROM): a claim that won the
+    # race keeps its message, which is then sent.
+    cancelled = Message.objects.filter(notification=notification).move(
+        Message.Status.CANCELLED, reason="cancelled", next_attempt=None, updated=now
     )
     return {"id": str(notification.id), "status": notification.status, "cancelled_messages": cancelled}
 
@@ -88,8 +88,9 @@ def replay(messages) -> int:
         )
         if not chosen:
             return 0
-        Message.objects.filter(pk__in=[m.pk for m in chosen], status=Message.Status.FAILED).update(
-            status=Message.Status.QUEUED,
+        Message.objects.filter(pk__in=[m.pk for m in chosen], status=Message.Status.FAILED).move(
+            Message.Status.QUEUED,
+            expected=len(chosen),
             attempts=0,
             reason="replayed",
             next_attempt=None,

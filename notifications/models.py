@@ -4,6 +4,7 @@ PostgreSQL is the source of truth for every message (DESIGN section 3): the brok
 message ids, and every timer (send_at, quiet hours, retry backoff) is `Message.next_attempt`.
 """
 
+import logging
 import uuid
 
 from django.db import models
@@ -11,6 +12,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from alertflow.choices import Channel, Priority
+
+logger = logging.getLogger(__name__)
 
 
 class Notification(models.Model):
@@ -73,6 +76,31 @@ class Notification(models.Model):
         return str(self.id)
 
 
+def log_unmatched(status: str, expected: int, moved: int) -> None:
+    """Count, in the log, status writes that matched nothing because the row had moved on."""
+    if moved < expected:
+        logger.info(
+            "status_write_unmatched: %d of %d message(s) not moved to %s: their status no longer allows it",
+            expected - moved,
+            expected,
+            status,
+        )
+
+
+class MessageQuerySet(models.QuerySet):
+    def move(self, status: str, *, expected: int | None = None, **fields) -> int:
+        """Move these messages to `status`, each only from a status `status` may follow
+        (`Message.ENTERED_FROM`), setting `fields` too; return how many moved.
+
+        The others change nothing. With `expected` (how many the caller meant to move), the
+        shortfall is counted in the log.
+        """
+        moved = self.filter(status__in=Message.ENTERED_FROM[status]).update(status=status, **fields)
+        if expected is not None:
+            log_unmatched(status, expected, moved)
+        return moved
+
+
 class Message(models.Model):
     """One recipient on one channel: the unit that is queued, claimed, sent and retried."""
 
@@ -89,6 +117,26 @@ class Message(models.Model):
         CANCELLED = "cancelled"
         BOUNCED = "bounced"
         COMPLAINED = "complained"
+
+    # Statuses only move forward (DESIGN section 3). Each status names the statuses it may be
+    # entered from, and every status write puts them in its WHERE clause (`objects.move`, or the
+    # claim and the batch record in delivery/state.py), so a late or repeated write changes
+    # nothing: a batch recording `sent` after a receipt said `delivered`, a cancel racing a
+    # claim, a worker whose lease ran out. `scheduled` and `suppressed` are only ever inserted.
+    # Replay (`failed -> queued`) is the one way back, and only when asked for.
+    ENTERED_FROM = {
+        Status.QUEUED: (Status.SCHEDULED, Status.RETRYING, Status.FAILED),
+        Status.SENDING: (Status.QUEUED,),
+        Status.SENT: (Status.SENDING,),
+        Status.RETRYING: (Status.SENDING,),
+        Status.FAILED: (Status.SENDING,),
+        Status.CANCELLED: (Status.SCHEDULED, Status.QUEUED, Status.RETRYING),
+        # Receipts: a provider's may arrive before the batch has recorded `sent`.
+        Status.DELIVERED: (Status.SENDING, Status.SENT),
+        Status.BOUNCED: (Status.SENDING, Status.SENT, Status.DELIVERED),
+        Status.COMPLAINED: (Status.SENT, Status.DELIVERED, Status.READ),
+        Status.READ: (Status.SENT, Status.DELIVERED),
+    }
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey("tenants.Tenant", models.CASCADE, related_name="+")
@@ -119,6 +167,8 @@ class Message(models.Model):
     delivered = models.DateTimeField(null=True, blank=True)
     read = models.DateTimeField(null=True, blank=True)
     failed = models.DateTimeField(null=True, blank=True)
+
+    objects = MessageQuerySet.as_manager()
 
     class Meta:
         ordering = ["created", "id"]
