@@ -64,6 +64,8 @@ def bench_env(**extra: str) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
             # No provider credentials from the caller's shell: deployment defaults are the console.
             "EMAIL_PROVIDER": "console",
+            # The benchmark tenants' SMTP sink listens on 127.0.0.1.
+            "ALERTFLOW_ALLOW_PRIVATE_NETWORKS": "true",
         }
     )
     env.update(extra)

@@ -264,9 +264,10 @@ ALERTFLOW_RECIPIENT_TOKEN_SECONDS = env_int("ALERTFLOW_RECIPIENT_TOKEN_SECONDS",
 # would then make every stored provider secret unreadable.
 ALERTFLOW_ENCRYPTION_KEY = env_list("ALERTFLOW_ENCRYPTION_KEY", [])
 
-# Web Push subscription endpoints must be public https URLs (no SSRF into our network);
-# development against a local push-service fake turns this on.
-ALERTFLOW_WEBPUSH_ALLOW_PRIVATE = env_bool("ALERTFLOW_WEBPUSH_ALLOW_PRIVATE", False)
+# Hosts a tenant names (provider URLs, SMTP hosts, Web Push endpoints) pass the outbound guard
+# (alertflow/outbound.py): loopback, private, link-local and CGNAT addresses are refused unless
+# this is on. `make run` turns it on, so development against local servers works.
+ALERTFLOW_ALLOW_PRIVATE_NETWORKS = env_bool("ALERTFLOW_ALLOW_PRIVATE_NETWORKS", False)
 
 # --- Delivery --------------------------------------------------------------------------------
 # Retries: exponential backoff with full jitter from this base, capped, for at most this many

@@ -36,6 +36,10 @@ os.environ.pop("CELERY_BROKER_URL", None)
 from .settings import *  # noqa: E402,F403
 from .settings import REST_FRAMEWORK  # noqa: E402
 
+# Whatever the shell says: the suite exercises the outbound guard as production runs it. Tests
+# that talk to the local fakes on 127.0.0.1 turn it on explicitly (tests/fakes/fixtures.py).
+ALERTFLOW_ALLOW_PRIVATE_NETWORKS = False
+
 # Hashing passwords slowly is the point in production and a waste of seconds in tests.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tests that exercise throttling lower these with `override_settings`-style fixtures.

@@ -1,4 +1,4 @@
-"""Encryption at rest for provider credentials: JSON in, a Fernet token out, and back.
+"""Provider credentials: encrypted at rest (JSON in, a Fernet token out, and back), masked in reprs.
 
 Keys come from `settings.ALERTFLOW_ENCRYPTION_KEY`, a list of Fernet keys (the environment gives
 it comma-separated). The first key encrypts; every key decrypts. To rotate: generate a key
@@ -13,6 +13,7 @@ with no configuration. Production should set its own keys: with the derived key,
 import base64
 import functools
 import json
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
@@ -94,3 +95,49 @@ def rotate(token: str) -> str:
         return fernet().rotate(token.encode("ascii")).decode("ascii")
     except (InvalidToken, UnicodeEncodeError):
         raise SecretsUnreadable("Stored provider secrets cannot be decrypted with the configured keys.") from None
+
+
+# --- Secrets in memory ----------------------------------------------------------------------------
+
+
+class RedactedConfig(dict):
+    """A provider config whose repr shows `***` for its secret values.
+
+    A config holds credentials in clear; a log line, an assertion message or a traceback's
+    locals that format one must not print them.
+    """
+
+    def __init__(self, config: dict, secret_fields: tuple[str, ...] | frozenset[str]) -> None:
+        super().__init__(config)
+        self.secret_fields = frozenset(secret_fields)
+
+    def __repr__(self) -> str:
+        shown = {key: "***" if key in self.secret_fields and value else value for key, value in self.items()}
+        return repr(shown)
+
+    __str__ = __repr__
+
+    def secret_values(self) -> list[str]:
+        """Every string held under a secret field (a service account's nested ones included)."""
+        return strings_in([self.get(field) for field in self.secret_fields])
+
+
+def mask_secrets(text: str, config: dict) -> str:
+    """`text` with every secret value of `config` (a `RedactedConfig`) replaced by `***`."""
+    secrets = config.secret_values() if isinstance(config, RedactedConfig) else []
+    # Longest first, so a secret that contains another is masked whole. Very short values (a
+    # one-letter test password) would mask ordinary words and protect nothing.
+    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def strings_in(value: Any) -> list[str]:
+    """The non-empty strings in `value`, however nested in dicts and lists."""
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return [text for item in value for text in strings_in(item)]
+    return []

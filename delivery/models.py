@@ -73,15 +73,20 @@ class Provider(models.Model):
         return tuple(cls.secret_fields) if cls is not None else ()
 
     def decrypted_secrets(self) -> dict:
-        """The secret fields in clear. Raises `crypto.SecretsUnreadable` when no key opens them."""
-        return crypto.decrypt_json(self.secrets) if self.secrets else {}
+        """The secret fields in clear (a dict whose repr masks them).
+
+        Raises `crypto.SecretsUnreadable` when no key opens them.
+        """
+        secrets = crypto.decrypt_json(self.secrets) if self.secrets else {}
+        return crypto.RedactedConfig(secrets, tuple(secrets))
 
     def full_config(self) -> dict:
-        """The config the provider class takes: `config` merged with the decrypted secrets.
+        """The config the provider class takes: `config` merged with the decrypted secrets (a
+        dict whose repr masks them).
 
         Raises `crypto.SecretsUnreadable` when the secrets cannot be decrypted.
         """
-        return {**self.config, **self.decrypted_secrets()}
+        return crypto.RedactedConfig({**self.config, **self.decrypted_secrets()}, self.secret_fields)
 
     def set_config(self, config: dict) -> None:
         """Store a complete (already validated) config: secret fields encrypted, the rest in clear.

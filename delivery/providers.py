@@ -12,12 +12,16 @@ a write, a raw `QuerySet.update()` that sends no signal).
 import copy
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from django.core.cache import cache
 
 from . import crypto
 from .models import Provider
+
+if TYPE_CHECKING:
+    from .channels.base import Provider as ProviderClient
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +37,23 @@ class ProviderSpec:
     """One provider to try: a tenant's `Provider` row, or a deployment default.
 
     `id` is the row's id, or `default:<channel>:<kind>` for a default. `config` is complete,
-    secrets in clear: never log it.
+    secrets in clear: it is left out of the repr, and never logged. `guarded`: the config is a
+    tenant's, so its connections pass the outbound guard; False for the deployment's defaults.
     """
 
     id: str
     channel: str
     kind: str
     name: str
-    config: dict
+    config: dict = field(repr=False)
     rate_limit: float | None = None
+    guarded: bool = True
+
+    def provider(self) -> "ProviderClient":
+        """An instance of this provider's class, for this config."""
+        from .channels import provider_class  # the registry imports SDKs: load it only when needed
+
+        return provider_class(self.channel, self.kind)(self.config, guarded=self.guarded)
 
 
 @dataclass(frozen=True)
@@ -167,6 +179,13 @@ def _defaults(channel: str) -> tuple[ProviderSpec, ...]:
         if seen[spec_id] > 1:  # two defaults of one kind (two SMTP relays) still need distinct ids
             spec_id = f"{spec_id}:{seen[spec_id]}"
         specs.append(
-            ProviderSpec(id=spec_id, channel=channel, kind=kind, name=item.get("name") or kind, config=item["config"])
+            ProviderSpec(
+                id=spec_id,
+                channel=channel,
+                kind=kind,
+                name=item.get("name") or kind,
+                config=item["config"],
+                guarded=False,  # the operator's own accounts and relays, from settings
+            )
         )
     return tuple(specs)

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from alertflow.channels import CHANNELS, Channel
+from alertflow.outbound import AddressNotAllowed
 from notifications.models import DeliveryAttempt, Message
 from preferences.models import Device
 from templates_app.rendering import build_context, render_channel
@@ -55,7 +56,7 @@ class ProviderPool:
     def get(self, spec: ProviderSpec) -> Provider:
         provider = self.open_providers.get(spec.id)
         if provider is None:
-            provider = provider_class(spec.channel, spec.kind)(spec.config)
+            provider = spec.provider()
             provider.open()
             self.open_providers[spec.id] = provider
         return provider
@@ -194,7 +195,8 @@ def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec
         clock = time.monotonic()
         try:
             result = pool.get(spec).send(out)
-        except ProviderError as exc:
+        except (ProviderError, AddressNotAllowed) as raised:
+            exc = pool.get(spec).failure(raised)
             kind = DeliveryAttempt.Outcome.PERMANENT if exc.permanent else DeliveryAttempt.Outcome.TRANSIENT
             outcome.attempts.append(attempt(message, spec, started, clock, kind, error=str(exc)))
             outcome.error, outcome.provider = f"{exc.code}: {exc}" if exc.code else str(exc), spec.name
@@ -218,8 +220,11 @@ def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec
             # retrying blindly, and log it for whoever fixes the bug.
             logger.exception("Provider %s raised an unclassified error for message %s", spec.kind, message.id)
             failed = DeliveryAttempt.Outcome.PERMANENT
-            outcome.attempts.append(attempt(message, spec, started, clock, failed, error=repr(exc)))
-            outcome.permanent, outcome.error, outcome.provider = True, f"provider_error: {exc!r}", spec.name
+            # Its type only: the text of an unexpected exception may quote anything (a response
+            # body, a credential); the log above has it for whoever fixes the bug.
+            error = f"provider_error: {type(exc).__name__}"
+            outcome.attempts.append(attempt(message, spec, started, clock, failed, error=error))
+            outcome.permanent, outcome.error, outcome.provider = True, error, spec.name
             return outcome
         pool.record_success(spec)
         sent = DeliveryAttempt.Outcome.SENT

@@ -2,6 +2,9 @@ from django.db import IntegrityError, transaction
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from alertflow import outbound
+from alertflow.errors import ApiError
+
 from . import crypto
 from .models import PROVIDER_CHANNELS, Provider, provider_class, provider_kinds
 
@@ -72,6 +75,7 @@ class ProviderSerializer(serializers.ModelSerializer):
 
         if instance is None or "config" in attrs:
             attrs["config"] = self.validated_config(cls, instance, attrs.get("config", {}))
+            check_destinations(cls, attrs["config"])
         return attrs
 
     @staticmethod
@@ -125,25 +129,26 @@ class ProviderSerializer(serializers.ModelSerializer):
         return provider
 
 
+def check_destinations(cls, config: dict) -> None:
+    """Refuse a config that names a host our workers may not connect to (alertflow.outbound).
+
+    Checked again at every connection: this check gives the tenant its answer now, with the
+    field, instead of a dead-lettered message later.
+    """
+    for field, host, port in cls.destinations(config):
+        try:
+            outbound.check_host(host, port)
+        except outbound.AddressNotAllowed as exc:
+            raise ApiError(400, "address_not_allowed", f"config.{field}: {exc}", {"field": f"config.{field}"}) from None
+
+
 def config_problem(exc: Exception, config: dict, secret_fields: tuple[str, ...]) -> dict | list:
     """`ValueError("field: problem")` as DRF error detail `{field: [problem]}`, secrets masked.
 
     A validator that quotes a bad value must not echo a credential back in a response or a log.
     """
-    message = str(exc) or "invalid"
-    for secret in _strings([config.get(field) for field in secret_fields]):
-        message = message.replace(secret, "***")
+    message = crypto.mask_secrets(str(exc) or "invalid", crypto.RedactedConfig(config, secret_fields))
     field, sep, problem = message.partition(": ")
     if sep and field and field != "config" and " " not in field:
         return {field: [problem]}
     return [problem if field == "config" and sep else message]
-
-
-def _strings(value) -> list[str]:
-    if isinstance(value, str):
-        return [value] if value else []
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, list | tuple):
-        return [text for item in value for text in _strings(item)]
-    return []

@@ -1,7 +1,5 @@
-import ipaddress
 import json
 import re
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -9,7 +7,8 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from alertflow import input_limits
+from alertflow import input_limits, outbound
+from alertflow.errors import ApiError
 from tenants.models import Category
 from tenants.serializers import validate_category_key
 
@@ -29,23 +28,22 @@ APNS_TOKEN_PATTERN = re.compile(r"^[0-9A-Fa-f]{32,200}$")
 MAX_SUBSCRIBERS_PER_CALL = 10_000
 
 
-def endpoint_allowed(endpoint: str) -> bool:
-    """Browsers hand out https URLs of public push services. Anything else would let a tenant
-    make our workers POST to an address of its choosing inside our network (SSRF), so loopback,
-    private and link-local hosts are refused unless a deployment allows them (local fakes)."""
-    parsed = urlsplit(endpoint)
-    if settings.ALERTFLOW_WEBPUSH_ALLOW_PRIVATE:
-        return parsed.scheme in ("https", "http") and bool(parsed.hostname)
-    if parsed.scheme != "https" or not parsed.hostname:
-        return False
-    host = parsed.hostname.lower()
-    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
-        return False
+def check_endpoint(endpoint) -> None:
+    """A Web Push endpoint must be a browser push service's: our workers POST to it.
+
+    Browsers hand out https URLs (plain http only where private networks are allowed, for local
+    push-service fakes). The host must pass the outbound guard, which checks it again at every
+    send: a tenant may not make our workers POST into our own network (SSRF).
+    """
+    schemes = ("https://", "http://") if settings.ALERTFLOW_ALLOW_PRIVATE_NETWORKS else ("https://",)
+    if not isinstance(endpoint, str) or not endpoint.startswith(schemes):
+        raise serializers.ValidationError(
+            {"token": "A webpush subscription needs an https `endpoint` URL (a browser push service)."}
+        )
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return True  # a name: push services are public names
-    return address.is_global
+        outbound.check_url(endpoint)
+    except outbound.AddressNotAllowed as exc:
+        raise ApiError(400, "address_not_allowed", f"token.endpoint: {exc}", {"field": "token.endpoint"}) from None
 
 
 def validate_external_id(value: str) -> str:
@@ -200,12 +198,9 @@ class DeviceSerializer(serializers.ModelSerializer):
         if not isinstance(token, dict):
             raise serializers.ValidationError({"token": "A webpush token is the subscription object (JSON)."})
         endpoint, keys = token.get("endpoint"), token.get("keys")
-        if not isinstance(endpoint, str) or not endpoint_allowed(endpoint):
-            raise serializers.ValidationError(
-                {"token": "A webpush subscription needs a public https `endpoint` URL (a browser push service)."}
-            )
         if not isinstance(keys, dict) or not all(isinstance(keys.get(k), str) and keys[k] for k in ("p256dh", "auth")):
             raise serializers.ValidationError({"token": "A webpush subscription needs `keys.p256dh` and `keys.auth`."})
+        check_endpoint(endpoint)
         subscription = {"endpoint": endpoint, "keys": {"p256dh": keys["p256dh"], "auth": keys["auth"]}}
         if token.get("expirationTime") is not None:
             subscription["expirationTime"] = token["expirationTime"]

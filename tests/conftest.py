@@ -2,9 +2,11 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from alertflow import outbound
 from alertflow.choices import Role
 
 from .factories import TenantFactory, api_key
+from .fakes.dns import FakeResolver
 
 
 @pytest.fixture(autouse=True)
@@ -12,6 +14,14 @@ def clean_redis():
     """Each xdist worker has its own Redis database (config/test_settings.py): start empty."""
     cache.clear()
     yield
+
+
+@pytest.fixture(autouse=True)
+def resolver(monkeypatch) -> FakeResolver:
+    """The outbound guard resolves names from a table, never from DNS (tests/fakes/dns.py)."""
+    fake = FakeResolver()
+    monkeypatch.setattr(outbound, "_resolve", fake.resolve)
+    return fake
 
 
 def client_with_key(secret: str) -> APIClient:

@@ -19,6 +19,10 @@ from typing import Any, ClassVar, Self
 
 from django.conf import settings
 
+from alertflow.outbound import AddressNotAllowed, refusal_in
+
+from ..crypto import RedactedConfig, mask_secrets
+
 # Default network timeout, in seconds, for kinds whose config leaves `timeout` out. Several SDKs
 # default to no timeout at all (twilio) or to minutes (firebase-admin: 120 s); a worker stuck on
 # one provider call holds back its whole queue.
@@ -45,6 +49,9 @@ class Code:
     AUTH = "auth"  # our credentials are wrong or revoked (HTTP 401/403, SMTP 535, Twilio 20003)
     ACCOUNT = "account"  # our account is suspended, closed or unpaid (HTTP 402, Twilio 20005)
     CONFIGURATION = "configuration"  # the provider config is wrong: sender not allowed, unknown endpoint
+    # A host the provider's config names (SMTP host, api_url, token_uri) is not a public address
+    # (alertflow.outbound): a configuration fault, refused before any connection.
+    ADDRESS_NOT_ALLOWED = "address_not_allowed"
 
 
 class Fault:
@@ -72,6 +79,7 @@ FAULT_OF_CODE = {
     Code.AUTH: Fault.PROVIDER,
     Code.ACCOUNT: Fault.PROVIDER,
     Code.CONFIGURATION: Fault.PROVIDER,
+    Code.ADDRESS_NOT_ALLOWED: Fault.PROVIDER,
 }
 
 
@@ -84,6 +92,11 @@ class ProviderError(Exception):
     (`fault`, from `FAULT_OF_CODE`). `retry_after` is the provider's own hint in seconds
     (HTTP `Retry-After`), or None. `deactivate_device` is set only when the push token itself is
     dead, so the pipeline stops using it.
+
+    `message` is stored in the attempts log and returned by the API, so it is cleaned here, the
+    one place every provider's text passes: one line, no markup, at most `MAX_ERROR_CHARS`.
+    Build it from the provider's status, its own code and its short message
+    (`summarize_http_error`), never from a raw response body.
     """
 
     def __init__(
@@ -95,6 +108,7 @@ class ProviderError(Exception):
         retry_after: float | None = None,
         deactivate_device: bool = False,
     ) -> None:
+        message = clean_text(message)
         super().__init__(message)
         self.message = message
         self.permanent = permanent
@@ -150,6 +164,10 @@ class Provider:
     kind: ClassVar[str]  # registry key within the channel, e.g. "smtp", "twilio", "console"
     secret_fields: ClassVar[tuple[str, ...]] = ()  # config keys encrypted at rest, never returned by the API
     platforms: ClassVar[tuple[str, ...]] = ()  # push only: the device platforms this kind serves
+    # What a refusal of the outbound guard is: the config named the host (a provider configuration
+    # fault, the next provider may take the message), unless the kind sends to hosts the
+    # destination names (Web Push endpoints: the address's fault).
+    refused_destination_code: ClassVar[str] = Code.ADDRESS_NOT_ALLOWED
 
     @classmethod
     def validate_config(cls, config: dict) -> dict:
@@ -162,9 +180,46 @@ class Provider:
         """
         return reject_unknown(config, ())
 
-    def __init__(self, config: dict) -> None:
-        """Takes a config (validated again here, so a stored config that no longer passes fails loudly)."""
-        self.config = self.validate_config(config)
+    @classmethod
+    def destinations(cls, config: dict) -> list[tuple[str, str, int]]:
+        """The hosts a validated config makes us connect to, as `[(field, host, port)]`.
+
+        A tenant's config is checked against the outbound guard at save with these; at send the
+        connections themselves go through it. Hosts that come from settings (the deployment's
+        Twilio or FCM endpoint) or from the message (a Web Push endpoint) are not listed here.
+        """
+        return []
+
+    def __init__(self, config: dict, *, guarded: bool = True) -> None:
+        """Takes a config (validated again here, so a stored config that no longer passes fails loudly).
+
+        `guarded`: the config is a tenant's, so every connection it names goes through the
+        outbound guard (alertflow.outbound). False only for the deployment's own providers from
+        settings, whose hosts (a relay on the private network) are the operator's choice.
+        """
+        self.config = RedactedConfig(self.validate_config(config), self.secret_fields)
+        self.guarded = guarded
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.channel}/{self.kind}>"
+
+    def failure(self, exc: ProviderError | AddressNotAllowed) -> ProviderError:
+        """What `send()` raised, as the error to record and return to the tenant.
+
+        A refusal of the outbound guard, however a library wrapped it, is permanent: no retry
+        through this provider can reach the host (`refused_destination_code` says whose fault it
+        is). The config's secrets are masked in the text: a provider may quote a credential back.
+        """
+        refused = refusal_in(exc)
+        if refused is None:
+            error = exc
+        else:
+            error = ProviderError(str(refused), permanent=True, code=self.refused_destination_code)
+        assert isinstance(error, ProviderError), error
+        masked = mask_secrets(error.message, self.config)
+        if masked != error.message:
+            error.message, error.args = masked, (masked,)
+        return error
 
     def open(self) -> None:
         """Prepare to send a batch over one connection (an SMTP session, an HTTP pool).
@@ -220,6 +275,67 @@ class BuiltinDelivery:
         delivery stores commits or rolls back with their status. Anything to tell the outside
         world goes in `transaction.on_commit`. Does nothing by default.
         """
+
+
+# --- Error text: what the attempts log stores and the API returns ------------------------------
+
+MAX_ERROR_CHARS = 300
+_TAG = re.compile(r"<[^>]{0,200}>")
+_CONTROL_AND_SPACE = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]+")
+
+
+def clean_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """One line of plain text: markup tags dropped, control characters and runs of whitespace
+    made one space, cut to `limit` characters. Provider answers end up in our API responses
+    and logs; neither should carry another service's page or forged log lines."""
+    text = _CONTROL_AND_SPACE.sub(" ", _TAG.sub(" ", str(text))).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# Where JSON error bodies keep their code and message, in the shapes the providers use:
+# SendGrid {"errors": [{"message"}]}, Mailgun {"message"}, Postmark {"ErrorCode", "Message"},
+# Google {"error": {"code", "status", "message"}}, APNs {"reason"}, Mozilla autopush {"errno", "message"},
+# Amazon SES (botocore's error) {"Code", "Message"}.
+_CODE_KEYS = ("code", "Code", "ErrorCode", "error_code", "errno", "status", "reason")
+_MESSAGE_KEYS = ("message", "Message", "detail", "error_description", "title", "error", "reason")
+
+
+def error_fields(body: Any) -> tuple[str, str]:
+    """The provider's own `(code, message)` from a decoded JSON error body; `""` for what is absent."""
+    if isinstance(body, dict):
+        for nested in (
+            body.get("error"),
+            (body.get("errors") or [None])[0] if isinstance(body.get("errors"), list) else None,
+        ):
+            if isinstance(nested, dict):
+                return error_fields(nested)
+        code = next((str(body[k]) for k in _CODE_KEYS if isinstance(body.get(k), str | int) and body[k] != ""), "")
+        message = next((body[k] for k in _MESSAGE_KEYS if isinstance(body.get(k), str) and body[k]), "")
+        return code, message
+    return "", ""
+
+
+def summarize_http_error(service: str, status: int, body: Any = None) -> str:
+    """`"<service> <status> [<code>]: <message>"` for an HTTP error answer.
+
+    `body` is the decoded JSON body, if the answer had one; any other body (an HTML error page,
+    a service that is not the provider's) is left out entirely.
+    """
+    code, message = error_fields(body)
+    text = f"{service} {status}"
+    if code and code != str(status):
+        text += f" {clean_text(code, 40)}"
+    if message:
+        text += f": {clean_text(message, 200)}"
+    return text
+
+
+def json_body(response: Any) -> Any:
+    """A requests/httpx response's JSON body, or None when it has none."""
+    try:
+        return response.json()
+    except (ValueError, AttributeError, TypeError):
+        return None
 
 
 # --- Config helpers: each raises ValueError("<field>: <problem>") -------------------------------

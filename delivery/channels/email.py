@@ -30,6 +30,8 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.core.validators import validate_email
 
+from alertflow import outbound
+
 from .base import (
     Code,
     Outgoing,
@@ -38,6 +40,7 @@ from .base import (
     Sent,
     file_safe,
     http_status_error,
+    json_body,
     optional_bool,
     optional_int,
     optional_str,
@@ -47,6 +50,7 @@ from .base import (
     reject_unknown,
     require_str,
     sink_path,
+    summarize_http_error,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,9 +58,10 @@ logger = logging.getLogger(__name__)
 HEADER_MESSAGE_ID = "X-AlertFlow-Message-Id"
 
 
-def _detail(exc: BaseException, limit: int = 500) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _detail(exc: BaseException) -> str:
+    """An exception's type and own words. Not `str(exc)`: anymail's appends the ESP's whole
+    response body, which is not ours to store or hand to a tenant."""
+    return f"{type(exc).__name__}: {' '.join(str(arg) for arg in exc.args)}"
 
 
 class EmailProvider(Provider):
@@ -149,10 +154,14 @@ class SmtpProvider(EmailProvider):
             "from_email": cls.validate_from(config),
         }
 
-    def __init__(self, config: dict) -> None:
-        super().__init__(config)
+    @classmethod
+    def destinations(cls, config: dict) -> list[tuple[str, str, int]]:
+        return [("host", config["host"], config["port"])]
+
+    def __init__(self, config: dict, *, guarded: bool = True) -> None:
+        super().__init__(config, guarded=guarded)
         c = self.config
-        self._backend = SmtpBackend(
+        self._backend = (GuardedSmtpBackend if guarded else SmtpBackend)(
             host=c["host"],
             port=c["port"],
             username=c["username"],
@@ -191,6 +200,14 @@ class SmtpProvider(EmailProvider):
         with suppress(smtplib.SMTPException, OSError):
             self._backend.close()
         self._backend.connection = None
+
+
+class GuardedSmtpBackend(SmtpBackend):
+    """Django's SMTP backend, connecting through the outbound guard (alertflow.outbound)."""
+
+    @property
+    def connection_class(self):
+        return outbound.GuardedSMTPSSL if self.use_ssl else outbound.GuardedSMTP
 
 
 def _session_survives(exc: BaseException) -> bool:
@@ -288,6 +305,12 @@ class AnymailProvider(EmailProvider):
         }
 
     @classmethod
+    def destinations(cls, config: dict) -> list[tuple[str, str, int]]:
+        if not config["api_url"]:
+            return []  # the ESP's own
+        return [("api_url", *outbound.url_host_port(config["api_url"]))]
+
+    @classmethod
     def validate_own(cls, config: dict) -> dict:
         """The kind's non-secret fields, normalised (secrets are required strings, checked above)."""
         return {}
@@ -296,14 +319,20 @@ class AnymailProvider(EmailProvider):
         """Keyword arguments for the anymail backend, from `self.config`."""
         raise NotImplementedError
 
-    def __init__(self, config: dict) -> None:
-        super().__init__(config)
+    def __init__(self, config: dict, *, guarded: bool = True) -> None:
+        super().__init__(config, guarded=guarded)
         self._connection: BaseEmailBackend | None = None
 
     def open(self) -> None:
         # anymail's open() makes a requests.Session (or a boto3 client): no network yet.
         self._connection = self._make_connection()
         self._connection.open()
+        if self.guarded:
+            self.guard(self._connection)
+
+    def guard(self, connection: BaseEmailBackend) -> None:
+        """Route the opened backend's connections through the outbound guard."""
+        outbound.guard_session(connection.session)
 
     def close(self) -> None:
         if self._connection is not None:
@@ -320,8 +349,11 @@ class AnymailProvider(EmailProvider):
         message = self.build_message(out)
         # anymail's portable metadata reaches the ESP's webhooks, which name our message back.
         message.metadata = {"alertflow_message_id": out.message_id}
+        if self._connection is None:
+            with self:  # opened here, so that its connections are guarded too
+                return self.send(out)
         try:
-            (self._connection or self._make_connection()).send_messages([message])
+            self._connection.send_messages([message])
         except AnymailError as exc:
             raise self.classify(exc) from exc
         return Sent(message.anymail_status.message_id or "")
@@ -344,7 +376,8 @@ class AnymailProvider(EmailProvider):
                 # No answer: anymail re-raises requests' ConnectionError/Timeout under its own name.
                 return ProviderError(_detail(exc), permanent=False, code=Code.UNAVAILABLE)
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return http_status_error(response.status_code, _detail(exc), retry_after=retry_after)
+            detail = summarize_http_error(f"{exc.esp_name or self.kind} API", response.status_code, json_body(response))
+            return http_status_error(response.status_code, detail, retry_after=retry_after)
         return ProviderError(_detail(exc), permanent=True, code=Code.BAD_REQUEST)
 
 
@@ -416,6 +449,9 @@ class AmazonSesProvider(AnymailProvider):
     def validate_own(cls, config: dict) -> dict:
         return {"access_key_id": require_str(config, "access_key_id"), "region": require_str(config, "region")}
 
+    def guard(self, connection: BaseEmailBackend) -> None:
+        outbound.guard_botocore(connection.client)
+
     def backend_kwargs(self) -> dict:
         client_params: dict = {
             # botocore retries throttling and 5xx itself (up to 3 more attempts): retries are the pipeline's.
@@ -443,12 +479,13 @@ class AmazonSesProvider(AnymailProvider):
         if isinstance(exc, AnymailAPIError) and isinstance(cause, ClientError):
             error = cause.response.get("Error", {})
             status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400
+            detail = summarize_http_error("Amazon SES", status, error)
             if error.get("Code") in self.THROTTLING:
-                return ProviderError(_detail(cause), permanent=False, code=Code.RATE_LIMITED)
+                return ProviderError(detail, permanent=False, code=Code.RATE_LIMITED)
             if error.get("Code") in self.PROVIDER_CODES:
-                return ProviderError(_detail(cause), permanent=True, code=self.PROVIDER_CODES[error["Code"]])
+                return ProviderError(detail, permanent=True, code=self.PROVIDER_CODES[error["Code"]])
             # MessageRejected, BadRequestException, ...: 400s about this message that will repeat.
-            return http_status_error(status, _detail(cause))
+            return http_status_error(status, detail)
         if isinstance(exc, AnymailAPIError) and isinstance(cause, BotoCoreError):
             # EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError: the network.
             return ProviderError(_detail(cause), permanent=False, code=Code.UNAVAILABLE)

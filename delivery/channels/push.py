@@ -35,7 +35,7 @@ from google.auth import exceptions as google_auth_errors
 from py_vapid import Vapid
 from pywebpush import WebPushException, webpush
 
-from alertflow import input_limits
+from alertflow import input_limits, outbound
 
 from .base import (
     Code,
@@ -45,6 +45,7 @@ from .base import (
     Sent,
     append_json_line,
     http_status_error,
+    json_body,
     optional_bool,
     optional_int,
     optional_timeout,
@@ -53,6 +54,7 @@ from .base import (
     reject_unknown,
     require_str,
     sink_path,
+    summarize_http_error,
 )
 
 logger = logging.getLogger(__name__)
@@ -87,14 +89,16 @@ _fcm_apps: dict[str, firebase_admin.App] = {}
 _fcm_lock = threading.Lock()
 
 
-def _fcm_app(service_account: dict, base_url: str, timeout: float) -> firebase_admin.App:
+def _fcm_app(service_account: dict, base_url: str, timeout: float, guarded: bool) -> firebase_admin.App:
     """The firebase_admin App for one service account, created once per process.
 
     firebase_admin keeps apps in a process-wide registry by name; the name is a hash of
     everything the app is built from, so a changed config gets a new app and an unchanged one
     keeps its OAuth token (valid an hour) across batches.
     """
-    digest = hashlib.sha256(json.dumps([service_account, base_url, timeout], sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha256(
+        json.dumps([service_account, base_url, timeout, guarded], sort_keys=True).encode()
+    ).hexdigest()
     name = f"alertflow-fcm-{digest[:32]}"
     with _fcm_lock:
         app = _fcm_apps.get(name)
@@ -112,13 +116,14 @@ def _fcm_app(service_account: dict, base_url: str, timeout: float) -> firebase_a
                 {"projectId": service_account["project_id"], "httpTimeout": timeout},
                 name=name,
             )
-            _prepare_messaging(app, base_url)
+            _prepare_messaging(app, base_url, guarded)
             _fcm_apps[name] = app
     return app
 
 
-def _prepare_messaging(app: firebase_admin.App, base_url: str) -> None:
-    """Aim the app's messaging service at `base_url` and turn its own retries off.
+def _prepare_messaging(app: firebase_admin.App, base_url: str, guarded: bool) -> None:
+    """Aim the app's messaging service at `base_url`, turn its own retries off, and guard the
+    OAuth token request when the service account is a tenant's.
 
     firebase-admin has no option for the FCM endpoint: `_MessagingService.__init__` builds
     `_fcm_url` from the constant `https://fcm.googleapis.com/v1/projects/{project}/messages:send`
@@ -126,16 +131,24 @@ def _prepare_messaging(app: firebase_admin.App, base_url: str) -> None:
     create it now and set that one attribute. It also mounts urllib3 retries (4 retries of
     500/503 with backoff, up to ~7 s inside one send(), firebase_admin/_http_client.py); retries
     are the pipeline's decision (STYLE habit 3), so its adapters are replaced by plain ones.
+
+    The token request goes to the service account's `token_uri`, which the tenant wrote: it
+    leaves through google-auth's own session (`AuthorizedSession._auth_request_session`,
+    google/auth/transport/requests.py), which gets the outbound guard's adapter.
     """
     service = messaging._get_messaging_service(app)
     session = getattr(getattr(service, "_client", None), "session", None)
-    if not hasattr(service, "_fcm_url") or session is None:
-        # An upgrade renamed the internals: refuse rather than silently reach the real FCM.
+    auth_session = getattr(session, "_auth_request_session", None)
+    if not hasattr(service, "_fcm_url") or session is None or auth_session is None:
+        # An upgrade renamed the internals: refuse rather than silently reach the real FCM, or
+        # an unchecked token_uri.
         raise ImproperlyConfigured("firebase_admin internals changed: cannot set the FCM endpoint")
     if base_url:
         service._fcm_url = f"{base_url}/v1/projects/{quote(app.project_id, safe='')}/messages:send"
     for prefix in list(session.adapters):
         session.mount(prefix, requests.adapters.HTTPAdapter(max_retries=0))
+    if guarded:
+        outbound.guard_session(auth_session, outbound.GuardedAdapter(max_retries=0))
 
 
 class FcmProvider(PushProvider):
@@ -160,15 +173,25 @@ class FcmProvider(PushProvider):
         for key in ("project_id", "client_email", "private_key", "token_uri"):
             if not isinstance(account.get(key), str) or not account[key]:
                 raise ValueError(f"service_account: missing {key}")
+        if not account["token_uri"].startswith(("https://", "http://")):
+            raise ValueError("service_account: token_uri must be an http(s) URL")
         try:
             credentials.Certificate(account)  # checks the type and parses the private key; no network
         except ValueError as exc:
             raise ValueError(f"service_account: {exc}") from None
         return {"service_account": account, "timeout": optional_timeout(config)}
 
+    @classmethod
+    def destinations(cls, config: dict) -> list[tuple[str, str, int]]:
+        # The FCM endpoint is the deployment's (ALERTFLOW_FCM_BASE_URL); the OAuth one is the tenant's.
+        return [("service_account.token_uri", *outbound.url_host_port(config["service_account"]["token_uri"]))]
+
     def send(self, out: Outgoing) -> Sent:
         app = _fcm_app(
-            self.config["service_account"], settings.ALERTFLOW_FCM_BASE_URL.rstrip("/"), self.config["timeout"]
+            self.config["service_account"],
+            settings.ALERTFLOW_FCM_BASE_URL.rstrip("/"),
+            self.config["timeout"],
+            self.guarded,
         )
         try:
             message = messaging.Message(
@@ -316,8 +339,12 @@ class ApnsProvider(PushProvider):
             "timeout": optional_timeout(config),
         }
 
-    def __init__(self, config: dict) -> None:
-        super().__init__(config)
+    @classmethod
+    def destinations(cls, config: dict) -> list[tuple[str, str, int]]:
+        return [("api_url", *outbound.url_host_port(config["api_url"]))] if config["api_url"] else []
+
+    def __init__(self, config: dict, *, guarded: bool = True) -> None:
+        super().__init__(config, guarded=guarded)
         self._client: httpx.Client | None = None
         c = self.config
         self.base_url = c["api_url"] or (APNS_SANDBOX if c["use_sandbox"] else APNS_PRODUCTION)
@@ -325,7 +352,12 @@ class ApnsProvider(PushProvider):
     def open(self) -> None:
         # APNs wants one long-lived HTTP/2 connection carrying many requests (Apple: "Sending
         # notification requests to APNs"). Plain-http test fakes get HTTP/1.1, which is fine.
-        self._client = httpx.Client(http2=True, timeout=self.config["timeout"])
+        if self.guarded:
+            # No proxies from the environment either (trust_env): a proxy connects unchecked.
+            transport = outbound.guarded_httpx_transport(http2=True)
+            self._client = httpx.Client(transport=transport, timeout=self.config["timeout"], trust_env=False)
+        else:
+            self._client = httpx.Client(http2=True, timeout=self.config["timeout"])
 
     def close(self) -> None:
         if self._client is not None:
@@ -369,12 +401,10 @@ class ApnsProvider(PushProvider):
 
     def classify(self, response: httpx.Response) -> ProviderError:
         # https://developer.apple.com/documentation/usernotifications/handling-notification-responses-from-apns
-        try:
-            reason = str(response.json().get("reason", ""))
-        except (ValueError, AttributeError):
-            reason = ""
+        body = json_body(response)
+        reason = str(body.get("reason", "")) if isinstance(body, dict) else ""
         status = response.status_code
-        detail = f"APNs {status} {reason}".strip()
+        detail = summarize_http_error("APNs", status, body)
         if status == 410 or (status == 400 and reason in ("BadDeviceToken", "Unregistered")):
             # 410 Unregistered: the token is no longer active for the topic.
             return ProviderError(detail, permanent=True, code=Code.UNREGISTERED, deactivate_device=True)
@@ -401,6 +431,8 @@ class WebPushProvider(PushProvider):
     kind = "webpush"
     secret_fields = ("vapid_private_key",)
     platforms = ("webpush",)
+    # The endpoint is the device's: refused, it stops the message without blaming the provider.
+    refused_destination_code = Code.INVALID_ADDRESS
 
     @classmethod
     def validate_config(cls, config: dict) -> dict:
@@ -430,13 +462,16 @@ class WebPushProvider(PushProvider):
             return Vapid.from_pem(key.encode())
         return Vapid.from_string(key)
 
-    def __init__(self, config: dict) -> None:
-        super().__init__(config)
+    def __init__(self, config: dict, *, guarded: bool = True) -> None:
+        super().__init__(config, guarded=guarded)
         self._vapid = self.load_key(self.config["vapid_private_key"])
         self._session: requests.Session | None = None
 
     def open(self) -> None:
         self._session = requests.Session()
+        # The endpoint is the device's, registered by the tenant: guarded even when this provider
+        # is the deployment's own (`guarded` speaks for the config, which names no host here).
+        outbound.guard_session(self._session)
 
     def close(self) -> None:
         if self._session is not None:
@@ -444,6 +479,9 @@ class WebPushProvider(PushProvider):
             self._session = None
 
     def send(self, out: Outgoing) -> Sent:
+        if self._session is None:
+            with self:  # pywebpush without a session posts with bare requests: unguarded
+                return self.send(out)
         try:
             subscription = json.loads(out.to)
             endpoint = subscription["endpoint"]
@@ -488,7 +526,7 @@ class WebPushProvider(PushProvider):
         status = getattr(response, "status_code", None)
         if status is None:
             return ProviderError(f"Web Push: {exc.message}", permanent=True, code=Code.BAD_REQUEST)
-        detail = f"Web Push {status}: {getattr(response, 'text', '')[:300]}"
+        detail = summarize_http_error("Web Push", status, json_body(response))
         if status in (404, 410):
             # The subscription expired or the user revoked permission (RFC 8030 7.3; MDN
             # PushSubscription): it will never accept a message again.

@@ -127,8 +127,8 @@ class TwilioProvider(SmsProvider):
             "timeout": optional_timeout(config),
         }
 
-    def __init__(self, config: dict) -> None:
-        super().__init__(config)
+    def __init__(self, config: dict, *, guarded: bool = True) -> None:
+        super().__init__(config, guarded=guarded)
         self._http: _TwilioHttpClient | None = None
         self._client: Client | None = None
 

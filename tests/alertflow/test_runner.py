@@ -59,6 +59,13 @@ def test_empty_debug_counts_as_unset():
     assert child_environment({"DEBUG": ""}, LOCAL, redis_url=None)["DEBUG"] == "true"
 
 
+def test_make_run_allows_private_networks_unless_told_otherwise():
+    # The README's walk-through sends through an SMTP server on 127.0.0.1.
+    assert child_environment({}, LOCAL, redis_url=None)["ALERTFLOW_ALLOW_PRIVATE_NETWORKS"] == "true"
+    env = child_environment({"ALERTFLOW_ALLOW_PRIVATE_NETWORKS": "false"}, LOCAL, redis_url=None)
+    assert env["ALERTFLOW_ALLOW_PRIVATE_NETWORKS"] == "false"
+
+
 def test_embedded_redis_url_is_exported_to_children():
     env = child_environment({}, LOCAL, redis_url="unix:///srv/af/var/redis.sock")
     assert env["REDIS_URL"] == "unix:///srv/af/var/redis.sock"

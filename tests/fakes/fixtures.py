@@ -1,6 +1,10 @@
 """Pytest fixtures for the provider fakes: each starts on 127.0.0.1 and stops after the test.
 
 Import them into a conftest: `from tests.fakes.fixtures import *  # noqa: F403`.
+
+127.0.0.1 is what the outbound guard refuses by default, so every fake turns
+`ALERTFLOW_ALLOW_PRIVATE_NETWORKS` on for its test (`private_networks`); a test proving a
+refusal next to a fake turns it off again.
 """
 
 import pytest
@@ -12,18 +16,26 @@ from .smtp import SmtpFake
 from .twilio import TwilioFake
 from .webpush import WebPushFake
 
-__all__ = ["apns_fake", "fcm_fake", "sendgrid_fake", "smtp_server", "twilio_fake", "webpush_fake"]
+__all__ = [
+    "apns_fake", "fcm_fake", "private_networks", "sendgrid_fake", "smtp_server", "twilio_fake", "webpush_fake",
+]  # fmt: skip
 
 
 @pytest.fixture
-def smtp_server():
+def private_networks(settings):
+    """Let the outbound guard allow loopback and private addresses, where the fakes listen."""
+    settings.ALERTFLOW_ALLOW_PRIVATE_NETWORKS = True
+
+
+@pytest.fixture
+def smtp_server(private_networks):
     fake = SmtpFake().start()
     yield fake
     fake.stop()
 
 
 @pytest.fixture
-def twilio_fake(settings):
+def twilio_fake(settings, private_networks):
     """A Twilio API; ALERTFLOW_TWILIO_BASE_URL points the real SDK at it."""
     fake = TwilioFake().start()
     settings.ALERTFLOW_TWILIO_BASE_URL = fake.url
@@ -32,7 +44,7 @@ def twilio_fake(settings):
 
 
 @pytest.fixture
-def fcm_fake(settings):
+def fcm_fake(settings, private_networks):
     """FCM v1 and its OAuth endpoint; ALERTFLOW_FCM_BASE_URL points firebase-admin at it."""
     fake = FcmFake().start()
     settings.ALERTFLOW_FCM_BASE_URL = fake.url
@@ -41,21 +53,21 @@ def fcm_fake(settings):
 
 
 @pytest.fixture
-def apns_fake():
+def apns_fake(private_networks):
     fake = ApnsFake().start()
     yield fake
     fake.stop()
 
 
 @pytest.fixture
-def webpush_fake():
+def webpush_fake(private_networks):
     fake = WebPushFake().start()
     yield fake
     fake.stop()
 
 
 @pytest.fixture
-def sendgrid_fake():
+def sendgrid_fake(private_networks):
     """SendGrid's send API (and Mailgun's, Postmark's, SES v2's: `fake.api_url(kind)`)."""
     fake = EspFake().start()
     yield fake

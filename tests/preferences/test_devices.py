@@ -61,10 +61,6 @@ def test_webpush_subscription_is_idempotent_whatever_the_key_order(admin, recipi
         ("webpush", "just a string"),
         ("webpush", {"endpoint": "ftp://x", "keys": {"p256dh": "a", "auth": "b"}}),
         ("webpush", {"endpoint": "http://push.example.com/x", "keys": {"p256dh": "a", "auth": "b"}}),
-        ("webpush", {"endpoint": "https://127.0.0.1/x", "keys": {"p256dh": "a", "auth": "b"}}),
-        ("webpush", {"endpoint": "https://10.1.2.3/x", "keys": {"p256dh": "a", "auth": "b"}}),
-        ("webpush", {"endpoint": "https://169.254.169.254/latest", "keys": {"p256dh": "a", "auth": "b"}}),
-        ("webpush", {"endpoint": "https://localhost:8443/x", "keys": {"p256dh": "a", "auth": "b"}}),
         ("webpush", {"endpoint": "https://push.example.com/x", "keys": {}}),
         ("fcm", "x" * 2001),
         ("sms", "tok"),
@@ -75,6 +71,47 @@ def test_invalid_device_is_a_validation_error(admin, recipient, platform, token)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "validation_error"
     assert not Device.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://127.0.0.1/x",
+        "https://10.1.2.3/x",
+        "https://169.254.169.254/latest",
+        "https://localhost:8443/x",
+        "https://[::ffff:127.0.0.1]/x",
+        "https://2130706433/x",  # 127.0.0.1 written as one number
+    ],
+)
+def test_a_webpush_endpoint_on_a_non_public_address_is_refused(admin, recipient, endpoint):
+    subscription = {**SUBSCRIPTION, "endpoint": endpoint}
+    response = admin.post(
+        "/api/v1/recipients/u1/devices", {"platform": "webpush", "token": subscription}, format="json"
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["details"]) == ("address_not_allowed", {"field": "token.endpoint"})
+    assert not Device.objects.exists()
+
+
+def test_a_webpush_endpoint_whose_name_resolves_privately_is_refused(admin, recipient, resolver):
+    resolver.answer("push.corp.test", ["10.0.0.7"])
+    subscription = {**SUBSCRIPTION, "endpoint": "https://push.corp.test/x"}
+    response = admin.post(
+        "/api/v1/recipients/u1/devices", {"platform": "webpush", "token": subscription}, format="json"
+    )
+    assert response.json()["error"]["code"] == "address_not_allowed"
+    assert "10.0.0.7" not in response.json()["error"]["message"]  # our internal DNS stays ours
+
+
+def test_private_networks_setting_lets_a_local_push_service_in(admin, recipient, settings):
+    settings.ALERTFLOW_ALLOW_PRIVATE_NETWORKS = True
+    subscription = {**SUBSCRIPTION, "endpoint": "http://127.0.0.1:8443/x"}
+    response = admin.post(
+        "/api/v1/recipients/u1/devices", {"platform": "webpush", "token": subscription}, format="json"
+    )
+    assert response.status_code == 201
 
 
 def test_list_and_delete_devices(admin, member, recipient):

@@ -99,6 +99,9 @@ def child_environment(environ: Mapping[str, str], addresses: Addresses, redis_ur
         env["REDIS_URL"] = redis_url
     if is_unset(environ, "ALERTFLOW_WS_URL"):
         env["ALERTFLOW_WS_URL"] = base_url("ws", addresses.host, addresses.ws_port)
+    if is_unset(environ, "ALERTFLOW_ALLOW_PRIVATE_NETWORKS"):
+        # Development talks to servers on this machine (the README's local SMTP server).
+        env["ALERTFLOW_ALLOW_PRIVATE_NETWORKS"] = "true"
     if is_unset(environ, "ALLOWED_HOSTS"):
         # Requests to the address we print must not be refused with 400, whatever HOST is, and
         # whether DEBUG is on (settings' default list) or off (settings' default is none).
