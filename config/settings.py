@@ -246,8 +246,8 @@ ALERTFLOW_LOGIN_TOKEN_HOURS = env_int("ALERTFLOW_LOGIN_TOKEN_HOURS", 12)
 ALERTFLOW_INVITE_DAYS = env_int("ALERTFLOW_INVITE_DAYS", 7)
 # Tenant templates run in shared processes. Blocks nested deeper than this are refused when a
 # template is saved (Django's parser and renderer recurse per level); one render (all fields of
-# a channel) may run this many loop iterations, produce this many characters and take this
-# long, or it fails with `render_too_expensive` (templates_app/sandbox.py).
+# a channel) may run this many loop iterations, produce this many characters and take this many
+# CPU seconds, or it fails with `render_too_expensive` (templates_app/sandbox.py).
 ALERTFLOW_TEMPLATE_MAX_NESTING = env_int("ALERTFLOW_TEMPLATE_MAX_NESTING", 20)
 ALERTFLOW_RENDER_MAX_LOOP_ITERATIONS = env_int("ALERTFLOW_RENDER_MAX_LOOP_ITERATIONS", 10_000)
 ALERTFLOW_RENDER_MAX_OUTPUT_CHARS = env_int("ALERTFLOW_RENDER_MAX_OUTPUT_CHARS", 1_000_000)

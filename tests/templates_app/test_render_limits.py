@@ -163,6 +163,16 @@ def test_a_render_past_its_time_is_refused(settings):
     assert raised.value.details["limit"] == "seconds"
 
 
+def test_waiting_for_a_core_does_not_count_as_render_time(settings, monkeypatch):
+    from templates_app import sandbox
+
+    settings.ALERTFLOW_RENDER_MAX_SECONDS = 1
+    # The wall clock says an hour went by (the process was descheduled); the CPU clock does not.
+    monkeypatch.setattr(sandbox.time, "monotonic", lambda: time.perf_counter() + 3600)
+
+    assert render_sms("{% for c in s %}{{ c }}{% endfor %}", s="abc").fields["text"] == "abc"
+
+
 def test_a_normal_render_is_unaffected():
     text = "{% for item in items %}{% if item.qty > 1 %}{{ item.qty }} x {% endif %}{{ item.name }}; {% endfor %}"
 
