@@ -17,8 +17,11 @@ class RolePermission(permissions.BasePermission):
         principal = request.user
         if principal is None or not getattr(principal, "is_authenticated", False):
             return False
-        if request.method in permissions.SAFE_METHODS:
-            required = getattr(view, "read_role", Role.MEMBER)
-        else:
-            required = getattr(view, "write_role", Role.ADMIN)
-        return role_at_least(principal.role, required)
+        return role_at_least(principal.role, self.required_role(request.method, view))
+
+    @staticmethod
+    def required_role(method: str, view) -> str:
+        """The lowest role that may call `view` with this HTTP method."""
+        if method in permissions.SAFE_METHODS:
+            return getattr(view, "read_role", Role.MEMBER)
+        return getattr(view, "write_role", Role.ADMIN)

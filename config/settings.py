@@ -207,7 +207,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["alertflow.input_limits.JSONParser"],
     "EXCEPTION_HANDLER": "alertflow.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "alertflow.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 if DEBUG:

@@ -133,6 +133,8 @@ class InboxItemSerializer(serializers.Serializer):
 class InboxView(RecipientView):
     """`GET /api/v1/inbox`: the recipient's feed, newest first, with exact unread and unseen counts."""
 
+    extra_error_statuses = {"get": {404}}  # a cursor that names no page
+
     @extend_schema(
         parameters=[
             InboxFilterSerializer,
@@ -251,6 +253,8 @@ class InboxPreferencesView(RecipientView):
     """`GET/PUT /api/v1/inbox/preferences`: the recipient's own preferences, the same document as
     `/recipients/{id}/preferences`, plus `critical_categories`, which opt-outs never reach: a PUT
     that turns a channel off for one of them is refused."""
+
+    extra_error_statuses = {"put": {403}}  # a critical category turned off
 
     def critical_categories(self) -> list[str]:
         return list(

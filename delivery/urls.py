@@ -19,7 +19,7 @@ urlpatterns = [
     path("inbox/read-all", inbox_views.InboxBulkView.as_view(action="read"), name="inbox-read-all"),
     path("inbox/archive-all", inbox_views.InboxBulkView.as_view(action="archive"), name="inbox-archive-all"),
     re_path(
-        rf"^inbox/(?P<message_id>[0-9a-fA-F]{{8}}(?:-[0-9a-fA-F]{{4}}){{3}}-[0-9a-fA-F]{{12}})/(?P<action>{actions})/?$",
+        rf"^inbox/(?P<message_id>[0-9a-fA-F]{{8}}(?:-[0-9a-fA-F]{{4}}){{3}}-[0-9a-fA-F]{{12}})/(?P<action>(?:{actions}))/?$",
         inbox_views.InboxActionView.as_view(),
         name="inbox-action",
     ),

@@ -81,6 +81,7 @@ class NotificationViewSet(TenantViewSet, mixins.ListModelMixin, mixins.RetrieveM
     queryset = Notification.objects.select_related("category")
     serializer_class = NotificationSerializer
     pagination_class = HistoryPagination
+    extra_error_statuses = {"create": {404, 409, 422}, "partial_update": {409}, "cancel": {409}}
 
     def get_queryset(self):
         queryset = super().get_queryset()
@@ -142,6 +143,7 @@ class MessageViewSet(TenantViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
     queryset = Message.objects.select_related("recipient").prefetch_related("delivery_attempts")
     serializer_class = MessageSerializer
     pagination_class = HistoryPagination
+    extra_error_statuses = {"retry": {409}}
 
     def get_queryset(self):
         queryset = super().get_queryset()
@@ -193,6 +195,7 @@ class AlertoraNotifyView(TenantScopedMixin, APIView):
     """`POST /notify`, as the original Alertora API documented it, on top of `accept`."""
 
     write_role = Role.ADMIN
+    extra_error_statuses = {"post": {422}}
 
     @extend_schema(request=AlertoraNotifySerializer, responses={202: dict})
     def post(self, request):

@@ -40,6 +40,7 @@ class TemplateViewSet(TenantViewSet, mixins.ListModelMixin):
     read_role = Role.MEMBER
     write_role = Role.ADMIN  # `render` lowers it to member: previewing changes nothing
     http_method_names = ["get", "post", "put", "delete", "head", "options"]
+    extra_error_statuses = {"create": {409}}
 
     def query(self) -> dict:
         serializer = TemplateQuerySerializer(data=self.request.query_params)

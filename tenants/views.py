@@ -38,6 +38,7 @@ class PublicView(APIView):
 
 class RegisterView(PublicView):
     throttle_scope = "register"
+    extra_error_statuses = {"post": {403}}
 
     @extend_schema(request=RegisterSerializer, responses={201: RegisteredSerializer}, auth=[])
     def post(self, request):
@@ -51,6 +52,7 @@ class RegisterView(PublicView):
 
 class LoginView(PublicView):
     throttle_scope = "login"
+    extra_error_statuses = {"post": {401}}
 
     @extend_schema(request=LoginSerializer, responses={200: LoginResultSerializer}, auth=[])
     def post(self, request):
@@ -63,6 +65,7 @@ class LoginView(PublicView):
 
 class AcceptInviteView(PublicView):
     throttle_scope = "login"
+    extra_error_statuses = {"post": {409}}
 
     @extend_schema(request=AcceptInviteSerializer, responses={200: MembershipSerializer}, auth=[])
     def post(self, request):
@@ -117,6 +120,7 @@ class MemberViewSet(
     serializer_class = MembershipSerializer
     write_role = Role.OWNER
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    extra_error_statuses = {"partial_update": {409}, "destroy": {409}}  # the last owner stays
 
     @extend_schema(request=InviteSerializer, responses={201: InvitedMemberSerializer})
     def create(self, request, *args, **kwargs):
