@@ -24,6 +24,9 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from alertflow import input_limits
+from alertflow.errors import ApiError
+
 from . import inbox
 from .inbox_auth import reader_from_credentials
 
@@ -120,8 +123,8 @@ class InboxConsumer(AsyncWebsocketConsumer):
         if text_data is None or len(text_data) > MAX_FRAME_CHARS:
             return None
         try:
-            frame = json.loads(text_data)
-        except ValueError:
+            frame = input_limits.loads(text_data, field="frame")  # depth and NUL, as for bodies
+        except (ValueError, ApiError):
             return None
         return frame if isinstance(frame, dict) else None
 
