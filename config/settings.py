@@ -275,6 +275,17 @@ ALERTFLOW_ALLOW_PRIVATE_NETWORKS = env_bool("ALERTFLOW_ALLOW_PRIVATE_NETWORKS", 
 ALERTFLOW_RETRY_BASE_SECONDS = env_int("ALERTFLOW_RETRY_BASE_SECONDS", 30)
 ALERTFLOW_RETRY_MAX_SECONDS = env_int("ALERTFLOW_RETRY_MAX_SECONDS", 3600)
 ALERTFLOW_MAX_ATTEMPTS = env_int("ALERTFLOW_MAX_ATTEMPTS", 6)
+# How long a message may wait to be sent (seconds, from its send time) when neither the request
+# nor its category says: by priority, a critical category counting as `critical`. Past it the
+# message is `expired`, never sent late (an OTP that arrives after an hour is useless).
+ALERTFLOW_EXPIRES_IN = {
+    "critical": env_int("ALERTFLOW_EXPIRES_IN_CRITICAL", 10 * 60),
+    "high": env_int("ALERTFLOW_EXPIRES_IN_HIGH", 24 * 3600),
+    "normal": env_int("ALERTFLOW_EXPIRES_IN_NORMAL", 3 * 24 * 3600),
+    "low": env_int("ALERTFLOW_EXPIRES_IN_LOW", 3 * 24 * 3600),
+}
+if any(seconds <= 0 for seconds in ALERTFLOW_EXPIRES_IN.values()):
+    raise ImproperlyConfigured("ALERTFLOW_EXPIRES_IN_*: each must be a positive number of seconds")
 # The sweeper re-enqueues messages queued this long without being claimed (a lost publish)...
 ALERTFLOW_STALE_QUEUED_SECONDS = env_int("ALERTFLOW_STALE_QUEUED_SECONDS", 300)
 # ...and messages `sending` this long (their worker died); longer than any task may run.

@@ -5,6 +5,7 @@ messages for a worker, `settle` decides a message's next status from an `Outcome
 `record` writes settled messages and their attempts in bulk.
 """
 
+import logging
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -19,12 +20,20 @@ from notifications.models import DeliveryAttempt, Message, log_unmatched
 
 from .channels import BUILTIN
 
+logger = logging.getLogger(__name__)
+
+# Why a message expired, by where it was waiting.
+EXPIRED_WHILE_SCHEDULED = "expired_while_scheduled"
+EXPIRED_IN_QUEUE = "expired_in_queue"
+EXPIRED_WHILE_RETRYING = "expired_while_retrying"
+
 
 def claim(message_ids: list) -> list:
     """Move queued messages to `sending` in one statement and return the ids this call won.
 
     A redelivered or duplicated task finds them no longer `queued` and claims nothing: this is
-    what makes an at-least-once queue send once (DESIGN section 3, step 3).
+    what makes an at-least-once queue send once (DESIGN section 3, step 3). A message past its
+    `expires_at` is not claimed but `expired` by the same statement: it is never sent late.
     """
     if not message_ids:
         return []
@@ -34,15 +43,35 @@ def claim(message_ids: list) -> list:
     placeholders = ", ".join(["%s"] * len(ids))
     may_leave = Message.ENTERED_FROM[Message.Status.SENDING]
     now = timezone.now()
+    # Prepared by the field, as the ORM would: SQLite compares the stored text.
+    moment = Message._meta.get_field("expires_at").get_db_prep_value(now, connection)
+    past_expiry = "expires_at IS NOT NULL AND expires_at <= %s"
     with connection.cursor() as cursor:
         # Both PostgreSQL and SQLite (3.35+) support UPDATE ... RETURNING.
         cursor.execute(
-            f"UPDATE {table} SET status = %s, updated = %s, attempts = attempts + 1 "  # noqa: S608 (no user input)
-            f"WHERE id IN ({placeholders}) AND status IN ({', '.join(['%s'] * len(may_leave))}) RETURNING id",
-            [Message.Status.SENDING, now, *ids, *may_leave],
+            f"UPDATE {table} SET "  # noqa: S608 (no user input)
+            f"status = CASE WHEN {past_expiry} THEN %s ELSE %s END, "
+            f"reason = CASE WHEN {past_expiry} THEN %s ELSE reason END, "
+            f"attempts = CASE WHEN {past_expiry} THEN attempts ELSE attempts + 1 END, "
+            f"updated = %s "
+            f"WHERE id IN ({placeholders}) AND status IN ({', '.join(['%s'] * len(may_leave))}) RETURNING id, status",
+            [
+                moment,
+                Message.Status.EXPIRED,
+                Message.Status.SENDING,
+                moment,
+                EXPIRED_IN_QUEUE,
+                moment,
+                now,
+                *ids,
+                *may_leave,
+            ],
         )
-        claimed = [id_field.to_python(row[0]) for row in cursor.fetchall()]
-    log_unmatched(Message.Status.SENDING, len(ids), len(claimed))
+        rows = cursor.fetchall()
+    claimed = [id_field.to_python(pk) for pk, status in rows if status == Message.Status.SENDING]
+    if len(claimed) < len(rows):
+        logger.info("Expired %d message(s) at claim: past their expires_at", len(rows) - len(claimed))
+    log_unmatched(Message.Status.SENDING, len(ids), len(rows))
     return claimed
 
 
@@ -163,3 +192,6 @@ def settle(message: Message, outcome: Outcome) -> None:
     else:
         message.status, message.reason = Message.Status.RETRYING, "transient_failure"
         message.next_attempt = now + timedelta(seconds=retry_delay(message.attempts, outcome.retry_after))
+    if message.status == Message.Status.RETRYING and message.expires_at and message.next_attempt >= message.expires_at:
+        # The retry would come after the message is useless: it expires now, keeping its error.
+        message.status, message.reason, message.next_attempt = Message.Status.EXPIRED, EXPIRED_WHILE_RETRYING, None

@@ -11,19 +11,26 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from notifications import queue
 from notifications.models import Message, Notification
 
+from . import state
+
 logger = logging.getLogger(__name__)
 
+# Messages waiting to be sent, which expiry may end.
+WAITING = [Message.Status.SCHEDULED, Message.Status.QUEUED, Message.Status.RETRYING]
 # Rows one poll handles; a larger backlog is drained by the next polls a second apart.
 POLL_BATCH = 2000
 
 
 def enqueue_due(now=None) -> int:
+    """Expire what waited past its `expires_at`, then queue what is due; return how many were queued."""
     now = now or timezone.now()
+    expire_overdue(now)
     with transaction.atomic():
         due = list(
             Message.objects.select_for_update(skip_locked=True)
@@ -40,6 +47,32 @@ def enqueue_due(now=None) -> int:
             message.status = Message.Status.QUEUED
         queue.enqueue_on_commit(due)
     return len(due)
+
+
+def expire_overdue(now) -> int:
+    """Waiting messages (scheduled, queued, retrying) past their `expires_at` become `expired`,
+    with the reason saying where they waited. Returns how many."""
+    with transaction.atomic():
+        overdue = list(
+            Message.objects.select_for_update(skip_locked=True)
+            .filter(status__in=WAITING, expires_at__lte=now)
+            .values_list("pk", flat=True)[:POLL_BATCH]
+        )
+        if not overdue:
+            return 0
+        expired = Message.objects.filter(pk__in=overdue).move(
+            Message.Status.EXPIRED,
+            expected=len(overdue),
+            reason=Case(
+                When(status=Message.Status.SCHEDULED, then=Value(state.EXPIRED_WHILE_SCHEDULED)),
+                When(status=Message.Status.RETRYING, then=Value(state.EXPIRED_WHILE_RETRYING)),
+                default=Value(state.EXPIRED_IN_QUEUE),
+            ),
+            next_attempt=None,
+            updated=now,
+        )
+    logger.info("Expired %d message(s) that waited past their expires_at", expired)
+    return expired
 
 
 def sweep_stale(now=None) -> dict:

@@ -48,6 +48,6 @@ class MessageAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Retry the selected failed messages (fresh attempt budget)")
+    @admin.action(description="Retry the selected failed or expired messages (fresh attempt budget)")
     def retry(self, request, queryset):
-        self.message_user(request, f"Queued {lifecycle.replay(queryset)} failed message(s) again.")
+        self.message_user(request, f"Queued {lifecycle.replay(queryset)} failed or expired message(s) again.")

@@ -5,8 +5,10 @@ the workers' claim (`queued -> sending`): whichever statement runs first wins, a
 is never both cancelled and sent.
 """
 
-from datetime import datetime
+from collections import defaultdict
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -16,6 +18,8 @@ from preferences.services import cached_preferences_many, decide
 from . import queue
 from .models import Message, Notification
 
+# What replay takes back: the dead letters.
+DEAD_LETTERS = [Message.Status.FAILED, Message.Status.EXPIRED]
 # Replays of one call, at most: a larger backlog is replayed in several calls.
 MAX_REPLAY = 10_000
 
@@ -73,31 +77,41 @@ def reschedule(notification: Notification, send_at: datetime) -> dict:
 
 
 def replay(messages) -> int:
-    """Put failed messages back in the queue with a fresh attempt budget; return how many.
+    """Put dead letters (failed or expired messages) back in the queue with a fresh attempt
+    budget and a fresh expiry; return how many.
 
-    `messages` is a queryset already cut down to one tenant; only its failed rows move.
+    `messages` is a queryset already cut down to one tenant; only its dead letters move.
     """
     now = timezone.now()
     with transaction.atomic():
         chosen = list(
             messages.select_related(None)
             .prefetch_related(None)
-            .select_for_update(skip_locked=True)
-            .filter(status=Message.Status.FAILED)
-            .only("id", "channel", "priority", "batched")[:MAX_REPLAY]
+            .select_related("notification")
+            .select_for_update(skip_locked=True, of=("self",))
+            .filter(status__in=DEAD_LETTERS)
+            .only("id", "channel", "priority", "batched", "notification__expires_in")[:MAX_REPLAY]
         )
         if not chosen:
             return 0
-        Message.objects.filter(pk__in=[m.pk for m in chosen], status=Message.Status.FAILED).move(
-            Message.Status.QUEUED,
-            expected=len(chosen),
-            attempts=0,
-            reason="replayed",
-            next_attempt=None,
-            failed=None,
-            queued=now,
-            updated=now,
-        )
+        # A replay is a new send: it gets the whole window its notification gave it, from now.
+        by_window = defaultdict(list)
+        for message in chosen:
+            by_window[message.notification.expires_in or settings.ALERTFLOW_EXPIRES_IN[message.priority]].append(
+                message.pk
+            )
+        for seconds, ids in by_window.items():
+            Message.objects.filter(pk__in=ids, status__in=DEAD_LETTERS).move(
+                Message.Status.QUEUED,
+                expected=len(ids),
+                attempts=0,
+                reason="replayed",
+                next_attempt=None,
+                failed=None,
+                expires_at=now + timedelta(seconds=seconds),
+                queued=now,
+                updated=now,
+            )
         for message in chosen:
             message.status = Message.Status.QUEUED
         queue.enqueue_on_commit(chosen)

@@ -6,6 +6,7 @@ message ids, and every timer (send_at, quiet hours, retry backoff) is `Message.n
 
 import logging
 import uuid
+from datetime import datetime, timedelta
 
 from django.db import models
 from django.db.models import Q
@@ -42,6 +43,9 @@ class Notification(models.Model):
     data = models.JSONField(default=dict, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     send_at = models.DateTimeField(null=True, blank=True)
+    # Seconds a message may wait to be sent, counted from `send_at` (or acceptance): from the
+    # request, else its category, else the deployment's default for its priority.
+    expires_in = models.PositiveIntegerField(null=True, blank=True)
     # Bulk and topic sends: who to fan out to, and how far the fan-out got (it resumes there).
     targets = models.JSONField(null=True, blank=True)
     topic = models.CharField(max_length=64, blank=True)
@@ -74,6 +78,13 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return str(self.id)
+
+    def message_expiry(self) -> datetime | None:
+        """When its messages expire: `expires_in` after its send time, or after acceptance."""
+        if self.expires_in is None:
+            return None
+        start = max(self.send_at or self.created, self.created)
+        return start + timedelta(seconds=self.expires_in)
 
 
 def log_unmatched(status: str, expected: int, moved: int) -> None:
@@ -117,6 +128,8 @@ class Message(models.Model):
         CANCELLED = "cancelled"
         BOUNCED = "bounced"
         COMPLAINED = "complained"
+        # Not sent before `expires_at`: final, listed and replayable with the dead letters.
+        EXPIRED = "expired"
 
     # Statuses only move forward (DESIGN section 3). Each status names the statuses it may be
     # entered from, and every status write puts them in its WHERE clause (`objects.move`, or the
@@ -125,12 +138,14 @@ class Message(models.Model):
     # claim, a worker whose lease ran out. `scheduled` and `suppressed` are only ever inserted.
     # Replay (`failed -> queued`) is the one way back, and only when asked for.
     ENTERED_FROM = {
-        Status.QUEUED: (Status.SCHEDULED, Status.RETRYING, Status.FAILED),
+        Status.QUEUED: (Status.SCHEDULED, Status.RETRYING, Status.FAILED, Status.EXPIRED),
         Status.SENDING: (Status.QUEUED,),
         Status.SENT: (Status.SENDING,),
         Status.RETRYING: (Status.SENDING,),
         Status.FAILED: (Status.SENDING,),
         Status.CANCELLED: (Status.SCHEDULED, Status.QUEUED, Status.RETRYING),
+        # From every status that still waits to be sent, and from a settle that would retry too late.
+        Status.EXPIRED: (Status.SCHEDULED, Status.QUEUED, Status.RETRYING, Status.SENDING),
         # Receipts: a provider's may arrive before the batch has recorded `sent`.
         Status.DELIVERED: (Status.SENDING, Status.SENT),
         Status.BOUNCED: (Status.SENDING, Status.SENT, Status.DELIVERED),
@@ -150,6 +165,8 @@ class Message(models.Model):
     # Why a message was suppressed, deferred or failed, as a code (`channel_opted_out`).
     reason = models.CharField(max_length=64, blank=True)
     next_attempt = models.DateTimeField(null=True, blank=True)
+    # Not sent by then, the message is useless (an OTP): it becomes `expired` instead.
+    expires_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     template_version = models.ForeignKey(
         "templates_app.TemplateVersion", models.PROTECT, null=True, blank=True, related_name="+"
@@ -182,6 +199,12 @@ class Message(models.Model):
             ),
             # The stale sweeper: messages queued or sending for too long (`updated < cutoff`).
             models.Index(fields=["updated"], condition=Q(status__in=["queued", "sending"]), name="message_in_flight"),
+            # The due-message poller's expiry pass: waiting messages whose `expires_at` has passed.
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(status__in=["scheduled", "queued", "retrying"]),
+                name="message_expiry",
+            ),
             # Dead letters and message lists: `tenant = ? AND status = ? ORDER BY created DESC`.
             models.Index(fields=["tenant", "status", "-created"], name="message_by_status"),
             # Notification history filtered by recipient.

@@ -10,7 +10,7 @@ from preferences.models import Recipient, Topic
 from preferences.serializers import RecipientSerializer
 from templates_app.rendering import validate_content
 from tenants.models import Category
-from tenants.serializers import ChannelListField
+from tenants.serializers import MAX_EXPIRES_IN, ChannelListField
 
 from .models import DeliveryAttempt, Message, Notification
 from .services import template_for
@@ -79,6 +79,13 @@ class SendSerializer(serializers.Serializer):
     metadata = serializers.DictField(required=False, default=dict)
     priority = serializers.ChoiceField(choices=Priority.choices, required=False)
     send_at = serializers.DateTimeField(required=False)
+    expires_in = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_EXPIRES_IN,
+        help_text="Seconds the messages may wait to be sent, from `send_at`; then they expire. "
+        "Defaults to the category's, else the deployment's for the priority.",
+    )
     idempotency_key = serializers.CharField(required=False, max_length=255)
 
     def validate(self, attrs):
@@ -153,7 +160,11 @@ class RescheduleSerializer(serializers.Serializer):
 
 
 class ReplaySerializer(serializers.Serializer):
-    """Which dead letters to replay; with no filter, all of them (up to the per-call cap)."""
+    """Which dead letters to replay; with no filter, all the failed ones (up to the per-call cap)."""
+
+    status = serializers.ChoiceField(
+        choices=[Message.Status.FAILED, Message.Status.EXPIRED], default=Message.Status.FAILED
+    )
 
     channel = serializers.ChoiceField(choices=Channel.choices, required=False)
     category = serializers.CharField(required=False, max_length=64)
@@ -189,7 +200,7 @@ class MessageSerializer(serializers.ModelSerializer):
         model = Message
         fields = [
             "id", "notification", "recipient", "channel", "status", "reason", "priority", "provider",
-            "provider_message_id", "error", "next_attempt", "created_at", "queued", "sent", "delivered",
+            "provider_message_id", "error", "next_attempt", "expires_at", "created_at", "queued", "sent", "delivered",
             "read", "failed", "updated", "attempts",
         ]  # fmt: skip
 
@@ -202,7 +213,7 @@ class NotificationSerializer(serializers.ModelSerializer):
         model = Notification
         fields = [
             "id", "status", "audience", "category", "priority", "channels", "template", "template_version",
-            "topic", "send_at", "metadata", "created_at", "cancelled",
+            "topic", "send_at", "expires_in", "metadata", "created_at", "cancelled",
         ]  # fmt: skip
 
 

@@ -11,16 +11,18 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from alertflow.channels import CHANNELS
+from alertflow.choices import Priority
 from alertflow.errors import ApiError
 from preferences.models import Device, Recipient
 from preferences.services import cached_preferences_many, decide, upsert_recipient
 from templates_app.models import Template
 from templates_app.services import resolve_version
-from tenants.models import Tenant
+from tenants.models import Category, Tenant
 
 from . import queue
 from .models import Message, Notification
@@ -120,6 +122,7 @@ def _new_notification(tenant: Tenant, payload: dict, fingerprint: str) -> Notifi
         data=payload.get("data") or {},
         metadata=payload.get("metadata") or {},
         send_at=payload.get("send_at"),
+        expires_in=expires_in_for(payload.get("category"), payload["priority"], payload.get("expires_in")),
         targets=targets,
         topic=payload["topic"].key if payload.get("topic") else "",
         idempotency_key=key or None,
@@ -172,11 +175,23 @@ def resolve_recipient(tenant: Tenant, target) -> Recipient:
     return recipient
 
 
+def expires_in_for(category: Category | None, priority: str, requested: int | None = None) -> int:
+    """Seconds a send's messages may wait: the request's, else its category's, else the
+    deployment's default for its priority (a critical category counts as `critical`)."""
+    if requested:
+        return requested
+    if category is not None and category.expires_in:
+        return category.expires_in
+    key = Priority.CRITICAL if category is not None and category.critical else priority
+    return settings.ALERTFLOW_EXPIRES_IN[key]
+
+
 def plan(notification: Notification, recipients: list[Recipient]) -> list[Message]:
     """Decide, for each recipient and channel, whether a message is queued, scheduled or
     suppressed (and why). Returns unsaved messages; the caller writes them in bulk."""
     now = timezone.now()
     at = max(notification.send_at or now, now)
+    expires_at = notification.message_expiry()
     batched = notification.audience != Notification.Audience.SINGLE
     with_devices = set()
     if any(CHANNELS[channel].uses_devices for channel in notification.channels):
@@ -201,6 +216,7 @@ def plan(notification: Notification, recipients: list[Recipient]) -> list[Messag
                 template_version=version,
                 created=now,
                 updated=now,
+                expires_at=expires_at,
             )
             if notification.template and version is None:
                 message.status, message.reason, message.failed = Message.Status.FAILED, "template_unavailable", now

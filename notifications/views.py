@@ -68,7 +68,7 @@ HISTORY_PARAMETERS = [
     OpenApiParameter(name, str, description=description)
     for name, description in [
         ("recipient", "A recipient's external id."),
-        ("status", "A message status (`failed`, `sent`, …)."),
+        ("status", "A message status (`failed`, `expired`, `sent`, …)."),
         ("channel", "email, sms, push or inapp."),
         ("category", "A category key."),
         ("created_after", "ISO 8601 date-time (inclusive)."),
@@ -173,17 +173,20 @@ class MessageViewSet(TenantViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
     @extend_schema(request=None, responses={202: dict})
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
-        """Replay one dead letter with a fresh attempt budget."""
+        """Replay one dead letter (failed or expired) with a fresh attempt budget and expiry."""
         message = self.get_object()
-        if message.status != Message.Status.FAILED:
-            raise ApiError(409, "not_failed", f"Only failed messages are retried; this one is {message.status}.")
+        if message.status not in lifecycle.DEAD_LETTERS:
+            raise ApiError(
+                409, "not_failed", f"Only failed or expired messages are retried; this one is {message.status}."
+            )
         lifecycle.replay(Message.objects.filter(pk=message.pk))
         return Response({"id": str(message.id), "status": Message.Status.QUEUED}, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=ReplaySerializer, responses={202: dict}, operation_id="messages_retry_matching")
     @action(detail=False, methods=["post"], url_path="retry")
     def replay(self, request):
-        """Replay the dead letters matching the filters (`channel`, `category`, `error`, dates)."""
+        """Replay the dead letters matching the filters (`status`: failed, the default, or
+        expired; `channel`, `category`, `error`, dates)."""
         serializer = ReplaySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         filters = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in serializer.validated_data.items()}

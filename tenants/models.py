@@ -156,6 +156,8 @@ class Category(models.Model):
     # A critical category (OTP, security) ignores opt-outs and quiet hours.
     critical = models.BooleanField(default=False)
     channels = models.JSONField(default=list, help_text="Channels used when a send names none.")
+    # Seconds a message of this category may wait to be sent; None: the deployment's default.
+    expires_in = models.PositiveIntegerField(null=True, blank=True)
     created = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -6,6 +6,9 @@ from alertflow.choices import Channel, Priority, Role
 
 from .models import ApiKey, Category, Membership
 
+# The longest a message may wait to be sent (`expires_in`, seconds): 30 days.
+MAX_EXPIRES_IN = 30 * 24 * 3600
+
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KEY_RULE = "1-64 characters: letters, digits, '_', '.', '-', starting with a letter or digit"
 
@@ -47,10 +50,17 @@ class CategorySerializer(serializers.ModelSerializer):
     name = serializers.CharField(max_length=200, required=False)
     priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
     channels = ChannelListField(required=False)
+    expires_in = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_EXPIRES_IN,
+        help_text="Seconds this category's messages may wait to be sent; null: the deployment's default.",
+    )
 
     class Meta:
         model = Category
-        fields = ["key", "name", "priority", "critical", "channels", "created"]
+        fields = ["key", "name", "priority", "critical", "channels", "expires_in", "created"]
         read_only_fields = ["created"]
 
     def validate_key(self, value):

@@ -16,6 +16,7 @@ def test_admin_creates_category_with_defaults(admin, tenant):
         "priority": "critical",
         "critical": True,
         "channels": ["email"],
+        "expires_in": None,
         "created": response.json()["created"],
     }
     assert Category.objects.get(tenant=tenant, key="otp").critical
@@ -37,7 +38,16 @@ def test_same_key_in_another_tenant_is_fine(admin, outsider_tenant):
 
 
 @pytest.mark.parametrize(
-    "body", [{"key": "x", "channels": ["fax"]}, {"key": "x", "priority": "urgent"}, {"key": "a/b"}, {"key": ""}]
+    "body",
+    [
+        {"key": "x", "channels": ["fax"]},
+        {"key": "x", "priority": "urgent"},
+        {"key": "a/b"},
+        {"key": ""},
+        {"key": "x", "expires_in": 0},
+        {"key": "x", "expires_in": "soon"},
+        {"key": "x", "expires_in": 31 * 24 * 3600},
+    ],
 )
 def test_invalid_category_is_400(admin, body):
     response = admin.post("/api/v1/categories", body, format="json")
@@ -92,3 +102,11 @@ def test_outsider_list_does_not_show_other_tenants(outsider, tenant):
     CategoryFactory(tenant=tenant, key="promo")
 
     assert outsider.get("/api/v1/categories").json()["count"] == 0
+
+
+def test_patch_sets_and_clears_the_category_expiry(admin, tenant):
+    CategoryFactory(tenant=tenant, key="otp")
+
+    assert admin.patch("/api/v1/categories/otp", {"expires_in": 300}, format="json").json()["expires_in"] == 300
+    assert Category.objects.get(tenant=tenant, key="otp").expires_in == 300
+    assert admin.patch("/api/v1/categories/otp", {"expires_in": None}, format="json").json()["expires_in"] is None
