@@ -12,8 +12,11 @@ import argparse
 import random
 from pathlib import Path
 
-from . import common
-from .common import log
+from .client import create_recipients, email_send, register_tenant, run_load_processes
+from .cpu import CpuMeter, PySpy
+from .env import log, prepare
+from .processes import Processes, free_port, start_gunicorn
+from .report import latency_summary_ms, pct, print_table, summary_row, write_results
 
 TARGET_RATE = 400  # accepted/s
 TARGET_P99_MS = 100
@@ -35,33 +38,33 @@ def main(argv=None) -> dict:
     parser.add_argument("--py-spy", metavar="FILE", help="record gunicorn with py-spy (collapsed stacks) into FILE")
     args = parser.parse_args(argv)
 
-    busy = common.prepare(args.quiet_wait)
+    busy = prepare(args.quiet_wait)
 
-    port = common.free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    with common.Processes() as procs:
+    with Processes() as procs:
         log(f"starting gunicorn: {args.workers} workers x {args.threads} threads on {base_url}")
-        web = common.start_gunicorn(procs, port, args.workers, args.threads)
-        tenant_id, api_key = common.register_tenant(base_url)
-        ids = common.create_recipients(tenant_id, args.recipients)
+        web = start_gunicorn(procs, port, args.workers, args.threads)
+        tenant_id, api_key = register_tenant(base_url)
+        ids = create_recipients(tenant_id, args.recipients)
         rng = random.Random(1)
 
         def bodies(n: int) -> list[dict]:
-            return [common.email_send(recipient=rng.choice(ids)) for _ in range(n)]
+            return [email_send(recipient=rng.choice(ids)) for _ in range(n)]
 
         log(f"warm-up: {args.warmup} requests")
-        warm = common.run_load_processes(base_url, api_key, bodies(args.warmup), args.clients, args.client_procs)
+        warm = run_load_processes(base_url, api_key, bodies(args.warmup), args.clients, args.client_procs)
         log(f"measuring: {args.requests} requests, {args.clients} clients")
         with (
-            common.PySpy(web.popen.pid, Path(args.py_spy) if args.py_spy else None),
-            common.CpuMeter(gunicorn=web.popen.pid) as cpu,
+            PySpy(web.popen.pid, Path(args.py_spy) if args.py_spy else None),
+            CpuMeter(gunicorn=web.popen.pid) as cpu,
         ):
-            run = common.run_load_processes(base_url, api_key, bodies(args.requests), args.clients, args.client_procs)
+            run = run_load_processes(base_url, api_key, bodies(args.requests), args.clients, args.client_procs)
         procs.check()
 
     seconds = run.finished - run.started
     rate = len(run.latencies) / seconds
-    lat = common.latency_summary_ms(run.latencies)
+    lat = latency_summary_ms(run.latencies)
     errors = sum(run.errors.values())
     results = {
         "machine_busy_before": busy,
@@ -80,7 +83,7 @@ def main(argv=None) -> dict:
             if name != "wall"
         },
     }
-    table = common.print_table(
+    table = print_table(
         f"bench.accept: POST /api/v1/notifications (single email send), {args.clients} clients, "
         f"gunicorn gthread {args.workers}x{args.threads}, no worker",
         ["requests", "accepted/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"],
@@ -92,7 +95,7 @@ def main(argv=None) -> dict:
     # that does not depend on how busy the machine was, to read beside the measured rate.
     per_request_ms = sum(v for k, v in results["cpu_ms_per_request"].items())
     results["idle_two_core_estimate_per_second"] = round(2000 / per_request_ms, 1) if per_request_ms else None
-    cpu_table = common.print_table(
+    cpu_table = print_table(
         "bench.accept: CPU per accepted request (holds up better than req/s on a shared machine)",
         ["process", "CPU s", "CPU ms/request"],
         [[name, seconds, results["cpu_ms_per_request"][name]] for name, seconds in cpu.used.items() if name != "wall"]
@@ -100,21 +103,21 @@ def main(argv=None) -> dict:
             ["(all of the above)", None, per_request_ms],
             ["(2 idle cores / that = req/s estimate)", None, results["idle_two_core_estimate_per_second"]],
             ["(wall clock)", cpu.used["wall"], None],
-            ["(machine busy before start)", common.pct(busy), None],
+            ["(machine busy before start)", pct(busy), None],
         ],
     )
     summary = [
-        common.summary_row("accepted/s", round(rate, 1), "req/s", f">= {TARGET_RATE}", rate >= TARGET_RATE),
-        common.summary_row(
+        summary_row("accepted/s", round(rate, 1), "req/s", f">= {TARGET_RATE}", rate >= TARGET_RATE),
+        summary_row(
             "accept p99",
             lat["p99"],
             "ms",
             f"<= {TARGET_P99_MS}",
             lat["p99"] is not None and lat["p99"] <= TARGET_P99_MS,
         ),
-        common.summary_row("accept errors", errors, "", "0", errors == 0),
+        summary_row("accept errors", errors, "", "0", errors == 0),
     ]
-    common.write_results("accept", vars(args), results, summary, [table, cpu_table])
+    write_results("accept", vars(args), results, summary, [table, cpu_table])
     return results
 
 

@@ -12,7 +12,8 @@ import subprocess
 import sys
 import time
 
-from . import common
+from .env import PYTHON, RESULTS_DIR, ROOT
+from .report import print_table, write_results
 
 BENCHMARKS = ["accept", "e2e", "priority"]
 
@@ -25,18 +26,18 @@ def main(argv=None) -> int:
         return 2
     crashed, durations = [], {}
     for name in names:
-        path = common.RESULTS_DIR / f"{name}.json"
+        path = RESULTS_DIR / f"{name}.json"
         path.unlink(missing_ok=True)
         print(f"\n=== bench.{name} ===", flush=True)
         started = time.monotonic()
-        code = subprocess.call([common.PYTHON, "-m", f"bench.{name}"], cwd=common.ROOT)
+        code = subprocess.call([PYTHON, "-m", f"bench.{name}"], cwd=ROOT)
         durations[name] = round(time.monotonic() - started, 1)
         if code != 0 or not path.exists():
             crashed.append(name)
 
     rows, summary = [], []
     for name in names:
-        path = common.RESULTS_DIR / f"{name}.json"
+        path = RESULTS_DIR / f"{name}.json"
         if name in crashed:
             rows.append([name, "CRASHED", "-", "", "", "-"])
             continue
@@ -47,12 +48,12 @@ def main(argv=None) -> int:
             rows.append([name, item["metric"], item["value"], item["unit"], item["target"], verdict])
             summary.append({"benchmark": name, **item})
     print()
-    table = common.print_table(
+    table = print_table(
         "bench.all: summary (one run on this machine; see bench/README.md for what limits each figure)",
         ["benchmark", "metric", "value", "unit", "target", "verdict"],
         rows,
     )
-    common.write_results("all", {"benchmarks": names}, {"durations_s": durations, "crashed": crashed}, summary, [table])
+    write_results("all", {"benchmarks": names}, {"durations_s": durations, "crashed": crashed}, summary, [table])
     return 1 if crashed else 0
 
 

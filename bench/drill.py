@@ -25,29 +25,26 @@ Prints a table and writes bench/results/drill.json. Process logs: var/bench/dril
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import time
 import traceback
 
-from . import common
-from .common import log
+from .client import address, create_recipients, create_smtp_provider, email_send, register_tenant
 from .drill_support import (
+    DATABASE_URL,
+    DB_NAME,
+    PacedSender,
     SinkLog,
     Stack,
-    address,
-    create_recipients,
-    create_sink_provider,
     db_snapshot,
     drill_env,
     drill_redis_port,
-    email_body,
-    prepare_database,
-    register_tenant,
     tally,
-    wait_for,
 )
+from .env import cpu_busy, log, prepare_database, setup_django
+from .processes import wait_for
+from .report import latency_summary_ms, print_table, summary_row, write_results
 
 DRILLS = ("kill", "redis", "smtp")
 WORKER_CONCURRENCY = 2  # the worker's `-c` (drill_support.Stack)
@@ -120,12 +117,12 @@ def seconds_between(start: float | None, end: float | None) -> float | None:
 def drill_kill(stack: Stack, tenant_id, api_key: str, args) -> dict:
     import httpx
 
-    ids = create_recipients(tenant_id, "kill", args.messages)
+    ids = create_recipients(tenant_id, args.messages, "kill-")
     accepted_at = time.time()
     response = httpx.post(
         f"{stack.base_url}/api/v1/notifications",
         headers={"Authorization": f"Bearer {api_key}"},
-        json=email_body(recipients=ids),
+        json=email_send(recipients=ids),
         timeout=120,
     )
     if response.status_code != 202:
@@ -166,10 +163,8 @@ def drill_kill(stack: Stack, tenant_id, api_key: str, args) -> dict:
 
 
 def drill_redis(stack: Stack, tenant_id, api_key: str, args) -> dict:
-    from .drill_support import PacedSender
-
     total = int(args.rate * args.send_seconds)
-    ids = create_recipients(tenant_id, "redis", total)
+    ids = create_recipients(tenant_id, total, "redis-")
     sink = SinkLog(stack.sink_file)
     sender = PacedSender(stack.base_url, api_key, ids, args.rate)
     sender.start()
@@ -212,8 +207,8 @@ def drill_redis(stack: Stack, tenant_id, api_key: str, args) -> dict:
         "non_202_samples": [p.error for p in posts if p.status != 202][:5],
         "posts_during_outage": len(during),
         "accepted_during_outage": sum(1 for p in during if p.status == 202),
-        "outage_latency_ms": common.latency_summary_ms(latencies),
-        "all_latency_ms": common.latency_summary_ms([p.seconds for p in posts]),
+        "outage_latency_ms": latency_summary_ms(latencies),
+        "all_latency_ms": latency_summary_ms([p.seconds for p in posts]),
         "send_window_s": round(max((p.sent_at for p in posts), default=sender.started) - sender.started, 1),
         "died_during_outage": died,
         "restarted": [{"role": e["role"], "exit_code": e["exit_code"], "log": e["log"]} for e in stack.events],
@@ -224,9 +219,7 @@ def drill_redis(stack: Stack, tenant_id, api_key: str, args) -> dict:
 
 
 def drill_smtp(stack: Stack, tenant_id, api_key: str, args) -> dict:
-    from .drill_support import PacedSender
-
-    ids = create_recipients(tenant_id, "smtp", args.smtp_messages)
+    ids = create_recipients(tenant_id, args.smtp_messages, "smtp-")
     sink = SinkLog(stack.sink_file)
     sender = PacedSender(stack.base_url, api_key, ids, args.rate)
     sender.start()
@@ -284,15 +277,15 @@ def run_drill(name: str, args, redis_port: int) -> dict:
             extra["ALERTFLOW_BREAKER_FAILURES"] = str(args.breaker_failures)
     env = drill_env(redis_port, **extra)
     connections.close_all()
-    log(f"[{name}] preparing database alertflow_drill and redis-server on 127.0.0.1:{redis_port}")
-    prepare_database(env)
-    busy = common.cpu_busy()
+    log(f"[{name}] preparing database {DB_NAME} and redis-server on 127.0.0.1:{redis_port}")
+    prepare_database(DB_NAME, DATABASE_URL, env)
+    busy = cpu_busy()
     if busy > 0.25:
         log(f"[{name}] note: {busy:.0%} of the cores are busy with other work; drain times will show it")
     started = time.monotonic()
     with Stack(name, redis_port, env) as stack:
         tenant_id, api_key = register_tenant(stack.base_url, f"drill-{name}")
-        create_sink_provider(stack.base_url, api_key, stack.sink_port)
+        create_smtp_provider(stack.base_url, api_key, stack.sink_port)
         log(f"[{name}] stack up: api {stack.base_url}, sink :{stack.sink_port}, tenant {tenant_id}")
         result = {"kill": drill_kill, "redis": drill_redis, "smtp": drill_smtp}[name](stack, tenant_id, api_key, args)
     result["run_s"] = round(time.monotonic() - started, 1)
@@ -386,12 +379,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, terminate)
     redis_port = drill_redis_port()
     # This process only reads the database; its own log lines would drown the drill's.
-    os.environ.update(drill_env(redis_port, LOG_LEVEL="WARNING"))
-    if str(common.ROOT) not in sys.path:
-        sys.path.insert(0, str(common.ROOT))
-    import django
-
-    django.setup()
+    setup_django(drill_env(redis_port, LOG_LEVEL="WARNING"))
 
     results: dict[str, dict] = {}
     started = time.monotonic()
@@ -422,7 +410,7 @@ def main(argv=None) -> int:
             ]
         )
     print()
-    table = common.print_table(f"Fault drills (all processes real, {elapsed}s in all)", headers, rows)
+    table = print_table(f"Fault drills (all processes real, {elapsed}s in all)", headers, rows)
     detail = [line for name, r in results.items() for line in notes(name, r)]
     print("\n".join(detail))
     print(
@@ -430,10 +418,9 @@ def main(argv=None) -> int:
         "delivered or dead-lettered. duplicates: messages received more than once."
     )
     summary = [
-        common.summary_row(f"{name} lost", r.get("lost"), "messages", "0", r.get("lost") == 0)
-        for name, r in results.items()
+        summary_row(f"{name} lost", r.get("lost"), "messages", "0", r.get("lost") == 0) for name, r in results.items()
     ]
-    common.write_results("drill", vars(args), results, summary, [table, "\n".join(detail)])
+    write_results("drill", vars(args), results, summary, [table, "\n".join(detail)])
     return 0 if all(r["ok"] for r in results.values()) else 1
 
 

@@ -1,6 +1,7 @@
-"""What the fault drills need beyond `bench.common`: their own database, their own Redis server
-(stopped and started again on the same port), an SMTP sink that survives its own restarts, a
-rate-paced API client, and the tally of what arrived against what was accepted.
+"""What the fault drills need beyond the benchmarks' toolkits: their own database and Redis server
+(stopped and started again on the same port), the whole stack as restartable processes, an SMTP
+sink that survives its own restarts, a rate-paced API client, and the tally of what arrived
+against what was accepted.
 
 The sink runs as `python -m bench.drill_support sink --port P --out FILE`: one JSON line per
 message received (`t`, `xid` = the `X-AlertFlow-Message-Id` header, `mid` = Message-ID, `rcpt`),
@@ -16,23 +17,20 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from pathlib import Path
 
-from .common import PYTHON, ROOT, Proc, Processes, bench_env, empty_tables, free_port, log
+from .client import email_send
+from .env import PYTHON, ROOT, bench_env, log
+from .processes import Proc, Processes, free_port, group_members, port_open, wait_for
 
-DB_NAME = "alertflow_drill"
-PG_ADMIN_URL = os.environ.get("DRILL_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+DB_NAME = os.environ.get("BENCH_DRILL_DB_NAME", "alertflow_drill")
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
-FROM_EMAIL = "drill@alertflow.test"
 # The machine's shared Redis: a drill must never stop it, so never bind its own there.
 SHARED_REDIS_PORT = 6379
 
@@ -72,46 +70,11 @@ def drill_env(redis_port: int, **extra: str) -> dict[str, str]:
     return env
 
 
-def prepare_database(env: dict[str, str]) -> None:
-    """Create `alertflow_drill` if missing, migrate it, and empty every table but the bookkeeping."""
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone() is None:
-            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    migrate = [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"]
-    result = subprocess.run(migrate, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    if result.returncode != 0:
-        # Initial migrations regenerated in place no longer match the recorded ones: start afresh.
-        log(f"migrate failed, recreating {DB_NAME}: {result.stderr.strip().splitlines()[-1:]}")
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{DB_NAME}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-        subprocess.run(migrate, cwd=ROOT, env=env, check=True, timeout=300)
-    empty_tables(DATABASE_URL)
-
-
 def drill_redis_port() -> int:
     port = free_port()
     while port == SHARED_REDIS_PORT:  # free_port() never returns a port in use, but be explicit
         port = free_port()
     return port
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    """Poll `predicate` until it holds (True) or `timeout` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 # --- The processes of one drill ---------------------------------------------------------------------
@@ -238,7 +201,7 @@ class Stack(contextlib.AbstractContextManager):
     def kill_group(self, role: str) -> int:
         """`kill -9` the role's whole process group (a main process and its children)."""
         proc = self.roles[role]
-        children = _group_members(proc.popen.pid)
+        children = group_members(proc.popen.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.popen.pid, signal.SIGKILL)
         proc.popen.wait(10)
@@ -265,75 +228,6 @@ class Stack(contextlib.AbstractContextManager):
             restarted.append(event)
             self.events.append(event)
         return restarted
-
-
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[2]) == pgid:
-                members.append(int(entry.name))
-    return members
-
-
-# --- The API, from the outside ----------------------------------------------------------------------
-
-
-def register_tenant(base_url: str, name: str) -> tuple[str, str]:
-    import httpx
-
-    response = httpx.post(
-        f"{base_url}/api/v1/register", json={"service_name": name, "notification_types": ["drill"]}, timeout=30
-    )
-    response.raise_for_status()
-    body = response.json()
-    return body["client_id"], body["api_token"]
-
-
-def create_sink_provider(base_url: str, api_key: str, sink_port: int) -> dict:
-    import httpx
-
-    response = httpx.post(
-        f"{base_url}/api/v1/providers",
-        headers={"Authorization": f"Bearer {api_key}"},
-        json={
-            "channel": "email",
-            "kind": "smtp",
-            "name": "sink",
-            "config": {"host": "127.0.0.1", "port": sink_port, "from_email": FROM_EMAIL},
-        },
-        timeout=30,
-    )
-    if response.status_code != 201:
-        raise RuntimeError(f"creating the smtp provider answered {response.status_code}: {response.text[:500]}")
-    return response.json()
-
-
-def create_recipients(tenant_id, prefix: str, count: int) -> list[str]:
-    """`count` recipients `<prefix>-00000`... with the address `<id>@drill.test` (ORM bulk_create)."""
-    from preferences.models import Recipient
-
-    ids = [f"{prefix}-{i:05d}" for i in range(count)]
-    Recipient.objects.bulk_create(
-        [Recipient(tenant_id=tenant_id, external_id=rid, email=address(rid)) for rid in ids], batch_size=2000
-    )
-    return ids
-
-
-def address(recipient_id: str) -> str:
-    return f"{recipient_id}@drill.test"
-
-
-def email_body(**audience) -> dict:
-    return {
-        "channels": ["email"],
-        "content": {"email": {"subject": "Drill for {{ recipient.id }}", "text": "Delivered or dead-lettered."}},
-        **audience,
-    }
 
 
 @dataclass
@@ -397,7 +291,7 @@ class PacedSender:
                 recipient = self.recipients[index]
                 sent_at = time.time()
                 try:
-                    response = client.post("/api/v1/notifications", json=email_body(recipient=recipient))
+                    response = client.post("/api/v1/notifications", json=email_send(recipient=recipient))
                     post = Post(index, recipient, sent_at, time.time() - sent_at, response.status_code)
                     if response.status_code != 202:
                         post.error = response.text[:300]

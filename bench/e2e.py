@@ -15,8 +15,12 @@ import json
 import time
 from pathlib import Path
 
-from . import common
-from .common import log
+from .client import create_recipients, create_smtp_provider, email_send, register_tenant, run_load
+from .cpu import CpuMeter, PySpy
+from .env import log, prepare
+from .processes import Processes, free_port, start_gunicorn, start_worker
+from .report import latency_summary_ms, pct, print_table, summary_row, write_results
+from .smtp import SmtpSink, measure_sink_ceiling
 
 TARGET_BULK_RATIO = 0.70
 
@@ -34,8 +38,8 @@ def status_counts(notification_ids=None) -> dict:
 
 def run_singles(sink, procs, base_url, api_key, ids, count, clients) -> dict:
     sink.reset()
-    bodies = [common.email_send(recipient=ids[i % len(ids)]) for i in range(count)]
-    run = common.run_load(base_url, api_key, bodies, clients)
+    bodies = [email_send(recipient=ids[i % len(ids)]) for i in range(count)]
+    run = run_load(base_url, api_key, bodies, clients)
     accepted = len(run.accepted)
     arrived_all = sink.wait_count(accepted, 300, procs)
     arrivals = sink.arrivals()
@@ -54,7 +58,7 @@ def run_singles(sink, procs, base_url, api_key, ids, count, clients) -> dict:
         "accept_per_second": round(len(run.latencies) / (run.finished - run.started), 1),
         "seconds": round(seconds, 3),
         "deliveries_per_second": round(len(arrivals) / seconds, 1),
-        "accept_to_arrival_ms": common.latency_summary_ms(latencies),
+        "accept_to_arrival_ms": latency_summary_ms(latencies),
     }
 
 
@@ -64,7 +68,7 @@ def run_bulk(sink, procs, base_url, api_key, ids) -> dict:
     from notifications.models import Notification
 
     sink.reset()
-    body = common.email_send(recipients=ids, priority="normal")
+    body = email_send(recipients=ids, priority="normal")
     started = time.time()
     response = httpx.post(
         f"{base_url}/api/v1/notifications", json=body, headers={"Authorization": f"Bearer {api_key}"}, timeout=60
@@ -123,42 +127,42 @@ def main(argv=None) -> dict:
     )
     args = parser.parse_args(argv)
 
-    busy = common.prepare(args.quiet_wait)
+    busy = prepare(args.quiet_wait)
 
-    port = common.free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     results: dict = {"machine_busy_before": busy}
-    with common.SmtpSink() as sink, common.Processes() as procs:
+    with SmtpSink() as sink, Processes() as procs:
         log("sink ceiling: smtplib over 1 and 4 connections")
         ceilings = [
-            common.measure_sink_ceiling(sink, 1, args.ceiling_messages),
-            common.measure_sink_ceiling(sink, 4, args.ceiling_messages),
+            measure_sink_ceiling(sink, 1, args.ceiling_messages),
+            measure_sink_ceiling(sink, 4, args.ceiling_messages),
         ]
         log(f"starting gunicorn {args.workers}x{args.threads} and a worker -c {args.concurrency}")
-        web = common.start_gunicorn(procs, port, args.workers, args.threads)
-        tenant_id, api_key = common.register_tenant(base_url)
-        ids = common.create_recipients(tenant_id, max(args.bulk, args.singles))
-        common.create_smtp_provider(tenant_id, sink.port)
-        worker = common.start_worker(procs, "default,email", args.concurrency, args.celery_conf)
+        web = start_gunicorn(procs, port, args.workers, args.threads)
+        tenant_id, api_key = register_tenant(base_url)
+        ids = create_recipients(tenant_id, max(args.bulk, args.singles))
+        create_smtp_provider(base_url, api_key, sink.port)
+        worker = start_worker(procs, "default,email", args.concurrency, args.celery_conf)
         pids = {"worker": worker.popen.pid, "gunicorn": web.popen.pid, "sink": sink.pid}
 
         log(f"(a) {args.singles} single sends through the API, {args.clients} clients")
         spy = Path(args.py_spy) if args.py_spy else None
         with (
-            common.PySpy(worker.popen.pid, spy.with_name(f"{spy.stem}-singles{spy.suffix}") if spy else None),
-            common.CpuMeter(**pids) as singles_cpu,
+            PySpy(worker.popen.pid, spy.with_name(f"{spy.stem}-singles{spy.suffix}") if spy else None),
+            CpuMeter(**pids) as singles_cpu,
         ):
             singles = run_singles(sink, procs, base_url, api_key, ids, args.singles, args.clients)
         log(f"(b) one bulk send to {args.bulk} recipients")
         with (
-            common.PySpy(worker.popen.pid, spy.with_name(f"{spy.stem}-bulk{spy.suffix}") if spy else None),
-            common.CpuMeter(**pids) as bulk_cpu,
+            PySpy(worker.popen.pid, spy.with_name(f"{spy.stem}-bulk{spy.suffix}") if spy else None),
+            CpuMeter(**pids) as bulk_cpu,
         ):
             bulk = run_bulk(sink, procs, base_url, api_key, ids[: args.bulk])
         log("sink ceiling again, after the run")
         ceilings_after = [
-            common.measure_sink_ceiling(sink, 1, args.ceiling_messages),
-            common.measure_sink_ceiling(sink, 4, args.ceiling_messages),
+            measure_sink_ceiling(sink, 1, args.ceiling_messages),
+            measure_sink_ceiling(sink, 4, args.ceiling_messages),
         ]
         procs.check()
     results["all_statuses"] = status_counts()
@@ -188,7 +192,7 @@ def main(argv=None) -> dict:
     )
     lat = singles["accept_to_arrival_ms"]
     tables = [
-        common.print_table(
+        print_table(
             "bench.e2e: sink ceiling (plain smtplib, this run; best of before/after)",
             ["smtplib client", "msgs/s before", "msgs/s after"],
             [
@@ -196,7 +200,7 @@ def main(argv=None) -> dict:
                 ["four connections", ceilings[1]["per_second"], ceilings_after[1]["per_second"]],
             ],
         ),
-        common.print_table(
+        print_table(
             f"bench.e2e: email end to end, worker -Q default,email -c {args.concurrency} --prefetch-multiplier 1, "
             f"gunicorn {args.workers}x{args.threads}"
             + (f", worker conf {args.celery_conf}" if args.celery_conf else ""),
@@ -207,8 +211,8 @@ def main(argv=None) -> dict:
                     singles["arrived"],
                     singles["seconds"],
                     singles["deliveries_per_second"],
-                    common.pct(singles["ratio_to_ceiling_1conn"]),
-                    common.pct(singles["ratio_to_ceiling_4conn"]),
+                    pct(singles["ratio_to_ceiling_1conn"]),
+                    pct(singles["ratio_to_ceiling_4conn"]),
                     singles["all_arrived"],
                 ],
                 [
@@ -216,13 +220,13 @@ def main(argv=None) -> dict:
                     bulk["arrived"],
                     bulk["seconds"],
                     bulk["deliveries_per_second"],
-                    common.pct(bulk["ratio_to_ceiling_1conn"]),
-                    common.pct(bulk["ratio_to_ceiling_4conn"]),
+                    pct(bulk["ratio_to_ceiling_1conn"]),
+                    pct(bulk["ratio_to_ceiling_4conn"]),
                     bulk["all_arrived"],
                 ],
             ],
         ),
-        common.print_table(
+        print_table(
             "bench.e2e: details",
             ["figure", "value"],
             [
@@ -236,7 +240,7 @@ def main(argv=None) -> dict:
                 ["(b) first -> last email, msgs/s", bulk["first_to_last_per_second"]],
             ],
         ),
-        common.print_table(
+        print_table(
             "bench.e2e: CPU per email delivered, by process (the bench database's PostgreSQL backends included)",
             ["process", "(a) CPU s", "(a) ms/email", "(b) CPU s", "(b) ms/email"],
             [
@@ -251,20 +255,18 @@ def main(argv=None) -> dict:
             ]
             + [
                 ["(new PostgreSQL sessions)", singles_cpu.new_pg_sessions, None, bulk_cpu.new_pg_sessions, None],
-                ["(machine busy before start)", common.pct(busy), None, None, None],
+                ["(machine busy before start)", pct(busy), None, None, None],
             ],
         ),
     ]
     ratio = bulk["deliveries_per_second"] / ceiling
     summary = [
-        common.summary_row("singles end to end", singles["deliveries_per_second"], "emails/s"),
-        common.summary_row("bulk end to end", bulk["deliveries_per_second"], "emails/s"),
-        common.summary_row("sink ceiling (best)", ceiling, "emails/s"),
-        common.summary_row(
-            "bulk / ceiling", round(ratio, 3), "", f">= {TARGET_BULK_RATIO}", ratio >= TARGET_BULK_RATIO
-        ),
+        summary_row("singles end to end", singles["deliveries_per_second"], "emails/s"),
+        summary_row("bulk end to end", bulk["deliveries_per_second"], "emails/s"),
+        summary_row("sink ceiling (best)", ceiling, "emails/s"),
+        summary_row("bulk / ceiling", round(ratio, 3), "", f">= {TARGET_BULK_RATIO}", ratio >= TARGET_BULK_RATIO),
     ]
-    common.write_results("e2e", vars(args), results, summary, tables)
+    write_results("e2e", vars(args), results, summary, tables)
     return results
 
 

@@ -19,8 +19,11 @@ import time
 
 import httpx
 
-from . import common
-from .common import log
+from .client import create_recipients, create_smtp_provider, email_send, register_tenant
+from .env import REDIS_URL, log, prepare
+from .processes import Processes, free_port, start_gunicorn, start_worker, wait_until, worker_hostname
+from .report import print_table, summary_row, write_results
+from .smtp import SmtpSink
 
 TARGET_CRITICAL_S = 2.0
 PROBES = [
@@ -47,7 +50,7 @@ def set_email_consumer(on: bool) -> None:
     from alertflow.queues import CHANNEL_QUEUES
     from config.celery import app
 
-    destination = [common.worker_hostname()]
+    destination = [worker_hostname()]
     if on:
         replies = app.control.add_consumer(CHANNEL_QUEUES["email"], destination=destination, reply=True, timeout=5)
     else:
@@ -62,7 +65,7 @@ def broker_depth() -> dict:
 
     from alertflow.queues import CHANNEL_QUEUES, PRIORITY_STEPS
 
-    client = redis.Redis.from_url(common.REDIS_URL)
+    client = redis.Redis.from_url(REDIS_URL)
     queue = CHANNEL_QUEUES["email"]
     return {step: client.llen(queue if step == 0 else f"{queue}:{step}") for step in PRIORITY_STEPS}
 
@@ -78,10 +81,10 @@ def run_round(number, sink, procs, client, backlog_ids, probe_ids, args) -> list
 
     sink.reset()
     set_email_consumer(False)
-    response = client.post("/api/v1/notifications", json=common.email_send(recipients=backlog_ids, priority="low"))
+    response = client.post("/api/v1/notifications", json=email_send(recipients=backlog_ids, priority="low"))
     response.raise_for_status()
     notification_id = response.json()["id"]
-    common.wait_until(
+    wait_until(
         lambda: Notification.objects.filter(pk=notification_id, status=Notification.Status.FANNING_OUT).count() == 0,
         120,
         "the backlog's fan-out",
@@ -97,9 +100,9 @@ def run_round(number, sink, procs, client, backlog_ids, probe_ids, args) -> list
     for (name, priority, bulk), recipient in zip(PROBES, probe_ids, strict=True):
         address = f"{recipient}@bench.test"
         body = (
-            common.email_send(recipients=[recipient], priority=priority)
+            email_send(recipients=[recipient], priority=priority)
             if bulk
-            else common.email_send(recipient=recipient, priority=priority)
+            else email_send(recipient=recipient, priority=priority)
         )
         delivered_before = sink.count()
         started = time.time()
@@ -130,23 +133,23 @@ def main(argv=None) -> dict:
     parser.add_argument("--quiet-wait", type=float, default=60, help="seconds to wait for an idle machine")
     args = parser.parse_args(argv)
 
-    busy = common.prepare(args.quiet_wait)
+    busy = prepare(args.quiet_wait)
 
-    port = common.free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     rows: list[dict] = []
-    with common.SmtpSink() as sink, common.Processes() as procs:
-        common.start_gunicorn(procs, port, 2, 4)
-        tenant_id, api_key = common.register_tenant(base_url)
-        backlog_ids = common.create_recipients(tenant_id, args.backlog)
+    with SmtpSink() as sink, Processes() as procs:
+        start_gunicorn(procs, port, 2, 4)
+        tenant_id, api_key = register_tenant(base_url)
+        backlog_ids = create_recipients(tenant_id, args.backlog)
         probe_ids = [f"probe{r}-{p}" for r in range(args.rounds) for p in range(len(PROBES))]
         from preferences.models import Recipient
 
         Recipient.objects.bulk_create(
             [Recipient(tenant_id=tenant_id, external_id=rid, email=f"{rid}@bench.test") for rid in probe_ids]
         )
-        common.create_smtp_provider(tenant_id, sink.port)
-        common.start_worker(procs, "default,email", args.concurrency)
+        create_smtp_provider(base_url, api_key, sink.port)
+        start_worker(procs, "default,email", args.concurrency)
         headers = {"Authorization": f"Bearer {api_key}"}
         with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
             for number in range(args.rounds):
@@ -169,13 +172,13 @@ def main(argv=None) -> dict:
         )
     backlog_step = steps["batch"]["low"]
     tables = [
-        common.print_table(
+        print_table(
             f"bench.priority: wait behind a {args.backlog}-email low bulk backlog (batch step {backlog_step}), "
             f"{args.rounds} rounds, worker -c {args.concurrency}",
             ["probe", "redis step", "n", "median s", "max s", "timeouts"],
             table_rows,
         ),
-        common.print_table(
+        print_table(
             "bench.priority: every probe",
             ["round", "probe", "backlog left", "wait s"],
             [[r["round"], r["probe"], r["backlog_left"], r["wait_s"]] for r in rows],
@@ -184,19 +187,19 @@ def main(argv=None) -> dict:
     critical = by_probe.get("critical single", []) + by_probe.get("critical single (2nd)", [])
     critical_max = max(critical, default=None)
     summary = [
-        common.summary_row(
+        summary_row(
             "critical behind backlog, median",
             round(statistics.median(critical), 3) if critical else None,
             "s",
         ),
-        common.summary_row(
+        summary_row(
             "critical behind backlog, max",
             critical_max,
             "s",
             f"<= {TARGET_CRITICAL_S}",
             critical_max is not None and critical_max <= TARGET_CRITICAL_S,
         ),
-        common.summary_row(
+        summary_row(
             "same-step control, median",
             round(statistics.median(by_probe["low bulk of 1 (control)"]), 3)
             if by_probe.get("low bulk of 1 (control)")
@@ -205,7 +208,7 @@ def main(argv=None) -> dict:
         ),
     ]
     results = {"machine_busy_before": busy, "steps": steps, "probes": rows}
-    common.write_results("priority", vars(args), results, summary, tables)
+    write_results("priority", vars(args), results, summary, tables)
     return results
 
 

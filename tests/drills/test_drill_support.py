@@ -10,8 +10,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from bench.common import free_port
-from bench.drill_support import SinkLog, port_open, tally, wait_for
+from bench.drill_support import SinkLog, tally
+from bench.processes import free_port, port_open, wait_for
 
 
 def record(xid: str, rcpt: str, t: float = 0.0) -> dict:
