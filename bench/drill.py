@@ -317,8 +317,8 @@ def notes(name: str, r: dict) -> list[str]:
         )
         if r["duplicates"] > r["duplicate_bound"]:
             lines.append(
-                "  duplicates above the bound: live `sending` rows were swept (a batch ran longer than "
-                "ALERTFLOW_STALE_SENDING_SECONDS=15 on this machine), not only the killed ones"
+                "  duplicates above the bound: live claims lapsed (a batch went longer than "
+                "ALERTFLOW_LEASE_SECONDS=15 without renewing on this machine), not only the killed ones"
             )
     if name == "redis":
         lines.append(

@@ -34,10 +34,10 @@ DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 # The machine's shared Redis: a drill must never stop it, so never bind its own there.
 SHARED_REDIS_PORT = 6379
 
-# Short timers, so a drill finishes in minutes (production defaults: 300 s, 600 s, 30 s, 30 s, 6).
+# Short timers, so a drill finishes in minutes (production defaults: 300 s, 30 s, 30 s, 30 s, 6).
 TIMERS = {
     "ALERTFLOW_STALE_QUEUED_SECONDS": "10",
-    "ALERTFLOW_STALE_SENDING_SECONDS": "15",
+    "ALERTFLOW_LEASE_SECONDS": "15",
     "ALERTFLOW_SWEEP_INTERVAL_SECONDS": "5",
     "ALERTFLOW_RETRY_BASE_SECONDS": "2",
     "ALERTFLOW_MAX_ATTEMPTS": "10",

@@ -288,8 +288,12 @@ if any(seconds <= 0 for seconds in ALERTFLOW_EXPIRES_IN.values()):
     raise ImproperlyConfigured("ALERTFLOW_EXPIRES_IN_*: each must be a positive number of seconds")
 # The sweeper re-enqueues messages queued this long without being claimed (a lost publish)...
 ALERTFLOW_STALE_QUEUED_SECONDS = env_int("ALERTFLOW_STALE_QUEUED_SECONDS", 300)
-# ...and messages `sending` this long (their worker died); longer than any task may run.
-ALERTFLOW_STALE_SENDING_SECONDS = env_int("ALERTFLOW_STALE_SENDING_SECONDS", 600)
+# A claim is a lease this long, renewed while its batch is being sent (and always covering the
+# provider call in progress): a message whose worker died is retried once the lease runs out, by
+# the due poller (every second), so a crash costs about this many seconds.
+ALERTFLOW_LEASE_SECONDS = env_int("ALERTFLOW_LEASE_SECONDS", 30)
+if ALERTFLOW_LEASE_SECONDS <= 0:
+    raise ImproperlyConfigured("ALERTFLOW_LEASE_SECONDS must be a positive number of seconds")
 # Circuit breaker per provider: this many transient failures within the window open it; after
 # the cool-down one probe send decides whether it closes again.
 ALERTFLOW_BREAKER_FAILURES = env_int("ALERTFLOW_BREAKER_FAILURES", 5)

@@ -13,17 +13,18 @@ from .sending import INTERRUPTIONS, ProviderPool, active_devices, send_one
 from .state import claim, record, release, settle
 
 # A batch writes its results every this many messages: few round trips, and a worker killed
-# mid-batch leaves at most this many sent-but-unrecorded messages for the sweeper to resend.
+# mid-batch leaves at most this many sent-but-unrecorded messages, which are sent again once its
+# lease runs out (the duplicates a crash can cost, counted by bench/drill.py).
 FLUSH_EVERY = 25
 
 
 def deliver(message_ids: list) -> int:
     """Send the given messages if this call claims them; return how many were sent."""
-    claimed = claim(message_ids)
-    if not claimed:
+    lease = claim(message_ids)
+    if not lease:
         return 0
     messages = list(
-        Message.objects.filter(pk__in=claimed)
+        Message.objects.filter(pk__in=lease.ids)
         .select_related(
             "recipient", "notification", "notification__tenant", "notification__category", "template_version"
         )
@@ -31,11 +32,12 @@ def deliver(message_ids: list) -> int:
         .defer("notification__targets", "notification__response")
     )
     devices = active_devices([m.recipient_id for m in messages if CHANNELS[m.channel].uses_devices])
-    pool = ProviderPool()
+    pool = ProviderPool(before_call=lease.cover)
     done, attempts, sent = [], [], 0
     settled = set()
     try:
         for message in messages:
+            lease.cover()
             outcome = send_one(message, pool, devices)
             settle(message, outcome)
             settled.add(message.pk)
@@ -43,15 +45,15 @@ def deliver(message_ids: list) -> int:
             attempts.extend(outcome.attempts)
             sent += outcome.sent
             if len(done) >= FLUSH_EVERY:
-                record(done, attempts)
+                record(done, attempts, lease)
                 done, attempts = [], []
     except INTERRUPTIONS as exc:
         # Put back what this batch holds and has not settled, then let the interruption go on.
         unsettled = [m for m in messages if m.pk not in settled]
         error = f"interrupted: {type(exc).__name__} while sending; the send may have left"
-        release(unsettled[:1], unsettled[1:], error)
+        release(unsettled[:1], unsettled[1:], error, lease)
         raise
     finally:
         pool.close()
-        record(done, attempts)
+        record(done, attempts, lease)
     return sent

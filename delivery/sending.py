@@ -10,6 +10,7 @@ or the content's stops it. Never a bare exception.
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 from billiard.exceptions import SoftTimeLimitExceeded, Terminated
 from django.conf import settings
@@ -23,7 +24,7 @@ from templates_app.rendering import build_context, render_channel
 
 from . import guards
 from .channels import builtin_delivery, provider_class
-from .channels.base import Fault, Outgoing, Provider, ProviderError
+from .channels.base import DEFAULT_TIMEOUT, Fault, Outgoing, Provider, ProviderError
 from .crypto import SecretsUnreadable
 from .providers import ProviderSpec, providers_for
 from .state import Outcome
@@ -41,7 +42,10 @@ class ProviderPool:
     tenant's provider list read once; each breaker asked once while its provider keeps working,
     and told of the successes once, at the end (per message, that was three Redis round trips)."""
 
-    def __init__(self):
+    def __init__(self, before_call: Callable[[float], None] = lambda seconds: None):
+        # Told the longest a provider call about to start may take (its timeout), so the batch's
+        # claim can be kept that long (state.Lease.cover).
+        self.before_call = before_call
         self.open_providers: dict[str, Provider] = {}
         self.specs: dict[tuple, list[ProviderSpec]] = {}
         self.allowed: set[str] = set()
@@ -191,6 +195,7 @@ def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec
             outcome.error, outcome.provider = f"rate_limited: next send slot in {wait:.1f}s", spec.name
             outcome.retry_after = max(outcome.retry_after or 0, wait)
             continue
+        pool.before_call(float(spec.config.get("timeout") or DEFAULT_TIMEOUT))
         started = timezone.now()
         clock = time.monotonic()
         try:

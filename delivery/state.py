@@ -9,7 +9,7 @@ import logging
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -28,23 +28,61 @@ EXPIRED_IN_QUEUE = "expired_in_queue"
 EXPIRED_WHILE_RETRYING = "expired_while_retrying"
 
 
-def claim(message_ids: list) -> list:
-    """Move queued messages to `sending` in one statement and return the ids this call won.
+class Lease:
+    """A batch's hold on the messages it claimed.
+
+    `until` is stamped on every claimed row (`Message.lease_until`) and renewed while the batch
+    runs; past it the due poller takes the worker for dead and retries the messages. It is also
+    the batch's token: every later write of the batch (renewal, record, release) names it, so
+    a worker whose lease ran out writes nothing over the next claim of the same message.
+    """
+
+    # Renew when less than this much of the lease is left (or less than the call about to start).
+    RENEW_BELOW = 0.5
+
+    def __init__(self, ids: list, until: datetime | None) -> None:
+        self.ids = ids
+        self.until = until
+
+    def __bool__(self) -> bool:
+        return bool(self.ids)
+
+    def cover(self, seconds: float = 0) -> None:
+        """Make sure the lease outlasts the next `seconds` (a provider call's timeout), renewing
+        it when less than that, or less than half a lease, is left."""
+        now = timezone.now()
+        lease = settings.ALERTFLOW_LEASE_SECONDS
+        needed = max(seconds + 1, lease * self.RENEW_BELOW)
+        if not self.ids or self.until - now >= timedelta(seconds=needed):
+            return
+        until = now + timedelta(seconds=max(lease, seconds + 1))
+        # The messages of this batch still `sending` under this lease: the recorded ones left it.
+        Message.objects.filter(pk__in=self.ids, status=Message.Status.SENDING, lease_until=self.until).update(
+            lease_until=until
+        )
+        self.until = until
+
+
+def claim(message_ids: list) -> Lease:
+    """Move queued messages to `sending` in one statement, under one lease; return the lease
+    with the ids this call won.
 
     A redelivered or duplicated task finds them no longer `queued` and claims nothing: this is
     what makes an at-least-once queue send once (DESIGN section 3, step 3). A message past its
     `expires_at` is not claimed but `expired` by the same statement: it is never sent late.
     """
     if not message_ids:
-        return []
+        return Lease([], None)
     id_field = Message._meta.pk
     ids = [id_field.get_db_prep_value(id_field.to_python(i), connection) for i in message_ids]
     table = Message._meta.db_table
     placeholders = ", ".join(["%s"] * len(ids))
     may_leave = Message.ENTERED_FROM[Message.Status.SENDING]
     now = timezone.now()
+    until = now + timedelta(seconds=settings.ALERTFLOW_LEASE_SECONDS)
     # Prepared by the field, as the ORM would: SQLite compares the stored text.
     moment = Message._meta.get_field("expires_at").get_db_prep_value(now, connection)
+    lease = Message._meta.get_field("lease_until").get_db_prep_value(until, connection)
     past_expiry = "expires_at IS NOT NULL AND expires_at <= %s"
     with connection.cursor() as cursor:
         # Both PostgreSQL and SQLite (3.35+) support UPDATE ... RETURNING.
@@ -53,6 +91,7 @@ def claim(message_ids: list) -> list:
             f"status = CASE WHEN {past_expiry} THEN %s ELSE %s END, "
             f"reason = CASE WHEN {past_expiry} THEN %s ELSE reason END, "
             f"attempts = CASE WHEN {past_expiry} THEN attempts ELSE attempts + 1 END, "
+            f"lease_until = CASE WHEN {past_expiry} THEN NULL ELSE %s END, "
             f"updated = %s "
             f"WHERE id IN ({placeholders}) AND status IN ({', '.join(['%s'] * len(may_leave))}) RETURNING id, status",
             [
@@ -62,6 +101,8 @@ def claim(message_ids: list) -> list:
                 moment,
                 EXPIRED_IN_QUEUE,
                 moment,
+                moment,
+                lease,
                 now,
                 *ids,
                 *may_leave,
@@ -72,7 +113,7 @@ def claim(message_ids: list) -> list:
     if len(claimed) < len(rows):
         logger.info("Expired %d message(s) at claim: past their expires_at", len(rows) - len(claimed))
     log_unmatched(Message.Status.SENDING, len(ids), len(rows))
-    return claimed
+    return Lease(claimed, until)
 
 
 @dataclass
@@ -90,18 +131,19 @@ class Outcome:
 
 SETTLED_FIELDS = [
     "status", "reason", "updated", "sent", "failed", "next_attempt", "provider", "attempts",
-    "provider_message_id", "error", "rendered", "to",
+    "provider_message_id", "error", "rendered", "to", "lease_until",
 ]  # fmt: skip
 
 
-def record(messages: list, attempts: list) -> None:
+def record(messages: list, attempts: list, lease: Lease) -> None:
     """Write settled messages and their attempts in one transaction.
 
     The messages go as one `executemany` of a plain UPDATE, which psycopg pipelines: Django's
     `bulk_update` builds a CASE WHEN per field and row, and that was half the worker's CPU on
     bulk sends (measured in bench/e2e). Each row is written only if the message is still
-    `sending` (every status `settle` decides is entered from there alone): a receipt that moved
-    it on in the meantime keeps its word, and the write changes nothing.
+    `sending` (every status `settle` decides is entered from there alone) under this batch's
+    lease: a receipt that moved it on in the meantime keeps its word, a claim by another worker
+    after this one's lease ran out keeps its own, and the write changes nothing.
     """
     if not messages:
         return
@@ -112,10 +154,12 @@ def record(messages: list, attempts: list) -> None:
         f"UPDATE {quote(Message._meta.db_table)} SET "  # noqa: S608 (names from the model, no input)
         + ", ".join(f"{quote(f.column)} = %s" for f in fields)
         + f" WHERE {quote(id_field.column)} = %s AND {quote(Message._meta.get_field('status').column)} = %s"
+        + f" AND {quote(Message._meta.get_field('lease_until').column)} = %s"
     )
+    token = Message._meta.get_field("lease_until").get_db_prep_value(lease.until, connection)
     rows = [
         [f.get_db_prep_save(getattr(m, f.attname), connection) for f in fields]
-        + [id_field.get_db_prep_value(m.pk, connection), Message.Status.SENDING]
+        + [id_field.get_db_prep_value(m.pk, connection), Message.Status.SENDING, token]
         for m in messages
     ]
     with transaction.atomic(), connection.cursor() as cursor:
@@ -140,7 +184,7 @@ def written(messages: list) -> list:
     return [m for m in messages if stamps.get(m.pk) == m.updated]
 
 
-def release(interrupted: list, untouched: list, error: str) -> None:
+def release(interrupted: list, untouched: list, error: str, lease: Lease) -> None:
     """Give back the messages of a batch that was stopped from outside (a time limit, a worker's
     shutdown): none of that is an answer about the message, so none of it is dead-lettered.
 
@@ -152,9 +196,10 @@ def release(interrupted: list, untouched: list, error: str) -> None:
     for messages, refund in ((interrupted, 0), (untouched, 1)):
         for message in messages:
             delay = retry_delay(message.attempts, None) if not refund else 0
-            Message.objects.filter(pk=message.pk).move(
+            Message.objects.filter(pk=message.pk, lease_until=lease.until).move(
                 Message.Status.RETRYING,
                 expected=1,
+                lease_until=None,
                 reason="interrupted",
                 error=error,
                 attempts=F("attempts") - refund,
@@ -172,7 +217,7 @@ def retry_delay(attempts: int, retry_after: float | None) -> float:
 def settle(message: Message, outcome: Outcome) -> None:
     """Decide the message's next status from the outcome (in memory; `record` writes it)."""
     now = timezone.now()
-    message.updated = now
+    message.updated, message.lease_until = now, None
     message.provider, message.provider_message_id, message.error = (
         outcome.provider,
         outcome.provider_message_id,

@@ -1,8 +1,9 @@
 """Timers live in PostgreSQL, not in the broker (DESIGN section 3).
 
-`enqueue_due` moves messages whose `next_attempt` has come (scheduled sends, quiet-hours
-deferrals, retries) back to `queued` and publishes them; `sweep_stale` re-publishes what the
-broker lost (a publish during an outage, a killed worker). Both lock rows with
+`enqueue_due` (every second) retries claims whose lease ran out (a killed worker), expires what
+waited past its `expires_at`, and moves messages whose `next_attempt` has come (scheduled sends,
+quiet-hours deferrals, retries) to `queued` and publishes them; `sweep_stale` re-publishes what
+the broker lost (a publish during an outage). Both lock rows with
 `FOR UPDATE SKIP LOCKED`, so several beat or worker processes never double-enqueue a row.
 """
 
@@ -11,7 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, Value, When
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from notifications import queue
@@ -28,8 +29,10 @@ POLL_BATCH = 2000
 
 
 def enqueue_due(now=None) -> int:
-    """Expire what waited past its `expires_at`, then queue what is due; return how many were queued."""
+    """Retry what a dead worker held, expire what waited past its `expires_at`, then queue what
+    is due; return how many were queued."""
     now = now or timezone.now()
+    retry_lapsed(now)
     expire_overdue(now)
     with transaction.atomic():
         due = list(
@@ -47,6 +50,41 @@ def enqueue_due(now=None) -> int:
             message.status = Message.Status.QUEUED
         queue.enqueue_on_commit(due)
     return len(due)
+
+
+def retry_lapsed(now) -> int:
+    """Claims whose lease ran out (their worker died or hangs) become due again now
+    (`sending -> retrying`, forward only); returns how many.
+
+    Whatever that worker had sent but not yet recorded is sent again: at most its unflushed
+    part of a batch (`pipeline.FLUSH_EVERY`). Claims made before leases existed have none, and
+    count from their last update.
+    """
+    lease = timedelta(seconds=settings.ALERTFLOW_LEASE_SECONDS)
+    with transaction.atomic():
+        lapsed = list(
+            Message.objects.select_for_update(skip_locked=True)
+            .filter(
+                Q(lease_until__lt=now) | Q(lease_until__isnull=True, updated__lt=now - lease),
+                status=Message.Status.SENDING,
+            )
+            .values_list("pk", flat=True)[:POLL_BATCH]
+        )
+        if not lapsed:
+            return 0
+        retried = Message.objects.filter(pk__in=lapsed).move(
+            Message.Status.RETRYING,
+            expected=len(lapsed),
+            reason="lease_expired",
+            lease_until=None,
+            next_attempt=now,
+            updated=now,
+        )
+    logger.warning(
+        "Retrying %d message(s) whose worker's lease ran out; any it sent but had not recorded are sent again",
+        retried,
+    )
+    return retried
 
 
 def expire_overdue(now) -> int:
@@ -76,8 +114,8 @@ def expire_overdue(now) -> int:
 
 
 def sweep_stale(now=None) -> dict:
-    """Re-publish messages the broker lost, retry those a dead worker held, and resume
-    fan-outs whose task died."""
+    """Re-publish messages the broker lost and resume fan-outs whose task died. (Messages a dead
+    worker held come back sooner, when their lease runs out: `retry_lapsed`.)"""
     now = now or timezone.now()
     queued_cutoff = now - timedelta(seconds=settings.ALERTFLOW_STALE_QUEUED_SECONDS)
     with transaction.atomic():
@@ -89,7 +127,6 @@ def sweep_stale(now=None) -> dict:
         if stale:
             Message.objects.filter(pk__in=[m.pk for m in stale]).update(updated=now)
             queue.enqueue_on_commit(stale)
-    abandoned = retry_abandoned(now)
     fan_outs = list(
         Notification.objects.filter(status=Notification.Status.FANNING_OUT, progressed__lt=queued_cutoff).values_list(
             "pk", flat=True
@@ -97,24 +134,6 @@ def sweep_stale(now=None) -> dict:
     )
     for notification_id in fan_outs:
         queue.fan_out(notification_id)
-    if stale or abandoned or fan_outs:
-        logger.info(
-            "Swept %d stale message(s), %d abandoned one(s) and %d fan-out(s)", len(stale), abandoned, len(fan_outs)
-        )
-    return {"messages": len(stale), "abandoned": abandoned, "fan_outs": len(fan_outs)}
-
-
-def retry_abandoned(now) -> int:
-    """Messages a dead worker left in `sending` become due again now (`sending -> retrying`:
-    statuses only move forward). The send may or may not have left before the worker died, so
-    this is where a duplicate can come from (at least once, counted by bench/drill.py)."""
-    cutoff = now - timedelta(seconds=settings.ALERTFLOW_STALE_SENDING_SECONDS)
-    with transaction.atomic():
-        held = list(
-            Message.objects.select_for_update(skip_locked=True)
-            .filter(status=Message.Status.SENDING, updated__lt=cutoff)
-            .values_list("pk", flat=True)[:POLL_BATCH]
-        )
-        return Message.objects.filter(pk__in=held).move(
-            Message.Status.RETRYING, expected=len(held), reason="worker_lost", next_attempt=now, updated=now
-        )
+    if stale or fan_outs:
+        logger.info("Swept %d stale message(s) and %d fan-out(s)", len(stale), len(fan_outs))
+    return {"messages": len(stale), "fan_outs": len(fan_outs)}

@@ -165,6 +165,10 @@ class Message(models.Model):
     # Why a message was suppressed, deferred or failed, as a code (`channel_opted_out`).
     reason = models.CharField(max_length=64, blank=True)
     next_attempt = models.DateTimeField(null=True, blank=True)
+    # While `sending`: the claiming worker's lease. It renews it while its batch runs; past it, the
+    # worker is taken for dead and the message is retried. Its value is also the claim's token:
+    # a worker whose lease ran out writes nothing over the next claim's work.
+    lease_until = models.DateTimeField(null=True, blank=True)
     # Not sent by then, the message is useless (an OTP): it becomes `expired` instead.
     expires_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -199,6 +203,8 @@ class Message(models.Model):
             ),
             # The stale sweeper: messages queued or sending for too long (`updated < cutoff`).
             models.Index(fields=["updated"], condition=Q(status__in=["queued", "sending"]), name="message_in_flight"),
+            # The due-message poller's lease pass: claims whose worker stopped renewing them.
+            models.Index(fields=["lease_until"], condition=Q(status="sending"), name="message_lease"),
             # The due-message poller's expiry pass: waiting messages whose `expires_at` has passed.
             models.Index(
                 fields=["expires_at"],

@@ -18,21 +18,21 @@ def reload(message) -> Message:
     return Message.objects.get(pk=message.pk)
 
 
-def claimed_batch(admin, n_channels=("email", "sms")) -> list[Message]:
+def claimed_batch(admin, n_channels=("email", "sms")) -> tuple[state.Lease, list[Message]]:
     messages = accept(admin, list(n_channels))
-    state.claim([m.id for m in messages])
-    return list(Message.objects.filter(pk__in=[m.pk for m in messages]).order_by("channel"))
+    lease = state.claim([m.id for m in messages])
+    return lease, list(Message.objects.filter(pk__in=[m.pk for m in messages]).order_by("channel"))
 
 
 def test_a_receipt_between_send_and_record_is_not_overwritten(admin, ada, caplog):
-    email, sms = claimed_batch(admin)
+    lease, (email, sms) = claimed_batch(admin)
     for message in (email, sms):
         state.settle(message, state.Outcome(sent=True, provider="p", provider_message_id=f"id-{message.channel}"))
     # The provider's receipt for the email arrives before the batch flushes its results.
     Message.objects.filter(pk=email.pk).update(status="delivered", delivered=timezone.now())
 
     with caplog.at_level(logging.INFO, logger="notifications.models"):
-        state.record([email, sms], [])
+        state.record([email, sms], [], lease)
 
     assert reload(email).status == "delivered"
     assert (reload(sms).status, reload(sms).provider_message_id) == ("sent", "id-sms")
@@ -40,7 +40,7 @@ def test_a_receipt_between_send_and_record_is_not_overwritten(admin, ada, caplog
 
 
 def test_a_cancel_after_the_claim_changes_nothing(admin, ada):
-    [email] = claimed_batch(admin, ["email"])
+    _lease, [email] = claimed_batch(admin, ["email"])
 
     response = admin.post(f"/api/v1/notifications/{email.notification_id}/cancel")
 
