@@ -52,6 +52,13 @@ def enqueue_due(now=None) -> int:
     return len(due)
 
 
+def locked_ids(*conditions, **lookups) -> list:
+    """Up to a poll's worth of matching message ids, locked for this transaction; rows another
+    poller holds are skipped, not waited for."""
+    matching = Message.objects.select_for_update(skip_locked=True).filter(*conditions, **lookups)
+    return list(matching.values_list("pk", flat=True)[:POLL_BATCH])
+
+
 def retry_lapsed(now) -> int:
     """Claims whose lease ran out (their worker died or hangs) become due again now
     (`sending -> retrying`, forward only); returns how many.
@@ -62,13 +69,9 @@ def retry_lapsed(now) -> int:
     """
     lease = timedelta(seconds=settings.ALERTFLOW_LEASE_SECONDS)
     with transaction.atomic():
-        lapsed = list(
-            Message.objects.select_for_update(skip_locked=True)
-            .filter(
-                Q(lease_until__lt=now) | Q(lease_until__isnull=True, updated__lt=now - lease),
-                status=Message.Status.SENDING,
-            )
-            .values_list("pk", flat=True)[:POLL_BATCH]
+        lapsed = locked_ids(
+            Q(lease_until__lt=now) | Q(lease_until__isnull=True, updated__lt=now - lease),
+            status=Message.Status.SENDING,
         )
         if not lapsed:
             return 0
@@ -91,11 +94,7 @@ def expire_overdue(now) -> int:
     """Waiting messages (scheduled, queued, retrying) past their `expires_at` become `expired`,
     with the reason saying where they waited. Returns how many."""
     with transaction.atomic():
-        overdue = list(
-            Message.objects.select_for_update(skip_locked=True)
-            .filter(status__in=WAITING, expires_at__lte=now)
-            .values_list("pk", flat=True)[:POLL_BATCH]
-        )
+        overdue = locked_ids(status__in=WAITING, expires_at__lte=now)
         if not overdue:
             return 0
         expired = Message.objects.filter(pk__in=overdue).move(
