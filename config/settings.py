@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "channels",
+    "corsheaders",
     "alertflow",
     "tenants",
     "preferences",
@@ -91,6 +92,7 @@ MIDDLEWARE = [
     "alertflow.middleware.RequestInputMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -254,6 +256,18 @@ ALERTFLOW_RENDER_MAX_OUTPUT_CHARS = env_int("ALERTFLOW_RENDER_MAX_OUTPUT_CHARS",
 ALERTFLOW_RENDER_MAX_SECONDS = float(env_str("ALERTFLOW_RENDER_MAX_SECONDS", "1"))
 # Where clients reach the websocket server (handed out with recipient tokens).
 ALERTFLOW_WS_URL = env_str("ALERTFLOW_WS_URL", "ws://localhost:8001")
+# The in-app bell calls the inbox endpoints from tenants' pages, on any origin. Only those: the
+# credential is a bearer token (no cookies), and the rest of the API is for tenants' backends.
+CORS_URLS_REGEX = r"^/api/v1/inbox(/.*)?$"
+CORS_ALLOW_ALL_ORIGINS = True
+CORS_ALLOW_HEADERS = [
+    "authorization",
+    "content-type",
+    "x-request-id",
+    "x-inbox-tenant",
+    "x-inbox-recipient",
+    "x-inbox-hmac",
+]
 # Lifetime of a recipient token (`POST /api/v1/recipients/{id}/token`), for the inbox and websocket.
 ALERTFLOW_RECIPIENT_TOKEN_SECONDS = env_int("ALERTFLOW_RECIPIENT_TOKEN_SECONDS", 3600)
 

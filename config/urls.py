@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from alertflow.health import HealthView, ReadyView
+from delivery.demo import inbox_demo
 from notifications.views import AlertoraNotifyView
 from tenants.views import RegisterView
 
@@ -25,6 +26,8 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),
+    # The embeddable bell against this server; a 404 unless DEBUG.
+    path("demo/inbox/", inbox_demo, name="inbox-demo"),
 ]
 
 handler400 = "alertflow.errors.json_400"

@@ -35,9 +35,9 @@ def ada_inbox(ada):
     return reader_client(ada)
 
 
-def send_inapp(client, recipient="ada", title="Hello", body="Body", **extra) -> str:
+def send_inapp(client, recipient="ada", title="Hello", body="Body", action_url="https://app.test/x", **extra) -> str:
     """Accept an in-app send through the API and deliver it as a worker would; return its id."""
-    content = {"inapp": {"title": title, "body": body, "action_url": "https://app.test/x", "data": {"k": "v"}}}
+    content = {"inapp": {"title": title, "body": body, "action_url": action_url, "data": {"k": "v"}}}
     payload = {"recipient": recipient, "channels": ["inapp"], "content": content, **extra}
     response = client.post("/api/v1/notifications", payload, format="json")
     assert response.status_code == 202, response.content

@@ -349,3 +349,27 @@ def test_preferences_refuse_other_tenants_categories_and_unknown_fields(outsider
     CategoryFactory(tenant=outsider_tenant, key="theirs")
     assert ada_inbox.put("/api/v1/inbox/preferences", {"categories": {"theirs": {}}}, format="json").status_code == 400
     assert ada_inbox.put("/api/v1/inbox/preferences", {"chanels": {}}, format="json").status_code == 400
+
+
+def test_the_inbox_answers_cross_origin_requests_and_the_tenant_api_does_not(ada_inbox, admin):
+    """The bell runs on the tenant's own origin; nothing else of the API is opened to browsers."""
+    preflight = ada_inbox.options(
+        "/api/v1/inbox",
+        HTTP_ORIGIN="https://app.tenant.test",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization",
+    )
+    assert preflight.status_code == 200
+    assert preflight["Access-Control-Allow-Origin"] == "*"
+    assert ada_inbox.get("/api/v1/inbox", HTTP_ORIGIN="https://app.tenant.test")["Access-Control-Allow-Origin"] == "*"
+    response = admin.get("/api/v1/recipients", HTTP_ORIGIN="https://app.tenant.test")
+    assert "Access-Control-Allow-Origin" not in response
+
+
+def test_demo_page_exists_only_under_debug(client, settings):
+    settings.DEBUG = False
+    assert client.get("/demo/inbox/").status_code == 404
+    settings.DEBUG = True
+    page = client.get("/demo/inbox/")
+    assert page.status_code == 200
+    assert b"alertflow/inbox.js" in page.content
