@@ -11,6 +11,20 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 
+def bearer_credential(request, what: str) -> str | None:
+    """The value of `Authorization: Bearer <value>`, or None without an Authorization header.
+
+    Raises AuthenticationFailed for another scheme or an empty value, naming `what` is expected.
+    """
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise exceptions.AuthenticationFailed(f"Use `Authorization: Bearer <{what}>`.")
+    return value.strip()
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request):
         secret = self.credential(request)
@@ -24,12 +38,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     @staticmethod
     def credential(request) -> str | None:
-        header = request.headers.get("Authorization", "")
-        if header:
-            scheme, _, value = header.partition(" ")
-            if scheme.lower() != "bearer" or not value.strip():
-                raise exceptions.AuthenticationFailed("Use `Authorization: Bearer <api key>`.")
-            return value.strip()
+        value = bearer_credential(request, "api key")
+        if value is not None:
+            return value
         value = request.headers.get("X-API-Key", "").strip()
         return value or None
 

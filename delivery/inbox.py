@@ -8,18 +8,18 @@ something a refetch would not find.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Q, QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
 
+from alertflow.redis import client as redis_client
 from notifications.models import Message
 from preferences.models import Recipient
 
@@ -213,7 +213,13 @@ def announce_counts(recipient: Recipient) -> None:
 
 
 def publish(events: list[tuple[str, dict]]) -> None:
-    """Send `(group, event)` pairs through the channel layer in one event-loop run.
+    """Send `(group, event)` pairs to the groups' sockets in one Redis round trip.
+
+    Publishes the way channels-redis's pub/sub layer does (its `serialize`, on the channel it
+    names `<prefix>__group__<group>`), through a pipeline: from synchronous code the layer's own
+    `group_send` needs an event loop per call, a connection per loop and a round trip per group
+    under one lock, which measured 20-65 ms for one event and ~180 ms for 100 here. The sockets
+    still receive through the layer, so the consumer tests fail if an upgrade renames the channel.
 
     Never raises: a socket missing a nudge refetches when it reconnects, and the write that
     caused the nudge is already committed.
@@ -223,12 +229,12 @@ def publish(events: list[tuple[str, dict]]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-
-    async def send_all():
-        await asyncio.gather(*(layer.group_send(group, event) for group, event in events))
-
+    prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
     try:
-        async_to_sync(send_all)()
+        pipe = redis_client().pipeline(transaction=False)
+        for group, event in events:
+            pipe.publish(f"{prefix}__group__{group}", layer.serialize(event))
+        pipe.execute()
     except Exception:
         logger.warning("Publishing %d inbox event(s) failed; clients refetch on reconnect", len(events), exc_info=True)
 

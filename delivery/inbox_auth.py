@@ -30,6 +30,7 @@ from django.db import transaction
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from alertflow.auth import bearer_credential
 from preferences.models import Recipient
 from tenants.models import Tenant
 
@@ -149,13 +150,7 @@ class RecipientAuthentication(authentication.BaseAuthentication):
     """`Authorization: Bearer rt_…`, or `X-Inbox-Tenant` + `X-Inbox-Recipient` + `X-Inbox-HMAC`."""
 
     def authenticate(self, request):
-        header = request.headers.get("Authorization", "")
-        token = ""
-        if header:
-            scheme, _, value = header.partition(" ")
-            if scheme.lower() != "bearer" or not value.strip():
-                raise exceptions.AuthenticationFailed("Use `Authorization: Bearer <recipient token>`.")
-            token = value.strip()
+        token = bearer_credential(request, "recipient token") or ""
         tenant = request.headers.get("X-Inbox-Tenant", "").strip()
         recipient = request.headers.get("X-Inbox-Recipient", "").strip()
         signature = request.headers.get("X-Inbox-HMAC", "").strip()
