@@ -12,7 +12,7 @@ websocket per recipient (recipient tokens, `/ws/inbox`) from this process:
 (b) one bulk send to all `--sockets` recipients: from the start of the POST to each socket
     receiving it, and to the last one.
 
-    .venv/bin/python -m bench.inbox [--sockets 1000] [--singles 300] [--rate 20] [--port PORT]
+    .venv/bin/python -m bench.inbox [--sockets 1000] [--singles 200] [--rate 10] [--port PORT]
 
 `--port` is the web port; the ws processes take the next two (default: free ports).
 """
@@ -210,8 +210,8 @@ async def measure(base_url: str, api_key: str, urls: dict[str, str], args) -> di
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sockets", type=int, default=1000, help="connected recipients, one socket each")
-    parser.add_argument("--singles", type=int, default=300)
-    parser.add_argument("--rate", type=float, default=20, help="single sends started per second")
+    parser.add_argument("--singles", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=10, help="single sends started per second")
     parser.add_argument("--concurrency", type=int, default=2, help="celery worker processes")
     parser.add_argument("--port", type=int, default=0, help="web port; ws on the next two (default: free ports)")
     parser.add_argument("--quiet-wait", type=float, default=60, help="seconds to wait for an idle machine")
