@@ -25,8 +25,10 @@ import time
 
 import httpx
 
-from . import common
-from .common import log
+from .client import create_recipients, register_tenant
+from .env import PYTHON, log, prepare
+from .processes import Processes, free_port, start_gunicorn, start_worker, wait_until
+from .report import latency_summary_ms, print_table, summary_row, write_results
 
 TARGET_P99_MS = 250.0
 CONNECT_BATCH = 50
@@ -36,11 +38,11 @@ def content(title: str) -> dict:
     return {"inapp": {"title": title, "body": "Bench {{ recipient.id }}", "action_url": "https://app.test/bench"}}
 
 
-def start_ws(procs: common.Processes, name: str, port: int) -> None:
+def start_ws(procs: Processes, name: str, port: int) -> None:
     procs.start(
         name,
         [
-            common.PYTHON, "-m", "uvicorn", "config.asgi:application",
+            PYTHON, "-m", "uvicorn", "config.asgi:application",
             "--host", "127.0.0.1", "--port", str(port),
             "--lifespan", "off", "--log-level", "warning", "--backlog", "2048",
         ],
@@ -52,7 +54,7 @@ def start_ws(procs: common.Processes, name: str, port: int) -> None:
         except httpx.HTTPError:
             return False
 
-    common.wait_until(up, 60, name, interval=0.2, procs=procs)
+    wait_until(up, 60, name, interval=0.2, procs=procs)
 
 
 class Sockets:
@@ -146,7 +148,7 @@ async def run_singles(client: httpx.AsyncClient, sockets: Sockets, recipients: l
         "accepted": len(sent),
         "request_errors": errors,
         "arrived": len(latencies),
-        "api_to_socket_ms": common.latency_summary_ms(latencies),
+        "api_to_socket_ms": latency_summary_ms(latencies),
     }
 
 
@@ -184,7 +186,7 @@ async def run_fan_out(client: httpx.AsyncClient, sockets: Sockets, recipients: l
         "received": len(times),
         "first_socket_ms": round(min(times) * 1000, 1) if times else None,
         "last_socket_ms": round(max(times) * 1000, 1) if times else None,
-        "per_socket_ms": common.latency_summary_ms(times),
+        "per_socket_ms": latency_summary_ms(times),
     }
 
 
@@ -217,17 +219,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--quiet-wait", type=float, default=60, help="seconds to wait for an idle machine")
     args = parser.parse_args(argv)
 
-    busy = common.prepare(args.quiet_wait)
-    web_port = args.port or common.free_port()
-    ws_ports = [web_port + 1, web_port + 2] if args.port else [common.free_port(), common.free_port()]
+    busy = prepare(args.quiet_wait)
+    web_port = args.port or free_port()
+    ws_ports = [web_port + 1, web_port + 2] if args.port else [free_port(), free_port()]
     base_url = f"http://127.0.0.1:{web_port}"
-    with common.Processes() as procs:
-        common.start_gunicorn(procs, web_port, 2, 4)
+    with Processes() as procs:
+        start_gunicorn(procs, web_port, 2, 4)
         for number, port in enumerate(ws_ports, 1):
             start_ws(procs, f"ws{number}", port)
-        common.start_worker(procs, "default,inapp", args.concurrency)
-        tenant_id, api_key = common.register_tenant(base_url)
-        recipients = common.create_recipients(tenant_id, args.sockets, prefix="inbox")
+        start_worker(procs, "default,inapp", args.concurrency)
+        tenant_id, api_key = register_tenant(base_url)
+        recipients = create_recipients(tenant_id, args.sockets, prefix="inbox")
 
         from delivery.inbox_auth import issue_token
         from preferences.models import Recipient
@@ -243,7 +245,7 @@ def main(argv=None) -> dict:
     singles, fan_out = results["singles"], results["fan_out"]
     latency = singles["api_to_socket_ms"]
     tables = [
-        common.print_table(
+        print_table(
             f"bench.inbox (a): single in-app sends at {args.rate:g}/s with {results['sockets']} sockets connected "
             f"over {len(ws_ports)} ws processes (POST start -> message frame on the socket)",
             ["sends", "arrived", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms"],
@@ -259,7 +261,7 @@ def main(argv=None) -> dict:
                 ]
             ],
         ),
-        common.print_table(
+        print_table(
             f"bench.inbox (b): one bulk send to {fan_out['recipients']} recipients' sockets (POST start -> each socket)",
             ["received", "accept ms", "first ms", "p50 ms", "p99 ms", "last ms"],
             [
@@ -276,18 +278,18 @@ def main(argv=None) -> dict:
     ]
     p99 = latency["p99"]
     summary = [
-        common.summary_row(
+        summary_row(
             f"API-to-socket p99, {results['sockets']} sockets",
             p99,
             "ms",
             f"<= {TARGET_P99_MS:g}",
             p99 is not None and p99 <= TARGET_P99_MS,
         ),
-        common.summary_row("API-to-socket p50", latency["p50"], "ms"),
-        common.summary_row(f"one message to {fan_out['recipients']} sockets (last)", fan_out["last_socket_ms"], "ms"),
+        summary_row("API-to-socket p50", latency["p50"], "ms"),
+        summary_row(f"one message to {fan_out['recipients']} sockets (last)", fan_out["last_socket_ms"], "ms"),
     ]
     parameters = {**vars(args), "ws_processes": len(ws_ports), "cores_busy_before": busy}
-    common.write_results("inbox", parameters, results, summary, tables)
+    write_results("inbox", parameters, results, summary, tables)
     return results
 
 
