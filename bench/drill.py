@@ -7,7 +7,7 @@ Each drill runs the real system as subprocesses against its own database (`alert
 its own redis-server on a free port (never the machine's shared one): gunicorn for the API, a
 Celery worker (`-Q default,email -c 2`), beat with the database scheduler, and an aiosmtpd sink in
 its own process that records every copy of every message. Timers are short (stale queued 10 s,
-stale sending 15 s, sweep every 5 s, retry base 2 s, 10 attempts) so a drill takes minutes.
+claim lease 15 s, sweep every 5 s, retry base 2 s, 10 attempts) so a drill takes minutes.
 
 - kill:  a bulk send of 5,000; after ~1,000 arrived, `kill -9` the worker's process group,
          wait 3 s, start a new worker. Every message must arrive; duplicates are counted (a
