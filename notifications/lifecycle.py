@@ -65,14 +65,16 @@ def reschedule(notification: Notification, send_at: datetime) -> dict:
     notification.send_at = send_at
     notification.save(update_fields=["send_at"])
     preferences = cached_preferences_many(list({m.recipient_id: m.recipient for m in scheduled}.values()))
+    # The expiry window counts from the send time: it moves with it.
+    expires_at = notification.message_expiry()
     for message in scheduled:
         entry = preferences[message.recipient_id]
         decision = decide(message.recipient, notification.category, message.channel, at=send_at, entry=entry)
         deferred = decision.outcome == "deferred"
         message.next_attempt = decision.until if deferred else send_at
         message.reason = decision.reason if deferred else ""
-        message.updated = now
-    Message.objects.bulk_update(scheduled, ["next_attempt", "reason", "updated"])
+        message.updated, message.expires_at = now, expires_at
+    Message.objects.bulk_update(scheduled, ["next_attempt", "reason", "updated", "expires_at"])
     return {"id": str(notification.id), "send_at": send_at, "rescheduled_messages": len(scheduled)}
 
 

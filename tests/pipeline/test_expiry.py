@@ -43,6 +43,20 @@ def test_a_scheduled_send_expires_counting_from_its_send_time(admin, ada):
     assert reload(message).expires_at == send_at + timedelta(seconds=60)
 
 
+def test_rescheduling_moves_the_expiry_with_the_send_time(admin, ada):
+    [message] = accept(admin, ["email"], send_at=(timezone.now() + timedelta(hours=1)).isoformat(), expires_in=60)
+    later = timezone.now() + timedelta(days=2)
+
+    response = admin.patch(
+        f"/api/v1/notifications/{message.notification_id}", {"send_at": later.isoformat()}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert reload(message).expires_at == later + timedelta(seconds=60)
+    assert timers.enqueue_due(now=timezone.now() + timedelta(hours=3)) == 0
+    assert reload(message).status == "scheduled"  # not expired at the old send time
+
+
 def test_expiry_defaults_to_the_category_then_the_deployment_by_priority(admin, tenant, ada, settings):
     settings.ALERTFLOW_EXPIRES_IN = {"critical": 600, "high": 3600, "normal": 7200, "low": 9000}
     CategoryFactory(tenant=tenant, key="digest", channels=["email"], expires_in=120)
