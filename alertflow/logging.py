@@ -2,6 +2,7 @@
 
 import contextvars
 import logging
+import re
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -9,4 +10,27 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+        return True
+
+
+# Query parameters that carry credentials on the websocket URL (`/ws/inbox?token=…`).
+CREDENTIAL_PARAMS = re.compile(r"\b(token|hmac)=[^&\s\"']+")
+
+
+def redact_credentials(text: str) -> str:
+    return CREDENTIAL_PARAMS.sub(r"\1=[redacted]", text)
+
+
+class RedactCredentialsFilter(logging.Filter):
+    """Blanks credential query parameters in a record's message and arguments.
+
+    uvicorn logs every websocket handshake with its full path and query string at INFO
+    (`"WebSocket /ws/inbox?token=rt_…" [accepted]`): recipient tokens would sit in the ws logs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_credentials(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_credentials(a) if isinstance(a, str) else a for a in record.args)
         return True

@@ -5,6 +5,7 @@ HTTP on this server answers only its own health check.
 """
 
 import json
+import logging
 import os
 
 from django.core.asgi import get_asgi_application
@@ -14,7 +15,11 @@ django_asgi_app = get_asgi_application()  # sets Django up before consumers are 
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from alertflow.logging import RedactCredentialsFilter  # noqa: E402
 from delivery.routing import websocket_urlpatterns  # noqa: E402
+
+# uvicorn configured its loggers before loading this module; its handshake lines name the URL.
+logging.getLogger("uvicorn.error").addFilter(RedactCredentialsFilter())
 
 
 async def http_app(scope, receive, send):

@@ -129,3 +129,27 @@ def test_openapi_schema_generates_without_warnings(tmp_path):
     call_command("spectacular", "--file", str(tmp_path / "schema.yml"), "--fail-on-warn", "--validate")
 
     assert "/api/v1/notifications" in (tmp_path / "schema.yml").read_text()
+
+
+def test_websocket_handshake_logs_do_not_carry_credentials():
+    """uvicorn logs a handshake's path with its query string; config/asgi.py filters that logger."""
+    import logging
+
+    import config.asgi  # noqa: F401 (installs the filter)
+
+    record = logging.LogRecord(
+        "uvicorn.error", logging.INFO, __file__, 1, '%s - "WebSocket %s" [accepted]',
+        ("127.0.0.1:5000", "/ws/inbox?token=rt_secret.value&after=1"), None,
+    )  # fmt: skip
+    for log_filter in logging.getLogger("uvicorn.error").filters:
+        log_filter.filter(record)
+    line = record.getMessage()
+    assert "rt_secret" not in line
+    assert "/ws/inbox?token=[redacted]&after=1" in line
+    hmac_record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "GET /ws/inbox?tenant=t&recipient=r&hmac=abc123", None, None
+    )
+    from alertflow.logging import RedactCredentialsFilter
+
+    RedactCredentialsFilter().filter(hmac_record)
+    assert hmac_record.getMessage() == "GET /ws/inbox?tenant=t&recipient=r&hmac=[redacted]"
