@@ -40,4 +40,4 @@ RUN SECRET_KEY=collectstatic-build-only DEBUG=0 python manage.py collectstatic -
 USER alertflow
 EXPOSE 8000 8001
 
-CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--threads", "4", "--access-logfile", "-"]
+CMD ["gunicorn", "--config", "python:config.gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--threads", "4", "--access-logfile", "-"]

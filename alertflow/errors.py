@@ -5,6 +5,7 @@ or, for requests that never reach DRF (an unknown URL, a body too large), `error
 """
 
 import logging
+from http import HTTPStatus
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
@@ -98,17 +99,40 @@ def validation_message(detail) -> str:
     return str(detail) or "Invalid input."
 
 
+# The errors Django itself answers (no URL matched, a server error...), in our words.
+STATUS_ERRORS = {
+    400: ("bad_request", "The request could not be understood."),
+    403: ("forbidden", "You may not do this."),
+    404: ("not_found", "No such resource."),
+    405: ("method_not_allowed", "This method is not allowed here."),
+    500: ("internal_error", "An unexpected error occurred; it has been logged."),
+}
+
+
+def status_error(status_code: int) -> JsonResponse:
+    """The error-shape response for a bare status, when nothing more specific is known."""
+    if status_code in STATUS_ERRORS:
+        code, message = STATUS_ERRORS[status_code]
+    else:
+        try:
+            phrase = HTTPStatus(status_code).phrase
+        except ValueError:
+            phrase = "Error"
+        code, message = phrase.lower().replace(" ", "_").replace("-", "_"), f"{phrase}."
+    return error_response(status_code, code, message)
+
+
 def json_404(request, exception=None):
-    return error_response(404, "not_found", "No such resource.")
+    return status_error(404)
 
 
 def json_500(request):
-    return error_response(500, "internal_error", "An unexpected error occurred; it has been logged.")
+    return status_error(500)
 
 
 def json_400(request, exception=None):
-    return error_response(400, "bad_request", "The request could not be understood.")
+    return status_error(400)
 
 
 def json_403(request, exception=None):
-    return error_response(403, "forbidden", "You may not do this.")
+    return status_error(403)

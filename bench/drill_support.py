@@ -144,7 +144,7 @@ class Stack(contextlib.AbstractContextManager):
             return [PYTHON, *sink]
         if role == "web":
             return [
-                PYTHON, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{self.web_port}",
+                PYTHON, "-m", "gunicorn", "--config", "python:config.gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{self.web_port}",
                 "--worker-class", "gthread", "--workers", "2", "--threads", "4",
                 "--graceful-timeout", "5", "--timeout", "60",
             ]  # fmt: skip

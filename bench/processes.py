@@ -143,7 +143,7 @@ def start_gunicorn(procs: Processes, port: int, workers: int, threads: int) -> P
     proc = procs.start(
         "gunicorn",
         [
-            PYTHON, "-m", "gunicorn", "config.wsgi",
+            PYTHON, "-m", "gunicorn", "--config", "python:config.gunicorn", "config.wsgi",
             "--bind", f"127.0.0.1:{port}",
             "--worker-class", "gthread",
             "--workers", str(workers),

@@ -88,6 +88,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "alertflow.middleware.RequestIdMiddleware",
+    "alertflow.middleware.JsonErrorMiddleware",
     "alertflow.middleware.BodySizeLimitMiddleware",
     "alertflow.middleware.RequestInputMiddleware",
     "django.middleware.security.SecurityMiddleware",

@@ -1,5 +1,6 @@
 import re
 
+from django.utils import timezone
 from rest_framework import serializers
 
 from alertflow.choices import Channel, Priority, Role
@@ -85,6 +86,12 @@ class ApiKeySerializer(serializers.ModelSerializer):
         model = ApiKey
         fields = ["id", "name", "role", "prefix", "created", "last_used", "expires", "revoked"]
         read_only_fields = ["id", "prefix", "created", "last_used", "revoked"]
+
+    def validate_expires(self, value):
+        # A key born expired would be shown once and never work: refuse it while the owner is here.
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("This time is in the past: a key must expire later than now.")
+        return value
 
 
 class NewApiKeySerializer(ApiKeySerializer):

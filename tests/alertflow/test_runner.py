@@ -143,7 +143,7 @@ def test_processes_run_from_this_virtualenv(tmp_path):
 
 def test_web_is_gunicorn_gthread_sized_from_the_cpus(tmp_path):
     web = " ".join(process_commands(tmp_path, Addresses("127.0.0.1", 8610, 8611), cpus=2)["web"])
-    assert "config.wsgi --bind 127.0.0.1:8610" in web
+    assert "--config python:config.gunicorn config.wsgi --bind 127.0.0.1:8610" in web
     assert "--worker-class gthread --workers 2 --threads 4" in web
     assert "--access-logfile -" in web
     assert "--workers 4" in " ".join(process_commands(tmp_path, LOCAL, cpus=32)["web"])

@@ -152,6 +152,7 @@ def process_commands(bin_dir: Path, addresses: Addresses, cpus: int) -> dict[str
     return {
         "web": [
             str(bin_dir / "gunicorn"),
+            *["--config", "python:config.gunicorn"],  # shared with the Dockerfile
             "config.wsgi",
             *["--bind", f"{url_host(addresses.host)}:{addresses.port}"],
             # Threads overlap the database waits of a request without forking more Djangos.
