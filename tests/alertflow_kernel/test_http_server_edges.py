@@ -6,6 +6,7 @@ socket to gunicorn, which serves the test database (committed rows, hence `trans
 
 import http.client
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +35,8 @@ def server(django_db_setup, django_db_blocker, tmp_path_factory):
         "DEBUG": "1",  # as under `make run`
         "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "ALERTFLOW_MAX_BODY_BYTES": str(BODY_LIMIT),
+        # No connection outlives its request, so none holds the test database at teardown.
+        "DB_CONN_MAX_AGE": "0",
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }
     log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
@@ -44,8 +47,12 @@ def server(django_db_setup, django_db_blocker, tmp_path_factory):
                 pytest.fail("gunicorn did not start: " + log_path.read_text()[-2000:])
             yield port
         finally:
-            process.terminate()
-            process.wait(10)
+            os.killpg(process.pid, signal.SIGTERM)  # its own session: the master and its workers
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 def connect(port: int) -> socket.socket:
