@@ -16,8 +16,7 @@ import pytest
 from django.db import connection
 
 from alertflow.management.commands.run import Addresses, process_commands
-from bench.common import free_port
-from bench.drill_support import port_open, wait_for
+from bench.processes import free_port, port_open, wait_for
 from tests.factories import TenantFactory, api_key
 
 BODY_LIMIT = 4096
