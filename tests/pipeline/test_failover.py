@@ -100,3 +100,16 @@ def test_a_content_fault_stops_without_trying_the_backup(admin, tenant, ada, smt
     assert message.status == "failed"
     assert message.delivery_attempts.count() == 1
     assert smtp_server.messages == []
+
+
+def test_unreadable_provider_secrets_wait_instead_of_dead_lettering(admin, tenant, ada, smtp_server, settings):
+    login = {**smtp_config(smtp_server), "username": "alertflow", "password": "secret"}
+    add_provider(tenant, "email", "smtp", login)
+    settings.SECRET_KEY = "a-rotated-secret-key"  # the deployment lost the key its secrets need
+    [message] = accept(admin, ["email"])
+
+    pipeline.deliver([message.id])
+
+    message = reload(message)
+    assert (message.status, message.reason, message.attempts) == ("retrying", "providers_unavailable", 0)
+    assert message.error.startswith("provider_config_unreadable")
