@@ -10,6 +10,7 @@ tests/alertflow/test_runner.py); the `Command` below only starts and watches pro
 """
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -18,7 +19,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,6 +249,55 @@ def may_restart(name: str, recent_restarts: list[float], now: float) -> bool:
     return name in RESTARTABLE and len([t for t in recent_restarts if now - t < RESTART_WINDOW]) < MAX_RESTARTS
 
 
+# prctl(2): "set the parent-death signal of the calling process" (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+# What a child gets when the runner dies: SIGTERM, so each one stops the way it does on Ctrl-C
+# (gunicorn and Celery stop their own workers, Redis saves its data). Their grandchildren are
+# covered by the servers themselves: Celery's pool processes carry their own parent-death
+# SIGKILL (celery.concurrency.prefork) and gunicorn's workers exit when their parent changes.
+PARENT_DEATH_SIGNAL = signal.SIGTERM
+
+
+def die_with_parent(signum: int = PARENT_DEATH_SIGNAL) -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child receive `signum` when the process spawning it dies,
+    even by SIGKILL (which no handler of ours can see). None where prctl does not exist.
+
+    Linux sends the signal when the *thread* that forked the child exits: the runner spawns
+    and restarts every child from its main thread. The libc lookup happens here, in the
+    parent; after fork the child only makes two system calls.
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (AttributeError, OSError):  # not Linux: the children outlive a killed runner
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+        # The runner may have died between fork and prctl: then no signal will ever come.
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signum)
+
+    return preexec
+
+
+def spawn_child(argv: list[str], env: Mapping[str, str], cwd) -> subprocess.Popen:
+    """Start one child with its output piped: in its own process group, so Ctrl-C in the
+    terminal reaches only the runner, which then stops each child once, in order (a second
+    signal makes Celery drop running tasks); and set to die with the runner, so a `kill -9` of
+    the runner or a closed terminal leaves nothing holding the ports."""
+    return subprocess.Popen(  # noqa: S603 (our own argv, no shell)
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        process_group=0,
+        preexec_fn=die_with_parent(),  # two system calls after fork, no locks
+    )
+
+
 class ChildDied(Exception):
     def __init__(self, name: str, returncode: int):
         super().__init__(f"{name} stopped on its own ({describe_exit(returncode)})")
@@ -310,17 +360,7 @@ class Command(BaseCommand):
     # --- Processes ----------------------------------------------------------------------------
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-        process = subprocess.Popen(  # noqa: S603 (our own argv, no shell)
-            argv,
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            # Its own process group: Ctrl-C in the terminal reaches only this runner, which then
-            # stops each child once, in order (a second signal makes Celery drop running tasks).
-            process_group=0,
-        )
+        process = spawn_child(argv, env, settings.BASE_DIR)
         pump = threading.Thread(target=self.copy_output, args=(name, process.stdout), daemon=True)
         pump.start()
         self.pumps.append(pump)
