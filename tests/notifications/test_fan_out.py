@@ -7,7 +7,8 @@ from tests.factories import RecipientFactory, TopicFactory
 
 from .conftest import EMAIL
 
-pytestmark = pytest.mark.django_db
+# Also run on SQLite, the database of `make run` (make test's second pass).
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
 
 def bulk(client, recipients, **extra):

@@ -8,6 +8,9 @@ from tests.factories import RecipientFactory
 
 from .conftest import send
 
+# Also run on SQLite, the database of `make run` (make test's second pass).
+pytestmark = pytest.mark.sqlite
+
 
 @pytest.mark.django_db
 def test_repeated_header_key_answers_the_first_response_and_sends_nothing_new(admin, ada):

@@ -16,6 +16,9 @@ from tests.factories import RecipientFactory
 
 from .conftest import CONTENT, accept, add_provider, smtp_config
 
+# Also run on SQLite, the database of `make run` (make test's second pass).
+pytestmark = pytest.mark.sqlite
+
 
 @pytest.fixture
 def broker():

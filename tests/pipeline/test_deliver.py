@@ -13,7 +13,8 @@ from tests.factories import DeviceFactory, RecipientFactory
 
 from .conftest import accept, add_provider, smtp_config
 
-pytestmark = pytest.mark.django_db
+# Also run on SQLite, the database of `make run` (make test's second pass).
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
 
 def twilio_account(tenant, fake):
