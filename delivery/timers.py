@@ -3,7 +3,8 @@
 `enqueue_due` (every second) retries claims whose lease ran out (a killed worker), expires what
 waited past its `expires_at`, and moves messages whose `next_attempt` has come (scheduled sends,
 quiet-hours deferrals, retries) to `queued` and publishes them; `sweep_stale` re-publishes what
-the broker lost (a publish during an outage). Both lock rows with
+the broker never got (a failed or lost publish, never a message merely waiting in a backlog).
+Both lock rows with
 `FOR UPDATE SKIP LOCKED`, so several beat or worker processes never double-enqueue a row.
 """
 
@@ -15,6 +16,7 @@ from django.db import transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
+from alertflow.queues import CHANNEL_QUEUES, DEFAULT_QUEUE, PRIORITY_LEVELS
 from notifications import queue
 from notifications.models import Message, Notification
 
@@ -39,7 +41,7 @@ def enqueue_due(now=None) -> int:
             Message.objects.select_for_update(skip_locked=True)
             .filter(status__in=[Message.Status.SCHEDULED, Message.Status.RETRYING], next_attempt__lte=now)
             .order_by("next_attempt")
-            .only("id", "channel", "priority", "batched", "status")[:POLL_BATCH]
+            .only("id", "channel", "priority", "batched", "status", "updated")[:POLL_BATCH]
         )
         if not due:
             return 0
@@ -47,7 +49,8 @@ def enqueue_due(now=None) -> int:
             Message.Status.QUEUED, expected=len(due), queued=now, updated=now, next_attempt=None
         )
         for message in due:
-            message.status = Message.Status.QUEUED
+            # `updated` travels with the task (notifications/queue.py, QUEUED_HEADER).
+            message.status, message.updated = Message.Status.QUEUED, now
         queue.enqueue_on_commit(due)
     return len(due)
 
@@ -112,27 +115,71 @@ def expire_overdue(now) -> int:
     return expired
 
 
+# A message is taken for lost only if the oldest task waiting in its list holds messages queued
+# this much later: two processes may publish in the other order than they queued, by the time a
+# transaction takes to commit (notifications/queue.py).
+LOST_PUBLISH_MARGIN = timedelta(seconds=30)
+
+
 def sweep_stale(now=None) -> dict:
-    """Re-publish messages the broker lost and resume fan-outs whose task died. (Messages a dead
-    worker held come back sooner, when their lease runs out: `retry_lapsed`.)"""
+    """Re-publish messages whose publish failed or was lost, and resume fan-outs whose task
+    died. A message waiting in a long backlog is left alone: each sweep publishing the backlog
+    again would only make it longer (notifications/queue.py says how the two are told apart).
+    (Messages a dead worker held come back sooner, when their lease runs out: `retry_lapsed`.)"""
     now = now or timezone.now()
     queued_cutoff = now - timedelta(seconds=settings.ALERTFLOW_STALE_QUEUED_SECONDS)
+    try:
+        waiting = queue.oldest_waiting([*CHANNEL_QUEUES.values(), DEFAULT_QUEUE])
+    except Exception as exc:  # the broker is down: publishing would fail too
+        logger.warning("Broker unreachable, only failed publishes are swept: %s", exc)
+        waiting = None
     with transaction.atomic():
         stale = list(
             Message.objects.select_for_update(skip_locked=True)
-            .filter(status=Message.Status.QUEUED, updated__lt=queued_cutoff)
-            .only("id", "channel", "priority", "batched", "status")[:POLL_BATCH]
+            .filter(
+                # Its publish failed, for certain (notifications/queue.py, _leave_for_sweeper).
+                Q(status=Message.Status.QUEUED, next_attempt__lte=now) | _lost_publishes(queued_cutoff, waiting)
+            )
+            .only("id", "channel", "priority", "batched", "status", "updated")[:POLL_BATCH]
         )
         if stale:
-            Message.objects.filter(pk__in=[m.pk for m in stale]).update(updated=now)
+            Message.objects.filter(pk__in=[m.pk for m in stale]).update(updated=now, next_attempt=None)
+            for message in stale:
+                message.updated = now
             queue.enqueue_on_commit(stale)
-    fan_outs = list(
-        Notification.objects.filter(status=Notification.Status.FANNING_OUT, progressed__lt=queued_cutoff).values_list(
-            "pk", flat=True
-        )[:100]
-    )
+    fan_outs = _stalled_fan_outs(queued_cutoff, waiting)
     for notification_id in fan_outs:
         queue.fan_out(notification_id)
     if stale or fan_outs:
         logger.info("Swept %d stale message(s) and %d fan-out(s)", len(stale), len(fan_outs))
     return {"messages": len(stale), "fan_outs": len(fan_outs)}
+
+
+def _lost_publishes(queued_cutoff, waiting) -> Q:
+    """Queued messages, stale, that the broker cannot be holding: their list is empty, or its
+    oldest task holds messages queued after them. Nothing when the broker is unreachable."""
+    lost = Q(pk__in=[])
+    if waiting is None:
+        return lost
+    for channel, queue_name in CHANNEL_QUEUES.items():
+        for priority in PRIORITY_LEVELS:
+            for batched in (False, True):
+                oldest = waiting.get((queue_name, queue.priority_step(priority, batched)))
+                cutoff = queued_cutoff if oldest is None else min(queued_cutoff, oldest - LOST_PUBLISH_MARGIN)
+                lost |= Q(channel=channel, priority=priority, batched=batched, updated__lt=cutoff)
+    return Q(status=Message.Status.QUEUED) & lost
+
+
+def _stalled_fan_outs(queued_cutoff, waiting) -> list:
+    """Fan-outs that wrote nothing lately and whose next step cannot be waiting in the default
+    queue (the same test as for messages, on the fan-out's list)."""
+    cutoff = queued_cutoff
+    if waiting is not None:
+        oldest = waiting.get((DEFAULT_QUEUE, queue.priority_step("normal", batched=False)))
+        if oldest is not None:
+            cutoff = min(cutoff, oldest - LOST_PUBLISH_MARGIN)
+    return list(
+        Notification.objects.filter(status=Notification.Status.FANNING_OUT, progressed__lt=cutoff).values_list(
+            "pk", flat=True
+        )[:100]
+    )

@@ -201,6 +201,13 @@ class Message(models.Model):
                 condition=Q(status__in=["scheduled", "retrying"]),
                 name="message_due",
             ),
+            # The sweeper: queued messages whose publish failed (`next_attempt` set on a queued
+            # message, notifications/queue.py), published again at its next run.
+            models.Index(
+                fields=["next_attempt"],
+                condition=Q(status="queued", next_attempt__isnull=False),
+                name="message_unpublished",
+            ),
             # The stale sweeper: messages queued or sending for too long (`updated < cutoff`).
             models.Index(fields=["updated"], condition=Q(status__in=["queued", "sending"]), name="message_in_flight"),
             # The due-message poller's lease pass: claims whose worker stopped renewing them.

@@ -1,12 +1,16 @@
 """The real broker: priority lists on Redis, a real Celery worker, and a broker outage."""
 
+import base64
+import json
 import time
+from datetime import timedelta
 
 import kombu.pools
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
+from django.utils import timezone
 
 from config.celery import app
 from delivery import timers
@@ -98,3 +102,60 @@ def test_a_real_worker_delivers_through_the_broker(admin, tenant, ada, smtp_serv
 
     assert Message.objects.get(pk=message.pk).status == "sent"
     assert len(smtp_server.messages) == 1
+
+
+def waiting_ids(broker, name: str) -> list[str]:
+    """The message ids of the single-send tasks waiting in one Redis list."""
+    return [json.loads(base64.b64decode(json.loads(raw)["body"]))[0][0] for raw in broker.lrange(name, 0, -1)]
+
+
+@pytest.mark.django_db
+def test_the_sweeper_leaves_a_backlog_waiting_in_the_broker(admin, ada, broker, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(3):
+            accept(admin, ["email"])
+    assert broker.llen("email:2") == 3
+
+    # Ten minutes later the three still wait in the broker, behind a long backlog: publishing
+    # them again would only make the backlog longer, at every sweep.
+    with django_capture_on_commit_callbacks(execute=True):
+        swept = timers.sweep_stale(now=timezone.now() + timedelta(minutes=10))
+
+    assert swept["messages"] == 0
+    assert broker.llen("email:2") == 3
+
+
+@pytest.mark.django_db
+def test_the_sweeper_publishes_a_lost_publish_even_behind_newer_tasks(
+    admin, ada, broker, django_capture_on_commit_callbacks
+):
+    # Committed two minutes ago, but the process died before publishing (on_commit never ran).
+    [lost] = accept(admin, ["email"])
+    Message.objects.filter(pk=lost.pk).update(updated=timezone.now() - timedelta(minutes=2))
+    with django_capture_on_commit_callbacks(execute=True):
+        [waiting] = accept(admin, ["email"])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        swept = timers.sweep_stale(now=timezone.now() + timedelta(minutes=10))
+
+    # The oldest task in the list was published after `lost` was queued: `lost` is not in it.
+    assert swept["messages"] == 1
+    assert waiting_ids(broker, "email:2") == [str(lost.id), str(waiting.id)]
+
+
+@pytest.mark.django_db
+def test_a_failed_publish_is_published_at_the_next_sweep_even_behind_a_backlog(
+    admin, ada, broker, dead_broker, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        [failed] = accept(admin, ["email"])
+    assert Message.objects.get(pk=failed.pk).next_attempt is not None  # marked, for certain
+    switch_broker(settings.CELERY_BROKER_URL)
+    with django_capture_on_commit_callbacks(execute=True):
+        [backlog] = accept(admin, ["email"])  # published after the failure
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert timers.sweep_stale()["messages"] == 1
+
+    assert waiting_ids(broker, "email:2") == [str(failed.id), str(backlog.id)]
+    assert Message.objects.get(pk=failed.pk).next_attempt is None
