@@ -148,8 +148,10 @@ def sweep_stale(now=None) -> dict:
                 message.updated = now
             queue.enqueue_on_commit(stale)
     fan_outs = _stalled_fan_outs(queued_cutoff, waiting)
-    for notification_id in fan_outs:
-        queue.fan_out(notification_id)
+    for notification_id, checkpoint in fan_outs:
+        # From its checkpoint: if its step was only waiting after all, whichever of the two runs
+        # second finds the checkpoint moved and stops (notifications/services.py, fan_out_step).
+        queue.fan_out(notification_id, after=checkpoint)
     if stale or fan_outs:
         logger.info("Swept %d stale message(s) and %d fan-out(s)", len(stale), len(fan_outs))
     return {"messages": len(stale), "fan_outs": len(fan_outs)}
@@ -170,9 +172,9 @@ def _lost_publishes(queued_cutoff, waiting) -> Q:
     return Q(status=Message.Status.QUEUED) & lost
 
 
-def _stalled_fan_outs(queued_cutoff, waiting) -> list:
-    """Fan-outs that wrote nothing lately and whose next step cannot be waiting in the default
-    queue (the same test as for messages, on the fan-out's list)."""
+def _stalled_fan_outs(queued_cutoff, waiting) -> list[tuple]:
+    """(id, checkpoint) of the fan-outs that wrote nothing lately and whose next step cannot be
+    waiting in the default queue (the same test as for messages, on the fan-out's list)."""
     cutoff = queued_cutoff
     if waiting is not None:
         oldest = waiting.get((DEFAULT_QUEUE, queue.priority_step("normal", batched=False)))
@@ -180,6 +182,6 @@ def _stalled_fan_outs(queued_cutoff, waiting) -> list:
             cutoff = min(cutoff, oldest - LOST_PUBLISH_MARGIN)
     return list(
         Notification.objects.filter(status=Notification.Status.FANNING_OUT, progressed__lt=cutoff).values_list(
-            "pk", flat=True
+            "pk", "fanned_out"
         )[:100]
     )

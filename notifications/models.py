@@ -193,6 +193,11 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["created", "id"]
+        constraints = [
+            # One message per recipient and channel of a notification: a fan-out step that ran
+            # twice could not write a recipient twice even past its checkpoint.
+            models.UniqueConstraint(fields=["notification", "recipient", "channel"], name="message_once_per_recipient")
+        ]
         indexes = [
             # The due-message poller: scheduled sends, quiet-hours deferrals and retries whose
             # time has come (`status IN (...) AND next_attempt <= now()`).

@@ -142,8 +142,10 @@ def send_batch(messages: list, channel: str, priority: str) -> bool:
     return _publish(SEND_BATCH_TASK, [ids], CHANNEL_QUEUES[channel], step, _queued_at(messages))
 
 
-def fan_out(notification_id) -> bool:
-    return _publish(FAN_OUT_TASK, [str(notification_id)], DEFAULT_QUEUE, PRIORITY_LEVELS["normal"])
+def fan_out(notification_id, after: int | None = None) -> bool:
+    """Publish a fan-out step; `after` is the checkpoint it continues from (None: wherever the
+    notification's checkpoint is when it runs)."""
+    return _publish(FAN_OUT_TASK, [str(notification_id), after], DEFAULT_QUEUE, PRIORITY_LEVELS["normal"])
 
 
 def enqueue(messages: Iterable) -> None:

@@ -8,11 +8,14 @@ crash resumes where it stopped instead of starting over or sending twice.
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from alertflow.channels import CHANNELS
@@ -26,6 +29,8 @@ from tenants.models import Category, Tenant
 
 from . import queue
 from .models import Message, Notification
+
+logger = logging.getLogger(__name__)
 
 # How many recipients one fan-out transaction writes (with bulk_create).
 FAN_OUT_CHUNK = 500
@@ -281,19 +286,46 @@ def _template_version(notification: Notification, recipient: Recipient, cache: d
 
 
 def fan_out(notification_id) -> int:
-    """Write a bulk or topic send's messages chunk by chunk; return how many were written."""
+    """Write every chunk of a bulk or topic send here and now; return how many messages were
+    written. The task does one chunk per step instead (`fan_out_step`)."""
     written = 0
     while (chunk := fan_out_chunk(notification_id)) is not None:
-        written += chunk
+        written += chunk.written
     return written
 
 
-def fan_out_chunk(notification_id) -> int | None:
-    """Write the next chunk of messages; None when there is nothing left (or it was cancelled).
+def fan_out_step(notification_id, after: int | None = None) -> int | None:
+    """One step of a fan-out, what the task runs: write the next chunk from the committed
+    checkpoint, commit it with the new checkpoint, then publish the next step. A step is short
+    whatever the audience's size (a million recipients is 2,000 steps, each far below the task
+    time limit), and a step killed half-way (`kill -9`) commits nothing: the next one, or the
+    sweeper's resume, starts again from the checkpoint.
+
+    `after` is the checkpoint the step was published from; a step that finds another one there
+    is a twin (the sweeper resumed a fan-out whose step was only waiting) and stops, so one
+    fan-out never runs as two chains. Returns the messages written, None when it stopped.
+    """
+    chunk = fan_out_chunk(notification_id, after)
+    if chunk is None:
+        return None
+    transaction.on_commit(lambda: queue.fan_out(notification_id, after=chunk.cursor))
+    return chunk.written
+
+
+@dataclass(frozen=True)
+class Chunk:
+    written: int
+    cursor: int
+
+
+def fan_out_chunk(notification_id, after: int | None = None) -> Chunk | None:
+    """Write the next chunk of messages and move the checkpoint past it, in one transaction;
+    None when there is nothing left, it was cancelled, or the checkpoint is not `after`.
 
     Each chunk locks the notification row, so a redelivered twin of the task waits and then
-    continues from the cursor the first one committed (nothing is written twice), and a cancel
-    waits for the chunk in progress, then stops the next one.
+    continues from the checkpoint the first one committed (nothing is written twice, and the
+    unique constraint on (notification, recipient, channel) would refuse it), and a cancel waits
+    for the chunk in progress, then stops the next one.
     """
     with transaction.atomic():
         notification = (
@@ -304,46 +336,80 @@ def fan_out_chunk(notification_id) -> int | None:
         )
         if notification is None or notification.status != Notification.Status.FANNING_OUT:
             return None
-        recipients, cursor = _next_chunk(notification)
-        if cursor == notification.fanned_out:  # nothing left
-            notification.status = Notification.Status.ACCEPTED
-            notification.save(update_fields=["status"])
+        if after is not None and after != notification.fanned_out:
+            logger.info(
+                "Fan-out %s: a step from checkpoint %s found %s; stopping",
+                notification_id,
+                after,
+                notification.fanned_out,
+            )
             return None
-        messages = plan(notification, recipients) if recipients else []
-        Message.objects.bulk_create(messages)
-        notification.fanned_out, notification.progressed = cursor, timezone.now()
-        notification.save(update_fields=["fanned_out", "progressed"])
-        queue.enqueue_on_commit(messages)
-        return len(messages)
+        return write_chunk(notification, audience_for(notification))
 
 
-def _next_chunk(notification: Notification) -> tuple[list[Recipient], int]:
-    """The next recipients to fan out to and the cursor after them.
+def write_chunk(notification: Notification, audience: "Audience") -> Chunk | None:
+    """Plan and write the audience's next chunk after the notification's checkpoint (locked by
+    the caller, in its transaction), and move the checkpoint. The fan-out of any audience:
+    bulk lists and topics today, campaign segments next."""
+    recipients, cursor = audience.next_chunk(notification.fanned_out, FAN_OUT_CHUNK)
+    if cursor == notification.fanned_out:  # nothing left
+        notification.status = Notification.Status.ACCEPTED
+        notification.save(update_fields=["status"])
+        return None
+    messages = plan(notification, recipients) if recipients else []
+    Message.objects.bulk_create(messages)
+    notification.fanned_out, notification.progressed = cursor, timezone.now()
+    notification.save(update_fields=["fanned_out", "progressed"])
+    queue.enqueue_on_commit(messages)
+    return Chunk(len(messages), cursor)
 
-    Bulk: the cursor is an index into `targets`. Topic: the last subscriber's recipient id
-    (keyset pagination, so subscribers added meanwhile are not skipped or repeated).
-    """
-    tenant = notification.tenant
-    if notification.audience == Notification.Audience.BULK:
-        start = notification.fanned_out
-        chunk = notification.targets[start : start + FAN_OUT_CHUNK]
+
+class Audience(Protocol):
+    def next_chunk(self, after: int, size: int) -> tuple[list[Recipient], int]:
+        """Up to `size` recipients after checkpoint `after`, and the checkpoint after them
+        (equal to `after` when there is nobody left)."""
+
+
+@dataclass(frozen=True)
+class KeysetAudience:
+    """The recipients of a queryset in primary-key order. The checkpoint is the last recipient
+    id written (keyset pagination: each chunk is an index range scan, as fast at the millionth
+    recipient as at the first, and recipients added or removed meanwhile shift nothing)."""
+
+    recipients: QuerySet
+
+    def next_chunk(self, after: int, size: int) -> tuple[list[Recipient], int]:
+        chunk = list(self.recipients.filter(pk__gt=after).order_by("pk")[:size])
+        return chunk, (chunk[-1].pk if chunk else after)
+
+
+@dataclass(frozen=True)
+class TargetListAudience:
+    """A bulk send's `targets`, stored with the notification and never changed: the checkpoint
+    is the position after the last target written, which stays a key into that list."""
+
+    tenant: Tenant
+    targets: list
+
+    def next_chunk(self, after: int, size: int) -> tuple[list[Recipient], int]:
+        chunk = self.targets[after : after + size]
         ids = [t for t in chunk if isinstance(t, str)]
-        known = {r.external_id: r for r in Recipient.objects.filter(tenant=tenant, external_id__in=ids)}
+        known = {r.external_id: r for r in Recipient.objects.filter(tenant=self.tenant, external_id__in=ids)}
         recipients = []
         for target in chunk:
             if isinstance(target, dict):
-                recipients.append(
-                    upsert_recipient(tenant, target["id"], {k: v for k, v in target.items() if k != "id"})[0]
-                )
+                fields = {k: v for k, v in target.items() if k != "id"}
+                recipients.append(upsert_recipient(self.tenant, target["id"], fields)[0])
             elif target in known:  # erased since the request was accepted: nobody to send to
                 recipients.append(known[target])
-        return recipients, start + len(chunk)
-    recipients = list(
-        Recipient.objects.filter(
-            tenant=tenant,
-            subscriptions__topic__tenant=tenant,
-            subscriptions__topic__key=notification.topic,
-            pk__gt=notification.fanned_out,
-        ).order_by("pk")[:FAN_OUT_CHUNK]
+        return recipients, after + len(chunk)
+
+
+def audience_for(notification: Notification) -> Audience:
+    tenant = notification.tenant
+    if notification.audience == Notification.Audience.BULK:
+        return TargetListAudience(tenant, notification.targets)
+    subscribers = Recipient.objects.filter(
+        tenant=tenant, subscriptions__topic__tenant=tenant, subscriptions__topic__key=notification.topic
     )
-    return recipients, (recipients[-1].pk if recipients else notification.fanned_out)
+    return KeysetAudience(subscribers)

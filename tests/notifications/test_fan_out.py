@@ -1,6 +1,12 @@
-import pytest
+import base64
+import json
 
-from notifications import services
+import pytest
+import redis
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from notifications import services, tasks
 from notifications.models import Message, Notification
 from preferences.models import Recipient
 from tests.factories import RecipientFactory, TopicFactory
@@ -127,3 +133,92 @@ def test_a_recipient_listed_twice_gets_one_message(admin, tenant):
     services.fan_out(notification_id)
 
     assert sorted(Message.objects.values_list("recipient__external_id", flat=True)) == ["u1", "u2"]
+
+
+@pytest.fixture
+def broker():
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+def published_steps(broker) -> list:
+    """The arguments of the fan-out steps waiting in the default queue."""
+    return [json.loads(base64.b64decode(json.loads(raw)["body"]))[0] for raw in broker.lrange("default:2", 0, -1)]
+
+
+def test_a_fan_out_task_writes_one_chunk_then_publishes_the_next_step(
+    admin, tenant, monkeypatch, broker, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(services, "FAN_OUT_CHUNK", 2)
+    for n in range(5):
+        RecipientFactory(tenant=tenant, external_id=f"u{n}")
+    notification_id = bulk(admin, [f"u{n}" for n in range(5)]).json()["id"]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.fan_out(notification_id) == 2
+
+    # However large the audience, one task writes one chunk: a step stays far below the task
+    # time limit, and the next step continues from the committed checkpoint.
+    assert Message.objects.count() == 2
+    assert Notification.objects.get(pk=notification_id).fanned_out == 2
+    assert published_steps(broker) == [[notification_id, 2]]
+    for expected_total in (4, 5):
+        [[_, after]] = published_steps(broker)
+        broker.delete("default:2")
+        with django_capture_on_commit_callbacks(execute=True):
+            tasks.fan_out(notification_id, after)
+        assert Message.objects.count() == expected_total
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.fan_out(notification_id, 5) is None  # nothing left: the chain ends
+    assert Notification.objects.get(pk=notification_id).status == "accepted"
+
+
+def test_a_twin_step_from_a_passed_checkpoint_writes_nothing(admin, tenant, monkeypatch):
+    monkeypatch.setattr(services, "FAN_OUT_CHUNK", 2)
+    for n in range(5):
+        RecipientFactory(tenant=tenant, external_id=f"u{n}")
+    notification_id = bulk(admin, [f"u{n}" for n in range(5)]).json()["id"]
+
+    assert services.fan_out_step(notification_id, after=0) == 2
+    # The sweeper resumed the fan-out from 0 while that step was only waiting in the queue.
+    assert services.fan_out_step(notification_id, after=0) is None
+
+    assert Message.objects.count() == 2
+
+
+def test_a_step_killed_mid_chunk_commits_nothing_and_the_next_resumes_from_the_checkpoint(admin, tenant, monkeypatch):
+    monkeypatch.setattr(services, "FAN_OUT_CHUNK", 2)
+    for n in range(5):
+        RecipientFactory(tenant=tenant, external_id=f"u{n}")
+    notification_id = bulk(admin, [f"u{n}" for n in range(5)]).json()["id"]
+    services.fan_out_step(notification_id)
+
+    class Killed(BaseException):
+        """The worker dying between writing a chunk and committing it."""
+
+    def die(messages):
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(services.queue, "enqueue_on_commit", die)
+        with pytest.raises(Killed):
+            services.fan_out_step(notification_id, after=2)
+
+    assert Message.objects.count() == 2
+    assert Notification.objects.get(pk=notification_id).fanned_out == 2
+    assert services.fan_out(notification_id) == 3
+    assert sorted(Message.objects.values_list("recipient__external_id", flat=True)) == [f"u{n}" for n in range(5)]
+
+
+def test_a_recipient_is_never_written_twice_for_one_notification(admin, tenant):
+    RecipientFactory(tenant=tenant, external_id="u1")
+    notification_id = bulk(admin, ["u1"]).json()["id"]
+    services.fan_out(notification_id)
+    [message] = Message.objects.all()
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Message.objects.create(
+            tenant=tenant, notification_id=notification_id, recipient=message.recipient, channel="email"
+        )
