@@ -231,7 +231,7 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "alertflow.choices.Role",
         "ProviderChannelEnum": "delivery.models.PROVIDER_CHANNELS",
         "MessageStatusEnum": "notifications.models.Message.Status",
-        "NotificationStatusEnum": "notifications.models.Notification.Status",
+        "NotificationStatusEnum": "notifications.progress.Summary",
     },
 }
 

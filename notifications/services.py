@@ -9,6 +9,7 @@ crash resumes where it stopped instead of starting over or sending twice.
 import hashlib
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -29,6 +30,7 @@ from tenants.models import Category, Tenant
 
 from . import queue
 from .models import Message, Notification
+from .progress import summarise
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ def accept(tenant: Tenant, payload: dict) -> Accepted:
             if notification.audience == Notification.Audience.SINGLE:
                 messages, body = _plan_single(notification, payload["recipient"])
             else:
-                messages, body = [], {"id": str(notification.id), "status": notification.status}
+                messages, body = [], {"id": str(notification.id), "status": summarise(notification, {})}
                 transaction.on_commit(lambda: queue.fan_out(notification.id))
             notification.response = body
             notification.save(force_insert=True)
@@ -155,7 +157,7 @@ def _plan_single(notification: Notification, target) -> tuple[list[Message], dic
         )
     return messages, {
         "id": str(notification.id),
-        "status": notification.status,
+        "status": summarise(notification, Counter(m.status for m in messages)),
         "messages": [
             {
                 "id": str(m.id),

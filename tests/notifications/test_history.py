@@ -16,7 +16,7 @@ def test_detail_shows_messages_with_attempts(admin, member, ada, promo):
 
     assert body["id"] == notification_id
     assert body["category"] == "promo"
-    assert body["status"] == "accepted"
+    assert body["status"] == "queued"
     assert body["counts"] == {"queued": 1}
     [shown] = body["messages"]
     assert shown["recipient"] == "ada"
