@@ -1,17 +1,17 @@
 """Input the database cannot store or Python cannot walk, refused at the edge for every route.
 
 PostgreSQL text and jsonb cannot hold U+0000, UTF-8 cannot encode a lone surrogate (JSON's
-`"\\ud800"` decodes to one), and Python's json module (and everything that
-later walks what it returns: serializers, the renderer's context, json.dumps) recurses once per
-nesting level. So every request is checked here, before any view sees it:
+`"\\ud800"` decodes to one), and Python's json module (and everything that later walks what it
+returns: serializers, the renderer's context, json.dumps) recurses once per nesting level. So
+every request is checked here, before any view sees it:
 
 - the path, the query string and the headers, by `RequestInputMiddleware` (alertflow.middleware);
 - JSON bodies, by `JSONParser` (the only parser the API uses, config/settings.py);
-- JSON that arrives inside a string field (an FCM service account, a Web Push subscription), by
-  `loads`, which the serializers of those fields call.
+- JSON that arrives inside a string (an FCM service account, a Web Push subscription, an inbox
+  websocket frame), by `loads`, which the code reading those calls.
 
-A refusal is a 400 naming the field: `invalid_characters` for either, `too_deep` for nesting past
-ALERTFLOW_JSON_MAX_DEPTH levels (the body itself is level 1).
+A refusal is a 400 naming the field: `invalid_characters` for either character, `too_deep` for
+nesting past ALERTFLOW_JSON_MAX_DEPTH levels (the body itself is level 1).
 """
 
 import json
