@@ -150,7 +150,7 @@ def render(message: Message) -> dict:
         "data": recipient.data,
     }
     context = build_context(notification.tenant.name, recipient_context, notification.data)
-    return render_channel(content, message.channel, context, cache_key=cache_key).fields
+    return render_channel(content, message.channel, context, cache_key=cache_key, passthrough=INTERRUPTIONS).fields
 
 
 def outgoing_for(message: Message, channel: Channel, devices: list) -> list[Outgoing]:

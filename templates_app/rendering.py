@@ -233,14 +233,22 @@ class RenderResult:
     missing: list[str] = field(default_factory=list)
 
 
-def render_channel(content_for_channel: dict, channel: str, context: dict, cache_key: Hashable = None) -> RenderResult:
+def render_channel(
+    content_for_channel: dict,
+    channel: str,
+    context: dict,
+    cache_key: Hashable = None,
+    passthrough: tuple[type[BaseException], ...] = (),
+) -> RenderResult:
     """Render one channel's content (already validated) against a `build_context` context.
 
     `cache_key` must identify immutable content (a TemplateVersion's id); without one the
     compiled templates are cached by their source text. Returns the rendered fields (the `data`
     object rendered value by value) and the variables referenced but absent from the context.
     Raises RenderError naming the field; RenderTooExpensive when the render, all fields together,
-    goes past the ALERTFLOW_RENDER_MAX_* limits.
+    goes past the ALERTFLOW_RENDER_MAX_* limits. Exceptions of the `passthrough` types are
+    raised unchanged: a worker passes its time limit and shutdown, which may land in the middle
+    of a render and are not the template's fault.
     """
     ctx = SandboxContext(context)
     fields: dict = {}
@@ -254,6 +262,8 @@ def render_channel(content_for_channel: dict, channel: str, context: dict, cache
             compiled = compiled_cache.get(key, source)
             ctx.autoescape = (channel, name) in AUTOESCAPED
             output = compiled.template.render(ctx)
+        except passthrough:
+            raise
         except BudgetExceeded as exc:
             details = {"limit": exc.limit, "max": exc.maximum}
             raise RenderTooExpensive(f"{channel}.{name}", str(exc), details) from None

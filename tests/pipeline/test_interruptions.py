@@ -57,3 +57,20 @@ def test_an_interrupted_batch_goes_back_to_retrying(admin, tenant, smtp_server, 
     assert third.next_attempt <= timezone.now()  # due again at once: it was never tried
     assert len(smtp_server.messages) == 1
     assert not Message.objects.filter(status="failed").exists()
+
+
+def test_a_render_interrupted_by_the_time_limit_is_not_a_render_failure(admin, ada, raise_after, settings):
+    # A render long enough for the limit to land inside the template engine, not around it.
+    settings.ALERTFLOW_RENDER_MAX_LOOP_ITERATIONS = 10**9
+    settings.ALERTFLOW_RENDER_MAX_SECONDS = 60
+    slow = "{% for a in s %}{% for b in s %}{% for c in s %}{{ c }}{% endfor %}{% endfor %}{% endfor %}"
+    body = {"recipient": "ada", "channels": ["sms"], "content": {"sms": {"text": slow}}, "data": {"s": "x" * 300}}
+    response = admin.post("/api/v1/notifications", body, format="json")
+    [message] = Message.objects.filter(notification_id=response.json()["id"])
+    raise_after(SoftTimeLimitExceeded, 0.3)
+
+    with pytest.raises(SoftTimeLimitExceeded):
+        pipeline.deliver([message.id])
+
+    message.refresh_from_db()
+    assert (message.status, message.reason) == ("retrying", "interrupted")
