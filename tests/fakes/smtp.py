@@ -54,7 +54,8 @@ class SmtpFake:
     `refuse_recipient(address, "550 5.1.1 no such user")` answers RCPT TO for that address;
     `refuse_sender(address, "553 5.7.1 sender not owned")` answers MAIL FROM for that address;
     `reply_next("451 4.3.0 try later", times=2)` answers DATA of the next messages;
-    `stall_next(2.0)` holds the reply to the next DATA that long (a provider that hangs);
+    `stall_next(2.0)` holds the reply to the next DATA that long (a provider that hangs), and
+    sets `stalling` when it starts holding one, so a test can act at that moment, not after a guess;
     `require_login("user", "secret")` accepts AUTH only with that login (535 otherwise);
     `stop()` closes the port, so the next connection is refused.
     """
@@ -68,6 +69,7 @@ class SmtpFake:
         self._data_replies: deque[str] = deque()
         self._login: tuple[bytes, bytes] | None = None
         self._stalls: deque[float] = deque()
+        self.stalling = threading.Event()
         self._controller = _Controller(self)
 
     def start(self) -> SmtpFake:
@@ -127,7 +129,10 @@ class SmtpFake:
 
     async def handle_DATA(self, server, session, envelope):
         if self._stalls:
-            await asyncio.sleep(self._stalls.popleft())
+            seconds = self._stalls.popleft()
+            if seconds:
+                self.stalling.set()
+            await asyncio.sleep(seconds)
         with self._lock:
             if self._data_replies:
                 return self._data_replies.popleft()

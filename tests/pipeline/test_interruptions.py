@@ -2,6 +2,7 @@
 what its batch held goes back to `retrying`, never to the dead letters."""
 
 import signal
+import threading
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded, WorkerShutdown
@@ -17,34 +18,44 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def raise_after():
-    """Raise an exception in this thread after a delay, from a signal handler: how billiard
-    delivers a task's soft time limit (SIGUSR1) and how a shutdown reaches a running task."""
+def interrupt_when():
+    """Raise an exception in this thread once an event is set, from a signal handler: how billiard
+    delivers a task's soft time limit (SIGUSR1) and how a shutdown reaches a running task. Waiting
+    for the event, not for a delay, keeps the moment right however loaded the machine is."""
     previous = signal.getsignal(signal.SIGALRM)
+    target = threading.get_ident()
+    watchers = []
 
-    def arm(exception: type[BaseException], seconds: float) -> None:
+    def arm(exception: type[BaseException], event: threading.Event) -> None:
         def interrupt(signum, frame):
             raise exception()
 
+        def watch():
+            if event.wait(timeout=60):
+                signal.pthread_kill(target, signal.SIGALRM)
+
         signal.signal(signal.SIGALRM, interrupt)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        watchers.append(threading.Thread(target=watch, daemon=True))
+        watchers[-1].start()
 
     yield arm
-    signal.setitimer(signal.ITIMER_REAL, 0)
+    for watcher in watchers:
+        watcher.join(timeout=60)
     signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.mark.parametrize("interruption", [SoftTimeLimitExceeded, WorkerShutdown])
-def test_an_interrupted_batch_goes_back_to_retrying(admin, tenant, smtp_server, raise_after, interruption):
+def test_an_interrupted_batch_goes_back_to_retrying(admin, tenant, smtp_server, interrupt_when, interruption):
     add_provider(tenant, "email", "smtp", smtp_config(smtp_server))
     ids = []
     for n in range(3):
         RecipientFactory(tenant=tenant, external_id=f"u{n}", email=f"u{n}@example.com")
         ids += [m.id for m in accept(admin, ["email"], recipient=f"u{n}")]
     # The first is sent, the second hangs in the provider's hands, the third is never tried.
+    # The interruption comes while the second is held.
     smtp_server.stall_next(0)
-    smtp_server.stall_next(5)
-    raise_after(interruption, 0.5)
+    smtp_server.stall_next(30)
+    interrupt_when(interruption, smtp_server.stalling)
 
     with pytest.raises(interruption):
         pipeline.deliver(ids)

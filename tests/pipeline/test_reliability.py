@@ -109,8 +109,9 @@ def test_token_bucket_spaces_sends_to_the_rate():
     elapsed = time.monotonic() - started
 
     assert waits == [None] * 30
-    # 20 come from the full bucket, the other 10 at 20/s: about half a second.
-    assert 0.4 <= elapsed <= 1.5
+    # 20 come from the full bucket, the other 10 at 20/s: about half a second. The upper bound
+    # only says it did not wait per send (a second each would be 10 s): a loaded box is slow.
+    assert 0.4 <= elapsed <= 5
 
 
 def test_token_bucket_refuses_a_wait_longer_than_allowed():
