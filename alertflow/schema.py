@@ -27,6 +27,7 @@ ERROR_DESCRIPTIONS = {
     403: "The caller may not do this: `forbidden` (the key's role), or a code naming the reason.",
     404: "No such object in this tenant (another tenant's objects are never revealed): `not_found`.",
     409: "The request conflicts with the object's current state; the code names the conflict.",
+    411: "A chunked request body the server cannot read: `length_required` (send a Content-Length).",
     413: "The request body is over the size limit: `payload_too_large`.",
     415: "The request body is not JSON: `unsupported_media_type`.",
     422: "The request is valid but cannot be carried out; the code names why.",
@@ -71,7 +72,7 @@ class AutoSchema(SpectacularAutoSchema):
         if "{" in self.path or self.is_paginated_list():
             statuses.add(404)  # no such object, or no such page
         if self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None:
-            statuses |= {413, 415}
+            statuses |= {411, 413, 415}
         if self.view.get_throttles():
             statuses.add(429)
         return statuses | self.declared_error_statuses()

@@ -28,27 +28,21 @@ from .models import InboxItem
 # --- The tenant's side (API key) ---------------------------------------------------------------
 
 
+class RecipientTokenSerializer(serializers.Serializer):
+    token = serializers.CharField(read_only=True)
+    expires_at = serializers.DateTimeField(read_only=True)
+    ws_url = serializers.CharField(read_only=True)
+
+
 class RecipientTokenView(TenantScopedMixin, generics.GenericAPIView):
     """`POST /api/v1/recipients/{external_id}/token`: a short-lived token for the recipient's
     inbox and websocket, and where the websocket is."""
 
     queryset = Recipient.objects.all()
     lookup_field = "external_id"
-    serializer_class = None
+    serializer_class = RecipientTokenSerializer  # OPTIONS describes the answer from it
 
-    @extend_schema(
-        request=None,
-        responses={
-            201: inline_serializer(
-                "RecipientToken",
-                {
-                    "token": serializers.CharField(),
-                    "expires_at": serializers.DateTimeField(),
-                    "ws_url": serializers.CharField(),
-                },
-            )
-        },
-    )
+    @extend_schema(request=None, responses={201: RecipientTokenSerializer})
     def post(self, request, external_id):
         token, expires = issue_token(self.get_object())
         body = {"token": token, "expires_at": inbox.iso(expires), "ws_url": settings.ALERTFLOW_WS_URL}

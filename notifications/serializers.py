@@ -210,7 +210,7 @@ class NotificationSerializer(serializers.ModelSerializer):
     and `counts` gives them by status. The counts of a page come from one query when the view
     puts them in the context as `message_counts`; otherwise each notification asks for its own."""
 
-    category = serializers.CharField(source="category.key", default=None)
+    category = serializers.CharField(source="category.key", default=None, allow_null=True)  # null: no category
     created_at = serializers.DateTimeField(source="created")
     status = serializers.SerializerMethodField()
     counts = serializers.SerializerMethodField()

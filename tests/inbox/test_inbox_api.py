@@ -30,6 +30,13 @@ def hmac_client(tenant_id, external_id, signature) -> APIClient:
 # --- Credentials --------------------------------------------------------------------------------
 
 
+def test_token_endpoint_answers_options(admin, ada):
+    response = admin.options("/api/v1/recipients/ada/token")  # was a 500: the view had no serializer
+
+    assert response.status_code == 200
+    assert "POST" in response.json()["actions"]
+
+
 def test_token_endpoint_gives_a_short_lived_token_and_the_websocket_url(admin, ada, settings):
     settings.ALERTFLOW_WS_URL = "wss://ws.example.test"
     response = admin.post("/api/v1/recipients/ada/token")

@@ -27,6 +27,16 @@ def test_detail_shows_messages_with_attempts(admin, member, ada, promo):
     assert shown["attempts"][0]["error"] == "451 try later"
 
 
+def test_a_notification_without_category_shows_null_as_the_schema_says(admin, member, ada, anonymous):
+    send(admin, recipient="ada", channels=["email"])
+
+    [shown] = member.get("/api/v1/notifications").json()["results"]
+    schema = anonymous.get("/api/schema?format=json").json()
+
+    assert shown["category"] is None
+    assert schema["components"]["schemas"]["Notification"]["properties"]["category"]["nullable"] is True
+
+
 def test_outsider_gets_404_on_notification_and_message(outsider, admin, ada):
     notification_id = send(admin, recipient="ada", channels=["email"]).json()["id"]
     message_id = Message.objects.get(notification_id=notification_id).pk
