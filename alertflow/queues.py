@@ -18,6 +18,8 @@ PRIORITY_LEVELS = {"critical": 0, "high": 1, "normal": 2, "low": 3}
 # tenant's 100,000-recipient campaign never holds back anyone's transactional sends (fair share).
 BATCH_PRIORITY_OFFSET = 1
 PRIORITY_STEPS = list(range(max(PRIORITY_LEVELS.values()) + BATCH_PRIORITY_OFFSET + 1))
+# Between a queue's name and its step in the names of its Redis lists: `email`, `email:1`, ...
+PRIORITY_SEPARATOR = ":"
 
 # Task names: `notifications` enqueues by name, `delivery` registers them (DESIGN section 2).
 SEND_MESSAGE_TASK = "delivery.send_message"

@@ -10,7 +10,7 @@ import os
 from celery import Celery
 from kombu import Queue
 
-from alertflow.queues import ALL_QUEUES, DEFAULT_QUEUE, PRIORITY_LEVELS, PRIORITY_STEPS
+from alertflow.queues import ALL_QUEUES, DEFAULT_QUEUE, PRIORITY_LEVELS, PRIORITY_SEPARATOR, PRIORITY_STEPS
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -36,7 +36,7 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     broker_transport_options={
         "priority_steps": PRIORITY_STEPS,
-        "sep": ":",
+        "sep": PRIORITY_SEPARATOR,
         "queue_order_strategy": "priority",
         "visibility_timeout": 3600,
         "socket_connect_timeout": 2,

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from alertflow.health import HealthView, ReadyView
 from delivery.demo import inbox_demo
+from notifications.dashboard import dashboard
 from notifications.views import AlertoraNotifyView
 from tenants.views import RegisterView
 
@@ -18,6 +19,9 @@ api_v1 = [
     path("", include("notifications.urls")),
 ]
 
+# The operator's console links its dashboard from the index (notifications/dashboard.py).
+admin.site.index_template = "admin/alertflow_index.html"
+
 urlpatterns = [
     path("api/v1/", include(api_v1)),
     # The original Alertora API, for its clients: same behaviour as the v1 endpoints.
@@ -25,6 +29,7 @@ urlpatterns = [
     path("notify", AlertoraNotifyView.as_view(), name="alertora-notify"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("admin/dashboard/", admin.site.admin_view(dashboard), name="admin-dashboard"),
     path("admin/", admin.site.urls),
     # The embeddable bell against this server; a 404 unless DEBUG.
     path("demo/inbox/", inbox_demo, name="inbox-demo"),

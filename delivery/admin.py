@@ -1,11 +1,13 @@
 from django.contrib import admin
 
+from alertflow.admin import OperatorAdmin
+
 from . import crypto
-from .models import Provider
+from .models import InboxItem, InboxSecret, Provider
 
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(OperatorAdmin):
     """Secrets never reach the page: only the names of those that are set.
 
     Providers are created and their config changed through the API, where each kind validates
@@ -13,7 +15,7 @@ class ProviderAdmin(admin.ModelAdmin):
     """
 
     list_display = ["name", "tenant", "channel", "kind", "enabled", "priority", "secrets_shown", "updated"]
-    list_filter = ["channel", "kind", "enabled"]
+    list_filter = ["channel", "kind", "enabled", "tenant"]
     list_select_related = ["tenant"]
     search_fields = ["name", "kind", "tenant__name"]
     ordering = ["tenant__name", "channel", "priority", "name"]
@@ -31,8 +33,18 @@ class ProviderAdmin(admin.ModelAdmin):
     ]
     readonly_fields = ["tenant", "channel", "kind", "config", "secrets_shown", "created", "updated"]
 
+    actions = ["disable", "enable"]
+
     def has_add_permission(self, request):
         return False
+
+    @admin.action(description="Disable the selected providers (failover skips them)")
+    def disable(self, request, queryset):
+        self.message_user(request, f"Disabled {switch(queryset, enabled=False)} provider(s).")
+
+    @admin.action(description="Enable the selected providers")
+    def enable(self, request, queryset):
+        self.message_user(request, f"Enabled {switch(queryset, enabled=True)} provider(s).")
 
     @admin.display(description="secrets set")
     def secrets_shown(self, provider: Provider) -> str:
@@ -40,3 +52,46 @@ class ProviderAdmin(admin.ModelAdmin):
             return ", ".join(provider.secrets_set()) or "-"
         except crypto.SecretsUnreadable:
             return "unreadable (keys changed)"
+
+
+def switch(queryset, *, enabled: bool) -> int:
+    """Saved one by one, not with `update()`: each save's signal tells every worker's provider
+    cache (delivery/providers.py) at once; a tenant has a handful of providers."""
+    changed = 0
+    for provider in queryset.filter(enabled=not enabled):
+        provider.enabled = enabled
+        provider.save(update_fields=["enabled", "updated"])
+        changed += 1
+    return changed
+
+
+@admin.register(InboxSecret)
+class InboxSecretAdmin(OperatorAdmin):
+    """That a tenant has an inbox secret, and since when; the secret itself is never shown
+    (rotate it through the API)."""
+
+    list_display = ["tenant", "created"]
+    list_select_related = ["tenant"]
+    search_fields = ["tenant__name"]
+    fields = ["tenant", "created"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(InboxItem)
+class InboxItemAdmin(OperatorAdmin):
+    list_display = ["message", "recipient", "tenant", "category", "title", "created", "read", "archived"]
+    list_filter = ["category", ("read", admin.EmptyFieldListFilter), ("archived", admin.EmptyFieldListFilter)]
+    list_select_related = ["recipient", "tenant"]
+    search_fields = ["=message__id", "recipient__external_id"]
+    date_hierarchy = "created"
+    raw_id_fields = ["message", "recipient", "tenant"]
+    readonly_fields = ["message", "tenant", "recipient", "created"]
+
+    def has_add_permission(self, request):
+        return False

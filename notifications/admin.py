@@ -1,24 +1,36 @@
 from django.contrib import admin
+from django.utils import timezone
+
+from alertflow.admin import OperatorAdmin
 
 from . import lifecycle
 from .models import DeliveryAttempt, Message, Notification
 
+ATTEMPT_FIELDS = ["started", "provider", "outcome", "duration_ms", "provider_message_id", "error"]
+
 
 class AttemptInline(admin.TabularInline):
+    """The delivery log of one message, as it happened: read-only."""
+
     model = DeliveryAttempt
     extra = 0
     can_delete = False
-    readonly_fields = ["started", "provider", "outcome", "duration_ms", "provider_message_id", "error"]
+    fields = ATTEMPT_FIELDS
+    readonly_fields = ATTEMPT_FIELDS
 
     def has_add_permission(self, request, obj=None):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(OperatorAdmin):
     list_display = ["id", "tenant", "audience", "status", "category", "priority", "created"]
-    list_filter = ["audience", "status", "priority"]
-    search_fields = ["id", "idempotency_key", "tenant__name"]
+    list_filter = ["audience", "status", "priority", "tenant"]
+    list_select_related = ["tenant", "category"]
+    search_fields = ["=id", "idempotency_key", "tenant__name", "category__key"]
     date_hierarchy = "created"
     readonly_fields = [f.name for f in Notification._meta.fields]
     actions = ["cancel"]
@@ -35,15 +47,23 @@ class NotificationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "tenant", "channel", "status", "priority", "attempts", "provider", "created"]
-    list_filter = ["status", "channel", "priority"]
-    search_fields = ["id", "recipient__external_id", "provider_message_id", "notification__id"]
+class MessageAdmin(OperatorAdmin):
+    list_display = ["id", "tenant", "channel", "status", "priority", "attempts", "to", "provider", "created"]
+    list_filter = ["status", "channel", "priority", "notification__category__key", "tenant", "created", "sent"]
+    list_select_related = ["tenant"]
+    search_fields = [
+        "=id",
+        "=notification__id",
+        "recipient__external_id",
+        "recipient__email",
+        "recipient__phone",
+        "=provider_message_id",
+    ]
     date_hierarchy = "created"
     raw_id_fields = ["notification", "recipient", "template_version"]
     readonly_fields = [f.name for f in Message._meta.fields]
     inlines = [AttemptInline]
-    actions = ["retry"]
+    actions = ["retry", "cancel_waiting"]
 
     def has_add_permission(self, request):
         return False
@@ -51,3 +71,30 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.action(description="Retry the selected failed or expired messages (fresh attempt budget)")
     def retry(self, request, queryset):
         self.message_user(request, f"Queued {lifecycle.replay(queryset)} failed or expired message(s) again.")
+
+    @admin.action(description="Cancel the selected scheduled, queued or retrying messages")
+    def cancel_waiting(self, request, queryset):
+        # The forward-only move leaves alone what a worker has claimed meanwhile.
+        cancelled = queryset.move(
+            Message.Status.CANCELLED, reason="cancelled", next_attempt=None, updated=timezone.now()
+        )
+        self.message_user(request, f"Cancelled {cancelled} message(s).")
+
+
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(OperatorAdmin):
+    """The delivery log across messages: which provider fails, and how."""
+
+    list_display = ["id", "message", "provider", "outcome", "duration_ms", "started"]
+    list_filter = ["outcome", "provider", "started"]
+    list_select_related = ["message"]
+    search_fields = ["=message__id", "=provider_message_id"]
+    date_hierarchy = "started"
+    fields = ["message", *ATTEMPT_FIELDS]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

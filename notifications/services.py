@@ -26,6 +26,7 @@ from preferences.models import Device, Recipient
 from preferences.services import cached_preferences_many, decide, upsert_recipient
 from templates_app.models import Template
 from templates_app.services import resolve_version
+from tenants import usage
 from tenants.models import Category, Tenant
 
 from . import queue
@@ -76,6 +77,8 @@ def accept(tenant: Tenant, payload: dict) -> Accepted:
             else:
                 messages, body = [], {"id": str(notification.id), "status": summarise(notification, {})}
                 transaction.on_commit(lambda: queue.fan_out(notification.id))
+            # Last before the writes: the quota's counter rows stay locked until the commit.
+            usage.charge(tenant, send_cost(notification, payload, messages))
             notification.response = body
             notification.save(force_insert=True)
             Message.objects.bulk_create(messages)
@@ -87,6 +90,23 @@ def accept(tenant: Tenant, payload: dict) -> Accepted:
             raise
         return previous
     return Accepted(notification, body)
+
+
+def send_cost(notification: Notification, payload: dict, messages: list[Message]) -> dict[str, int]:
+    """What a send costs against the monthly quotas, per channel: a single send its messages
+    that will be attempted (not the suppressed); a bulk or topic send, whose messages are
+    written later, one per recipient per channel, known now so it is refused whole or not at all."""
+    if notification.audience == Notification.Audience.SINGLE:
+        costs = dict.fromkeys(notification.channels, 0)
+        for message in messages:
+            if message.status != Message.Status.SUPPRESSED:
+                costs[message.channel] += 1
+        return costs
+    if notification.audience == Notification.Audience.BULK:
+        recipients = len(payload["recipients"])
+    else:
+        recipients = payload["topic"].subscriptions.count()
+    return dict.fromkeys(notification.channels, recipients)
 
 
 def _previous_response(tenant: Tenant, key: str, fingerprint: str) -> Accepted | None:

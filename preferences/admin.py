@@ -1,6 +1,8 @@
 from django.contrib import admin
 
-from .models import Device, Preference, Recipient, Topic
+from alertflow.admin import OperatorAdmin
+
+from .models import Device, Preference, Recipient, Subscription, Topic
 
 
 class PreferenceInline(admin.StackedInline):
@@ -24,7 +26,7 @@ class DeviceInline(admin.TabularInline):
 
 
 @admin.register(Recipient)
-class RecipientAdmin(admin.ModelAdmin):
+class RecipientAdmin(OperatorAdmin):
     list_display = ["external_id", "tenant", "email", "phone", "locale", "timezone", "updated"]
     list_filter = ["tenant"]
     search_fields = ["external_id", "email", "phone"]
@@ -35,20 +37,42 @@ class RecipientAdmin(admin.ModelAdmin):
 
 
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
+class DeviceAdmin(OperatorAdmin):
     list_display = ["id", "platform", "recipient", "tenant", "active", "reason", "last_seen"]
     list_filter = ["platform", "active"]
-    search_fields = ["recipient__external_id", "token"]
+    search_fields = ["recipient__external_id", "=token"]
     list_select_related = ["recipient", "tenant"]
     raw_id_fields = ["tenant", "recipient"]
+    # The push token addresses the device: searchable by exact value, never shown.
+    fields = ["tenant", "recipient", "platform", "active", "reason", "last_seen", "created"]
     readonly_fields = ["created"]
 
 
 @admin.register(Topic)
-class TopicAdmin(admin.ModelAdmin):
+class TopicAdmin(OperatorAdmin):
     list_display = ["key", "name", "tenant", "created"]
     list_filter = ["tenant"]
     search_fields = ["key", "name"]
     list_select_related = ["tenant"]
     raw_id_fields = ["tenant"]
     # Topics can have 100,000 subscribers: no inline list of them; use the API or the shell.
+
+
+@admin.register(Preference)
+class PreferenceAdmin(OperatorAdmin):
+    list_display = ["recipient", "quiet_start", "quiet_end", "updated"]
+    list_select_related = ["recipient"]
+    search_fields = ["recipient__external_id", "recipient__email"]
+    fields = ["recipient", "channels", "categories", "quiet_start", "quiet_end", "updated"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False  # documents are validated by the API
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(OperatorAdmin):
+    list_display = ["topic", "recipient", "created"]
+    list_select_related = ["topic", "recipient"]
+    search_fields = ["topic__key", "recipient__external_id"]
+    raw_id_fields = ["topic", "recipient"]

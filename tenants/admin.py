@@ -1,7 +1,9 @@
 from django.contrib import admin
 from django.utils import timezone
 
-from .models import ApiKey, Category, Membership, Tenant
+from alertflow.admin import OperatorAdmin
+
+from .models import ApiKey, Category, Membership, Quota, Tenant, Usage
 
 
 class MembershipInline(admin.TabularInline):
@@ -17,7 +19,7 @@ class CategoryInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(OperatorAdmin):
     list_display = ["name", "id", "default_locale", "active", "created"]
     list_filter = ["active"]
     search_fields = ["name", "id"]
@@ -25,12 +27,13 @@ class TenantAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(OperatorAdmin):
     """Only the visible prefix is ever shown; the hash stays out of the page too."""
 
     list_display = ["name", "prefix", "tenant", "kind", "role", "created", "last_used", "expires", "revoked"]
     list_filter = ["kind", "role", ("revoked", admin.EmptyFieldListFilter)]
     search_fields = ["name", "prefix", "tenant__name"]
+    list_select_related = ["tenant"]
     fields = ["tenant", "name", "kind", "role", "membership", "prefix", "created", "last_used", "expires", "revoked"]
     readonly_fields = ["tenant", "kind", "membership", "prefix", "created", "last_used"]
     actions = ["revoke"]
@@ -45,19 +48,50 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(OperatorAdmin):
     """A member's password hash is never shown; people set it by accepting their invitation."""
 
     list_display = ["email", "name", "tenant", "role", "created"]
     list_filter = ["role"]
     search_fields = ["email", "name", "tenant__name"]
+    list_select_related = ["tenant"]
     autocomplete_fields = ["tenant"]
     fields = ["tenant", "email", "name", "role", "created"]
     readonly_fields = ["created"]
 
 
 @admin.register(Category)
-class CategoryAdmin(admin.ModelAdmin):
+class CategoryAdmin(OperatorAdmin):
     list_display = ["key", "name", "tenant", "priority", "critical"]
-    list_filter = ["priority", "critical"]
+    list_filter = ["priority", "critical", "tenant"]
     search_fields = ["key", "name", "tenant__name"]
+    list_select_related = ["tenant"]
+
+
+@admin.register(Quota)
+class QuotaAdmin(OperatorAdmin):
+    """Operators set a tenant's monthly allowance per channel here; no row means unlimited."""
+
+    list_display = ["tenant", "channel", "monthly_limit"]
+    list_filter = ["channel", "tenant"]
+    list_select_related = ["tenant"]
+    search_fields = ["tenant__name"]
+    autocomplete_fields = ["tenant"]
+
+
+@admin.register(Usage)
+class UsageAdmin(OperatorAdmin):
+    """Counters kept by the accept path: shown, never edited."""
+
+    list_display = ["tenant", "period", "channel", "used"]
+    list_filter = ["channel", "period"]
+    list_select_related = ["tenant"]
+    search_fields = ["tenant__name"]
+    fields = ["tenant", "period", "channel", "used"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -170,3 +170,40 @@ class Category(models.Model):
 
 
 DEFAULT_CATEGORY_CHANNELS = [Channel.EMAIL.value]
+
+
+class Quota(models.Model):
+    """A tenant's monthly allowance of messages on one channel. No row: unlimited."""
+
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="quotas")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    monthly_limit = models.PositiveIntegerField(help_text="Messages per calendar month (UTC).")
+
+    class Meta:
+        ordering = ["tenant", "channel"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "channel"], name="quota_unique_channel")]
+
+    def __str__(self) -> str:
+        return f"{self.channel}: {self.monthly_limit}/month"
+
+
+class Usage(models.Model):
+    """Messages a tenant was charged on one channel in one month: one counter row, raised at
+    accept time by one conditional UPDATE (tenants/usage.py)."""
+
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="usage", db_index=False)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    # The first day of the month (UTC).
+    period = models.DateField()
+    used = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-period", "channel"]
+        verbose_name_plural = "usage"
+        constraints = [
+            # Also the index of every lookup: a tenant's counters of one month.
+            models.UniqueConstraint(fields=["tenant", "period", "channel"], name="usage_unique_period_channel")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.period:%Y-%m}: {self.used}"

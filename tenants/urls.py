@@ -14,5 +14,6 @@ urlpatterns = [
     path("register", views.RegisterView.as_view(), name="register"),
     path("auth/login", views.LoginView.as_view(), name="login"),
     path("auth/accept-invite", views.AcceptInviteView.as_view(), name="accept-invite"),
+    path("usage", views.UsageView.as_view(), name="usage"),
     *router.urls,
 ]

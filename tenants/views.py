@@ -26,6 +26,7 @@ from .serializers import (
     RegisterSerializer,
     RoleSerializer,
 )
+from .usage import usage_report
 
 
 class PublicView(APIView):
@@ -144,3 +145,11 @@ class MemberViewSet(
 
     def perform_destroy(self, instance):
         services.remove(instance)
+
+
+class UsageView(APIView):
+    """This month's messages per channel: used, the quota, what is left (null: unlimited)."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request):
+        return Response(usage_report(request.user.tenant))

@@ -1,0 +1,148 @@
+"""Monthly quotas per channel: refused at accept with 429 `quota_exceeded`, bulk refused whole,
+never overshot by concurrent sends; GET /api/v1/usage reports used and left."""
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection, transaction
+
+from alertflow.errors import ApiError
+from notifications.models import Message, Notification
+from preferences.models import Recipient
+from tenants.models import Quota, Usage
+from tenants.usage import charge, next_period_start, period_start
+from tests.factories import RecipientFactory, TopicFactory
+from tests.notifications.conftest import EMAIL, SMS
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ada(tenant):
+    return RecipientFactory(tenant=tenant, external_id="ada", email="ada@example.com", phone="+14155552671")
+
+
+def send(client, **body):
+    return client.post("/api/v1/notifications", {"content": {**EMAIL, **SMS}, **body}, format="json")
+
+
+def test_usage_is_unlimited_and_zero_by_default(member):
+    body = member.get("/api/v1/usage").json()
+
+    assert body["channels"]["email"] == {"used": 0, "limit": None, "left": None}
+    assert set(body["channels"]) == {"email", "sms", "push", "inapp"}
+    assert body["period_start"] == period_start().isoformat()
+
+
+def test_single_sends_count_until_the_quota_then_429(admin, member, tenant, ada):
+    Quota.objects.create(tenant=tenant, channel="sms", monthly_limit=2)
+
+    assert send(admin, recipient="ada", channels=["email", "sms"]).status_code == 202
+    assert send(admin, recipient="ada", channels=["sms"]).status_code == 202
+    refused = send(admin, recipient="ada", channels=["email", "sms"])
+
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert error["code"] == "quota_exceeded"
+    assert error["details"]["channels"] == {"sms": {"limit": 2, "used": 2, "requested": 1}}
+    assert int(refused["Retry-After"]) > 0
+    assert Notification.objects.count() == 2  # the refused send wrote nothing
+    usage = member.get("/api/v1/usage").json()["channels"]
+    # The refused send's email was not charged either.
+    assert usage["sms"] == {"used": 2, "limit": 2, "left": 0}
+    assert usage["email"] == {"used": 1, "limit": None, "left": None}
+
+
+def test_suppressed_messages_cost_nothing(admin, member, tenant, ada):
+    admin.put("/api/v1/recipients/ada/preferences", {"channels": {"sms": False}}, format="json")
+
+    assert send(admin, recipient="ada", channels=["email", "sms"]).status_code == 202
+
+    usage = member.get("/api/v1/usage").json()["channels"]
+    assert (usage["email"]["used"], usage["sms"]["used"]) == (1, 0)
+
+
+def test_bulk_over_quota_is_refused_whole_before_anything_is_written(admin, tenant):
+    Quota.objects.create(tenant=tenant, channel="email", monthly_limit=3)
+    targets = [{"id": f"u{n}", "email": f"u{n}@example.com"} for n in range(4)]
+
+    refused = admin.post(
+        "/api/v1/notifications", {"recipients": targets, "channels": ["email"], "content": EMAIL}, format="json"
+    )
+
+    assert refused.status_code == 429
+    assert refused.json()["error"]["details"]["channels"]["email"] == {"limit": 3, "used": 0, "requested": 4}
+    assert not Notification.objects.exists()
+    assert not Message.objects.exists()
+    assert not Recipient.objects.exists()
+    assert not Usage.objects.filter(used__gt=0).exists()
+    # Within the quota, the same bulk send is accepted and charged for every recipient.
+    accepted = admin.post(
+        "/api/v1/notifications", {"recipients": targets[:3], "channels": ["email"], "content": EMAIL}, format="json"
+    )
+    assert accepted.status_code == 202
+    assert Usage.objects.get(tenant=tenant, channel="email").used == 3
+
+
+def test_topic_send_costs_its_subscribers(admin, tenant):
+    topic = TopicFactory(tenant=tenant, key="news")
+    for _ in range(3):
+        topic.subscriptions.create(recipient=RecipientFactory(tenant=tenant))
+    Quota.objects.create(tenant=tenant, channel="email", monthly_limit=2)
+
+    response = admin.post(
+        "/api/v1/notifications", {"topic": "news", "channels": ["email"], "content": EMAIL}, format="json"
+    )
+
+    assert response.status_code == 429
+
+
+def test_quotas_and_usage_belong_to_one_tenant(admin, outsider, tenant, outsider_tenant, ada):
+    Quota.objects.create(tenant=outsider_tenant, channel="email", monthly_limit=0)
+
+    assert send(admin, recipient="ada", channels=["email"]).status_code == 202
+
+    theirs = outsider.get("/api/v1/usage").json()["channels"]["email"]
+    assert theirs == {"used": 0, "limit": 0, "left": 0}
+    # Another tenant's recipient is not reachable, quota or not.
+    assert send(outsider, recipient="ada", channels=["email"]).status_code == 400
+
+
+def test_usage_needs_a_key(client):
+    assert client.get("/api/v1/usage").status_code == 401
+
+
+def test_a_new_month_starts_from_zero():
+    assert period_start(datetime(2026, 12, 31, 23, 59, tzinfo=UTC)).isoformat() == "2026-12-01"
+    assert next_period_start(period_start(datetime(2026, 12, 15, tzinfo=UTC))).isoformat() == "2027-01-01"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_sends_never_overshoot_the_quota(tenant):
+    Quota.objects.create(tenant=tenant, channel="email", monthly_limit=10)
+    outcomes = []
+    start = threading.Barrier(8)
+
+    def worker():
+        try:
+            start.wait()
+            for _ in range(3):
+                try:
+                    with transaction.atomic():
+                        charge(tenant, {"email": 1})
+                    outcomes.append("ok")
+                except ApiError:
+                    outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert outcomes.count("ok") == 10
+    assert outcomes.count("refused") == 14
+    assert Usage.objects.get(tenant=tenant, channel="email").used == 10
