@@ -4,6 +4,7 @@ import base64
 import json
 import time
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
@@ -59,16 +60,32 @@ def test_breaker_opens_after_repeated_failures_and_skips_the_provider(admin, ten
     assert third.next_attempt >= timezone.now() + timedelta(seconds=settings.ALERTFLOW_BREAKER_COOLDOWN_SECONDS - 1)
 
 
-def test_half_open_breaker_lets_one_probe_through_and_closes_on_success(admin, tenant, ada, smtp_server, settings):
+@pytest.fixture
+def breaker_clock(monkeypatch):
+    """Move the breakers' clock on instead of sleeping through a cooldown: a short real cooldown
+    can also run out early, between two steps of a test on a loaded machine."""
+    offset = 0.0
+    monkeypatch.setattr(guards, "time", SimpleNamespace(time=lambda: time.time() + offset, sleep=time.sleep))
+
+    def advance(seconds: float) -> None:
+        nonlocal offset
+        offset += seconds
+
+    return advance
+
+
+def test_half_open_breaker_lets_one_probe_through_and_closes_on_success(
+    admin, tenant, ada, smtp_server, settings, breaker_clock
+):
     settings.ALERTFLOW_BREAKER_FAILURES = 1
-    settings.ALERTFLOW_BREAKER_COOLDOWN_SECONDS = 1
+    settings.ALERTFLOW_BREAKER_COOLDOWN_SECONDS = 60
     provider = add_provider(tenant, "email", "smtp", smtp_config(smtp_server), name="flaky")
     smtp_server.reply_next("421 4.3.2 Service not available")
     failing, probe = accept(admin, ["email"])[0], accept(admin, ["email"])[0]
     pipeline.deliver([failing.id])
     assert guards.breaker_state(str(provider.id)) == "open"
 
-    time.sleep(1.1)
+    breaker_clock(61)
     assert guards.breaker_state(str(provider.id)) == "half-open"
     assert guards.breaker_allows(str(provider.id))  # this caller holds the probe...
     assert not guards.breaker_allows(str(provider.id))  # ...so a second one is turned away
@@ -79,11 +96,12 @@ def test_half_open_breaker_lets_one_probe_through_and_closes_on_success(admin, t
     assert guards.breaker_state(str(provider.id)) == "closed"
 
 
-def test_failed_probe_reopens_the_breaker(settings):
+def test_failed_probe_reopens_the_breaker(settings, breaker_clock):
     settings.ALERTFLOW_BREAKER_FAILURES = 1
-    settings.ALERTFLOW_BREAKER_COOLDOWN_SECONDS = 1
+    settings.ALERTFLOW_BREAKER_COOLDOWN_SECONDS = 60
     guards.record_failure("p1")
-    time.sleep(1.1)
+    assert not guards.breaker_allows("p1")
+    breaker_clock(61)
     assert guards.breaker_allows("p1")
 
     guards.record_failure("p1")
