@@ -1,6 +1,6 @@
 from django.db.models import Exists, OuterRef
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, pagination, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -12,7 +12,8 @@ from alertflow.views import TenantScopedMixin, TenantViewSet
 from preferences.models import Recipient
 from preferences.services import upsert_recipient
 
-from . import lifecycle, services
+from . import compat, lifecycle, services
+from .compat import hng
 from .models import Message, Notification
 from .progress import message_counts
 from .serializers import (
@@ -107,11 +108,19 @@ class NotificationViewSet(TenantViewSet, mixins.ListModelMixin, mixins.RetrieveM
         return self.get_paginated_response(NotificationSerializer(page, many=True, context=context).data)
 
     @extend_schema(
-        request=SendSerializer,
+        request=PolymorphicProxySerializer(
+            component_name="NotificationSend",
+            serializers=[SendSerializer, hng.HngNotificationSerializer],
+            resource_type_field_name=None,
+        ),
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
         responses={202: dict},
     )
     def create(self, request):
+        """AlertFlow's send; an HNG-style body (see `compat.dialect_of`) is answered in HNG's words."""
+        if compat.dialect_of(request.data) == compat.HNG:
+            envelope, replayed = hng.send(self.tenant, request.data)
+            return self._accepted(envelope, replayed)
         payload = dict(request.data) if isinstance(request.data, dict) else request.data
         header_key = request.headers.get("Idempotency-Key")
         if header_key:
@@ -121,10 +130,20 @@ class NotificationViewSet(TenantViewSet, mixins.ListModelMixin, mixins.RetrieveM
         serializer = SendSerializer(data=payload, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         accepted = services.accept(self.tenant, serializer.validated_data)
-        response = Response(accepted.body, status=status.HTTP_202_ACCEPTED)
-        if accepted.replayed:
+        return self._accepted(accepted.body, accepted.replayed)
+
+    @staticmethod
+    def _accepted(body: dict, replayed: bool) -> Response:
+        response = Response(body, status=status.HTTP_202_ACCEPTED)
+        if replayed:
             response["Idempotent-Replayed"] = "true"
         return response
+
+    def retrieve(self, request, *args, **kwargs):
+        """A notification with its messages; an HNG id (`notif_...`) gets HNG's status answer."""
+        if hng.is_hng_id(kwargs["pk"]):
+            return Response(hng.status(self.tenant, kwargs["pk"]))
+        return super().retrieve(request, *args, **kwargs)
 
     @extend_schema(request=RescheduleSerializer, responses={200: dict})
     def partial_update(self, request, pk=None):

@@ -1,0 +1,43 @@
+"""Adapters for the systems AlertFlow users come from (shared/seeds/), one module per seed.
+
+Each maps its system's documented requests onto AlertFlow's own send (`services.accept`) and
+models: no second pipeline. Where a seed shares a path with AlertFlow, `dialect_of` tells the
+bodies apart by their fields (README, "Coming from ...").
+"""
+
+from alertflow.errors import ApiError
+
+# Fields only the HNG distributed notification system (seed 002) sends to POST /api/v1/notifications.
+HNG_MARKERS = frozenset({"notification_type", "template_code", "user_id", "variables", "request_id"})
+HNG_FIELDS = HNG_MARKERS | {"priority", "metadata"}
+# Fields only AlertFlow's own send uses.
+ALERTFLOW_MARKERS = frozenset(
+    {"recipient", "recipients", "topic", "category", "channels", "template", "template_version", "content"}
+    | {"data", "send_at", "expires_in", "idempotency_key"}
+)
+
+ALERTFLOW = "alertflow"
+HNG = "hng"
+
+
+def dialect_of(body) -> str:
+    """Which system's send a POST /api/v1/notifications body is.
+
+    A body with any HNG-only field (`notification_type`, `template_code`, `user_id`, `variables`,
+    `request_id`) is an HNG send, and then every field must be an HNG field. Anything else is
+    AlertFlow's own send, validated as before. A body mixing both gets a 400 naming the first
+    foreign field.
+    """
+    if not isinstance(body, dict) or not HNG_MARKERS.intersection(body):
+        return ALERTFLOW
+    foreign = sorted(set(body) - HNG_FIELDS)
+    if foreign:
+        name = foreign[0]
+        reason = "an AlertFlow field in an HNG request" if name in ALERTFLOW_MARKERS else "unknown field"
+        raise ApiError(
+            400,
+            "validation_error",
+            f"{name}: {reason}.",
+            {"fields": {field: ["Unknown field in an HNG-style request."] for field in foreign}},
+        )
+    return HNG

@@ -1,0 +1,180 @@
+"""The HNG distributed notification system (shared/seeds/002): its README's requests as written."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from alertflow.choices import Role
+from delivery import pipeline
+from notifications.models import Message, Notification
+from tests.factories import RecipientFactory, api_key
+from tests.pipeline.conftest import add_provider, smtp_config
+
+pytestmark = pytest.mark.django_db
+
+USER_ID = "123e4567-e89b-12d3-a456-426614174000"
+
+# "3. Send a Notification", as written in the README.
+SEND = {
+    "notification_type": "email",
+    "user_id": "123e4567-e89b-12d3-a456-426614174000",
+    "template_code": "welcome_email",
+    "variables": {
+        "name": "John Doe",
+        "company_name": "Acme Inc",
+        "verification_link": "https://example.com/verify/abc123",
+    },
+    "request_id": "req_unique_12345",
+    "priority": 5,
+    "metadata": {"campaign_id": "welcome_campaign_2025"},
+}
+
+# "2. Create a Template": its subject and body, stored as an AlertFlow email template.
+WELCOME = {
+    "code": "welcome_email",
+    "name": "Welcome Email",
+    "channels": {
+        "email": {
+            "subject": "Welcome to {{company_name}}, {{name}}!",
+            "html": '<html><body><h1>Hello {{name}}</h1><p>Welcome to {{company_name}}! Click <a href="'
+            '{{verification_link}}">here</a> to verify your email.</p></body></html>',
+        }
+    },
+}
+
+
+@pytest.fixture
+def api_key_secret(tenant):
+    return api_key(tenant, Role.ADMIN)[1]
+
+
+@pytest.fixture
+def hng(api_key_secret, tenant, smtp_server):
+    """An HNG client: `Authorization: Bearer <token>` and JSON, as in the README."""
+    RecipientFactory(tenant=tenant, external_id=USER_ID, name="John Doe", email="john@example.com")
+    add_provider(tenant, "email", "smtp", smtp_config(smtp_server))
+    client = APIClient(headers={"Authorization": f"Bearer {api_key_secret}", "Content-Type": "application/json"})
+    assert client.post("/api/v1/templates", WELCOME, format="json").status_code == 201
+    return client
+
+
+def deliver_all() -> int:
+    return pipeline.deliver(list(Message.objects.values_list("id", flat=True)))
+
+
+def test_send_answers_the_envelope_and_delivers_through_the_pipeline(hng, smtp_server):
+    response = hng.post("/api/v1/notifications", SEND, format="json")
+
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["success"] is True
+    assert body["message"] == "Notification queued successfully"
+    assert body["data"]["status"] == "pending"
+    assert body["data"]["notification_id"].startswith("notif_")
+    [message] = Message.objects.all()
+    assert (message.channel, message.recipient.external_id, message.priority) == ("email", USER_ID, "high")
+    assert message.notification.metadata == {"campaign_id": "welcome_campaign_2025"}
+
+    assert deliver_all() == 1
+
+    [received] = smtp_server.messages
+    assert received.rcpt_tos == ["john@example.com"]
+    assert received.message["Subject"] == "Welcome to Acme Inc, John Doe!"
+    assert "https://example.com/verify/abc123" in received.message.get_body(("html",)).get_content()
+
+
+def test_status_reads_pending_then_delivered(hng):
+    notification_id = hng.post("/api/v1/notifications", SEND, format="json").json()["data"]["notification_id"]
+
+    pending = hng.get(f"/api/v1/notifications/{notification_id}")
+    assert pending.status_code == 200
+    assert pending.json()["data"]["status"] == "pending"
+
+    deliver_all()
+    # "4. Check Notification Status", as written.
+    response = hng.get(f"/api/v1/notifications/{notification_id}")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is True
+    assert body["message"] == "Notification found"
+    assert body["data"]["notification_id"] == notification_id
+    assert body["data"]["status"] == "delivered"
+    assert body["data"]["notification_type"] == "email"
+    assert {"created_at", "updated_at"} <= set(body["data"])
+
+
+def test_status_reads_failed_for_a_dead_letter(hng, smtp_server):
+    smtp_server.refuse_recipient("john@example.com", "550 5.1.1 No such user")
+    notification_id = hng.post("/api/v1/notifications", SEND, format="json").json()["data"]["notification_id"]
+    deliver_all()
+
+    assert hng.get(f"/api/v1/notifications/{notification_id}").json()["data"]["status"] == "failed"
+
+
+def test_the_x_api_key_header_works_too(api_key_secret, hng):
+    client = APIClient(headers={"X-API-Key": api_key_secret, "Content-Type": "application/json"})
+
+    assert client.post("/api/v1/notifications", SEND, format="json").status_code == 202
+
+
+def test_request_id_is_the_idempotency_key(hng):
+    first = hng.post("/api/v1/notifications", SEND, format="json").json()
+    again = hng.post("/api/v1/notifications", SEND, format="json")
+
+    assert again.status_code == 202
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json()["data"]["notification_id"] == first["data"]["notification_id"]
+    assert Notification.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("priority", "level"), [(0, "low"), (3, "normal"), (5, "high"), (8, "critical"), (10, "critical")]
+)
+def test_priority_maps_onto_four_levels(hng, priority, level):
+    body = {**SEND, "priority": priority, "request_id": f"req-{priority}"}
+
+    assert hng.post("/api/v1/notifications", body, format="json").status_code == 202
+    assert Message.objects.get().priority == level
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"recipient": "ada"}, "recipient"),
+        ({"surprise": 1}, "surprise"),
+        ({"priority": 11}, "priority"),
+        ({"notification_type": "pigeon"}, "notification_type"),
+    ],
+)
+def test_mixed_unknown_or_bad_fields_are_a_400_naming_the_field(hng, change, field):
+    response = hng.post("/api/v1/notifications", {**SEND, **change}, format="json")
+
+    assert response.status_code == 400
+    assert field in response.json()["error"]["details"]["fields"]
+    assert not Notification.objects.exists()
+
+
+def test_an_unknown_template_or_user_sends_nothing(hng):
+    for change in ({"template_code": "nope"}, {"user_id": "nobody"}):
+        response = hng.post("/api/v1/notifications", {**SEND, **change}, format="json")
+        assert 400 <= response.status_code < 500
+        assert "error" in response.json()
+    assert not Notification.objects.exists()
+
+
+def test_outsider_tenant_reads_404(hng, outsider):
+    notification_id = hng.post("/api/v1/notifications", SEND, format="json").json()["data"]["notification_id"]
+
+    for path in (f"/api/v1/notifications/{notification_id}", "/api/v1/notifications/notif_not-a-uuid"):
+        response = outsider.get(path)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+
+
+def test_alertflow_own_send_is_unchanged(hng, tenant):
+    body = {"recipient": USER_ID, "channels": ["email"], "template": "welcome_email", "data": {"name": "Ada"}}
+    response = hng.post("/api/v1/notifications", body, format="json")
+
+    assert response.status_code == 202
+    notification_id = response.json()["id"]
+    assert hng.get(f"/api/v1/notifications/{notification_id}").json()["id"] == notification_id
