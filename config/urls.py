@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from alertflow.health import HealthView, ReadyView
 from delivery.demo import inbox_demo
+from notifications.compat.alertora import AlertoraPreferencesView
 from notifications.dashboard import dashboard
 from notifications.views import AlertoraNotifyView
 from tenants.views import RegisterView
@@ -17,6 +18,7 @@ api_v1 = [
     path("", include("delivery.urls")),
     path("", include("templates_app.urls")),
     path("", include("notifications.urls")),
+    path("", include("notifications.compat.urls")),
 ]
 
 # The operator's console links its dashboard from the index (notifications/dashboard.py).
@@ -27,6 +29,7 @@ urlpatterns = [
     # The original Alertora API, for its clients: same behaviour as the v1 endpoints.
     path("register", RegisterView.as_view(), name="alertora-register"),
     path("notify", AlertoraNotifyView.as_view(), name="alertora-notify"),
+    path("preferences", AlertoraPreferencesView.as_view(), name="alertora-preferences"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/dashboard/", admin.site.admin_view(dashboard), name="admin-dashboard"),

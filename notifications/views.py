@@ -9,11 +9,9 @@ from rest_framework.views import APIView
 from alertflow.choices import Role
 from alertflow.errors import ApiError
 from alertflow.views import TenantScopedMixin, TenantViewSet
-from preferences.models import Recipient
-from preferences.services import upsert_recipient
 
 from . import compat, lifecycle, services
-from .compat import hng
+from .compat import alertora, hng
 from .models import Message, Notification
 from .progress import message_counts
 from .serializers import (
@@ -228,7 +226,7 @@ class AlertoraNotifyView(TenantScopedMixin, APIView):
         serializer = AlertoraNotifySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         body = serializer.validated_data
-        recipient = self._recipient(body["recipient_id"])
+        recipient = alertora.recipient_for_send(self.tenant, body["recipient_id"])
         send = SendSerializer(
             data={
                 "recipient": recipient.external_id,
@@ -245,15 +243,6 @@ class AlertoraNotifyView(TenantScopedMixin, APIView):
             {"message": "Notification accepted", "notification_id": str(accepted.notification.id)},
             status=status.HTTP_202_ACCEPTED,
         )
-
-    def _recipient(self, recipient_id: str) -> Recipient:
-        """Alertora clients send an external id or an email address (which becomes one)."""
-        existing = Recipient.objects.filter(tenant=self.tenant, external_id=recipient_id).first()
-        if existing is not None:
-            return existing
-        if "@" in recipient_id:
-            return upsert_recipient(self.tenant, recipient_id, {"email": recipient_id})[0]
-        raise ApiError(400, "unknown_recipient", f"No recipient with id {recipient_id!r}.", {"recipient": recipient_id})
 
 
 # Alertora sent one literal string. It travels as data, never as template source, so braces

@@ -7,9 +7,10 @@ bodies apart by their fields (README, "Coming from ...").
 
 from alertflow.errors import ApiError
 
-# Fields only the HNG distributed notification system (seed 002) sends to POST /api/v1/notifications.
-HNG_MARKERS = frozenset({"notification_type", "template_code", "user_id", "variables", "request_id"})
-HNG_FIELDS = HNG_MARKERS | {"priority", "metadata"}
+# Fields only the HNG distributed notification system (seed 002) sends to POST /api/v1/notifications
+# (`user_id` is not one: the Kafka service, seed 003, sends it too).
+HNG_MARKERS = frozenset({"notification_type", "template_code", "variables", "request_id"})
+HNG_FIELDS = HNG_MARKERS | {"user_id", "priority", "metadata"}
 # Fields only AlertFlow's own send uses.
 ALERTFLOW_MARKERS = frozenset(
     {"recipient", "recipients", "topic", "category", "channels", "template", "template_version", "content"}
@@ -20,24 +21,28 @@ ALERTFLOW = "alertflow"
 HNG = "hng"
 
 
+def refuse_unknown_fields(body: dict, allowed, why: str = "unknown field") -> None:
+    """A 400 naming every field of `body` outside `allowed`: a typo must not pass silently."""
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise ApiError(
+            400,
+            "validation_error",
+            f"{unknown[0]}: {why}.",
+            {"fields": {field: ["Unknown field."] for field in unknown}},
+        )
+
+
 def dialect_of(body) -> str:
     """Which system's send a POST /api/v1/notifications body is.
 
-    A body with any HNG-only field (`notification_type`, `template_code`, `user_id`, `variables`,
+    A body with any HNG-only field (`notification_type`, `template_code`, `variables`,
     `request_id`) is an HNG send, and then every field must be an HNG field. Anything else is
     AlertFlow's own send, validated as before. A body mixing both gets a 400 naming the first
     foreign field.
     """
     if not isinstance(body, dict) or not HNG_MARKERS.intersection(body):
         return ALERTFLOW
-    foreign = sorted(set(body) - HNG_FIELDS)
-    if foreign:
-        name = foreign[0]
-        reason = "an AlertFlow field in an HNG request" if name in ALERTFLOW_MARKERS else "unknown field"
-        raise ApiError(
-            400,
-            "validation_error",
-            f"{name}: {reason}.",
-            {"fields": {field: ["Unknown field in an HNG-style request."] for field in foreign}},
-        )
+    mixed = ALERTFLOW_MARKERS.intersection(body)
+    refuse_unknown_fields(body, HNG_FIELDS, "an AlertFlow field in an HNG request" if mixed else "unknown field")
     return HNG

@@ -4,20 +4,29 @@
 `request_id`, `priority` (0-10) and `metadata` becomes AlertFlow's send of template
 `template_code` to recipient `user_id` on channel `notification_type`. The answer is HNG's
 envelope; its `notification_id` is `notif_` + the AlertFlow notification id, which tells
-`GET /api/v1/notifications/{id}` to answer in HNG's words too.
+`GET /api/v1/notifications/{id}` to answer in HNG's words too. Its user service's
+`GET/PUT /api/v1/users/{id}/preferences` reads and switches the recipient's email and push channels.
 """
 
 import uuid
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from alertflow.choices import Priority
+from alertflow.choices import Priority, Role
 from alertflow.errors import ApiError
+from alertflow.views import TenantScopedMixin
+from preferences import services as preference_services
+from preferences.models import Recipient
+from preferences.serializers import PreferencesSerializer
 from tenants.models import Tenant
 
 from .. import services
 from ..models import Message, Notification
 from ..serializers import SendSerializer
+from . import refuse_unknown_fields
 
 ID_PREFIX = "notif_"
 
@@ -109,3 +118,45 @@ def status(tenant: Tenant, notification_id: str) -> dict:
         },
         "message": "Notification found",
     }
+
+
+class HngPreferencesSerializer(serializers.Serializer):
+    email = serializers.BooleanField(required=False)
+    push = serializers.BooleanField(required=False)
+
+
+def preferences_envelope(document: dict, message: str) -> dict:
+    channels = document["channels"]
+    return {"success": True, "data": {"email": channels["email"], "push": channels["push"]}, "message": message}
+
+
+class HngUserPreferencesView(TenantScopedMixin, APIView):
+    """`GET/PUT /api/v1/users/{id}/preferences`: HNG's `{"email", "push"}` switches are the
+    recipient's email and push channel preferences; the rest of the document is kept."""
+
+    write_role = Role.ADMIN
+    extra_error_statuses = {"get": {404}, "put": {404}}
+
+    def recipient(self, user_id: str) -> Recipient:
+        recipient = Recipient.objects.filter(tenant=self.tenant, external_id=user_id).first()
+        if recipient is None:
+            raise ApiError(404, "not_found", "No such resource.")
+        return recipient
+
+    @extend_schema(responses={200: dict})
+    def get(self, request, user_id):
+        document = preference_services.get_preferences(self.recipient(user_id))
+        return Response(preferences_envelope(document, "Preferences retrieved successfully"))
+
+    @extend_schema(request=HngPreferencesSerializer, responses={200: dict})
+    def put(self, request, user_id):
+        recipient = self.recipient(user_id)
+        body = HngPreferencesSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        refuse_unknown_fields(request.data, body.fields)
+        document = preference_services.get_preferences(recipient)
+        document["channels"].update(body.validated_data)
+        preferences = PreferencesSerializer(data=document, context={"tenant": self.tenant})
+        preferences.is_valid(raise_exception=True)
+        updated = preference_services.set_preferences(recipient, preferences.validated_data)
+        return Response(preferences_envelope(updated, "Preferences updated successfully"))

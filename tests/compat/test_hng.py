@@ -178,3 +178,41 @@ def test_alertflow_own_send_is_unchanged(hng, tenant):
     assert response.status_code == 202
     notification_id = response.json()["id"]
     assert hng.get(f"/api/v1/notifications/{notification_id}").json()["id"] == notification_id
+
+
+def test_user_preferences_read_and_write_the_recipients_channels(hng, smtp_server):
+    path = f"/api/v1/users/{USER_ID}/preferences"
+    assert hng.get(path).json() == {
+        "success": True,
+        "data": {"email": True, "push": True},
+        "message": "Preferences retrieved successfully",
+    }
+
+    # The README's preference shape, from "1. Register a User".
+    response = hng.put(path, {"email": False, "push": True}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["data"] == {"email": False, "push": True}
+    assert hng.get(f"/api/v1/recipients/{USER_ID}/preferences").json()["channels"]["email"] is False
+    refused = hng.post("/api/v1/notifications", SEND, format="json")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "preference_rejected"
+    assert not smtp_server.messages
+
+
+def test_user_preferences_refuse_unknown_fields_and_unknown_users(hng):
+    path = f"/api/v1/users/{USER_ID}/preferences"
+    response = hng.put(path, {"email": False, "sms": False}, format="json")
+
+    assert response.status_code == 400
+    assert "sms" in response.json()["error"]["details"]["fields"]
+    assert hng.get("/api/v1/users/nobody/preferences").status_code == 404
+    assert hng.get(path).json()["data"]["email"] is True
+
+
+def test_outsider_tenant_gets_404_on_user_preferences(hng, outsider):
+    path = f"/api/v1/users/{USER_ID}/preferences"
+
+    assert outsider.get(path).status_code == 404
+    assert outsider.put(path, {"email": False}, format="json").status_code == 404
+    assert hng.get(path).json()["data"]["email"] is True
