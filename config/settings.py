@@ -361,6 +361,11 @@ LOGGING = {
 # SDK against a local fake; empty means the real service.
 ALERTFLOW_TWILIO_BASE_URL = env_str("ALERTFLOW_TWILIO_BASE_URL", "")
 ALERTFLOW_FCM_BASE_URL = env_str("ALERTFLOW_FCM_BASE_URL", "")
+# The public base URL of this deployment (https://alertflow.example.com), as providers reach it:
+# receipt URLs handed to providers (Twilio's per-message status callback) are built on it, and
+# Twilio signs the URL it posted to, so it must be exactly what the provider sees. Empty: no
+# per-message callback is sent (receipt URLs configured at the ESP still work).
+ALERTFLOW_PUBLIC_URL = env_str("ALERTFLOW_PUBLIC_URL", "")
 
 
 def _required_env(name: str, why: str) -> str:

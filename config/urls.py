@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from alertflow.health import HealthView, ReadyView
 from delivery.demo import inbox_demo
+from delivery.receipt_views import provider_receipts
 from notifications.compat.alertora import AlertoraPreferencesView
 from notifications.dashboard import dashboard
 from notifications.views import AlertoraNotifyView
@@ -30,6 +31,8 @@ urlpatterns = [
     path("register", RegisterView.as_view(), name="alertora-register"),
     path("notify", AlertoraNotifyView.as_view(), name="alertora-notify"),
     path("preferences", AlertoraPreferencesView.as_view(), name="alertora-preferences"),
+    # Provider receipts (delivery status callbacks, ESP tracking webhooks): signed by the provider.
+    path("webhooks/providers/<uuid:provider_id>/receipts", provider_receipts, name="provider-receipts"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/dashboard/", admin.site.admin_view(dashboard), name="admin-dashboard"),

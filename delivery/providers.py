@@ -52,8 +52,11 @@ class ProviderSpec:
     def provider(self) -> "ProviderClient":
         """An instance of this provider's class, for this config."""
         from .channels import provider_class  # the registry imports SDKs: load it only when needed
+        from .receipts import receipt_url
 
-        return provider_class(self.channel, self.kind)(self.config, guarded=self.guarded)
+        return provider_class(self.channel, self.kind)(
+            self.config, guarded=self.guarded, receipt_url=receipt_url(self.id)
+        )
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from rest_framework import serializers
 from alertflow import outbound
 from alertflow.errors import ApiError
 
-from . import crypto
+from . import crypto, receipts
 from .models import PROVIDER_CHANNELS, Provider, provider_class, provider_kinds
 
 
@@ -20,11 +20,16 @@ class ProviderSerializer(serializers.ModelSerializer):
     priority = serializers.IntegerField(default=0, min_value=0, max_value=1_000_000)
     config = serializers.DictField(required=False, default=dict)
     secrets_set = serializers.SerializerMethodField()
+    receipt_url = serializers.SerializerMethodField(
+        help_text="Where the provider posts delivery receipts (Twilio status callbacks, ESP tracking "
+        "webhooks): point the ESP's webhook at it, with the basic auth of config.webhook_secret."
+    )
 
     class Meta:
         model = Provider
         fields = [
-            "id", "channel", "kind", "name", "priority", "enabled", "rate_limit", "config", "secrets_set", "created", "updated",
+            "id", "channel", "kind", "name", "priority", "enabled", "rate_limit", "config", "secrets_set",
+            "receipt_url", "created", "updated",
         ]  # fmt: skip
         extra_kwargs = {"rate_limit": {"min_value": 0.01, "max_value": 100_000}}
         read_only_fields = ["id", "created", "updated"]
@@ -42,6 +47,10 @@ class ProviderSerializer(serializers.ModelSerializer):
             return provider.secrets_set()
         except crypto.SecretsUnreadable:
             return None
+
+    def get_receipt_url(self, provider: Provider) -> str:
+        request = self.context.get("request")
+        return receipts.receipt_url(str(provider.pk), request=request)
 
     def to_representation(self, provider: Provider) -> dict:
         body = super().to_representation(provider)

@@ -1,14 +1,17 @@
-"""Make every process reload a tenant's providers whenever one changes or goes.
+"""Make every process reload a tenant's providers whenever one changes or goes; collect the
+ESPs' tracking events for delivery receipts.
 
 Writers bump the tenant's provider version so every process drops its cached list (see
 delivery/providers.py). After commit: a reader that saw the bump before the commit would cache
 the old rows under the new version. Signals, not save(), so deletes and cascades count too.
 """
 
+from anymail.signals import tracking
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from . import tracking as tracking_events
 from .models import Provider
 from .providers import invalidate
 
@@ -18,3 +21,7 @@ from .providers import invalidate
 def provider_changed(sender, instance: Provider, **kwargs) -> None:
     tenant_id = instance.tenant_id
     transaction.on_commit(lambda: invalidate(tenant_id))
+
+
+# Receipts from the ESPs: anymail's tracking views send their parsed events to this signal.
+tracking.connect(tracking_events.collect, dispatch_uid="delivery.tracking_event")

@@ -142,7 +142,8 @@ class Message(models.Model):
         Status.SENDING: (Status.QUEUED,),
         Status.SENT: (Status.SENDING,),
         Status.RETRYING: (Status.SENDING,),
-        Status.FAILED: (Status.SENDING,),
+        # From `sent` too: a provider's receipt may say it could not deliver (Twilio `undelivered`).
+        Status.FAILED: (Status.SENDING, Status.SENT),
         Status.CANCELLED: (Status.SCHEDULED, Status.QUEUED, Status.RETRYING),
         # From every status that still waits to be sent, and from a settle that would retry too late.
         Status.EXPIRED: (Status.SCHEDULED, Status.QUEUED, Status.RETRYING, Status.SENDING),
@@ -227,6 +228,8 @@ class Message(models.Model):
             models.Index(fields=["tenant", "status", "-created"], name="message_by_status"),
             # Notification history filtered by recipient.
             models.Index(fields=["recipient", "-created"], name="message_by_recipient"),
+            # Provider receipts (delivery/receipts.py): `provider_message_id = ?` of one tenant.
+            models.Index(fields=["provider_message_id"], name="message_by_provider_id"),
         ]
 
     def __str__(self) -> str:

@@ -14,7 +14,7 @@ import copy
 
 from django.conf import settings
 
-from .base import BuiltinDelivery, Code, Outgoing, Provider, ProviderError, Sent
+from .base import BuiltinDelivery, Code, Outgoing, Provider, ProviderError, Receipt, ReceiptRefused, Sent
 from .email import (
     AmazonSesProvider,
     ConsoleEmailProvider,
@@ -106,6 +106,8 @@ __all__ = [
     "Outgoing",
     "Provider",
     "ProviderError",
+    "Receipt",
+    "ReceiptRefused",
     "Sent",
     "builtin_delivery",
     "default_providers",

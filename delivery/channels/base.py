@@ -144,6 +144,33 @@ class Outgoing:
 
 
 @dataclass(frozen=True)
+class Receipt:
+    """One provider event about one message it took, in our vocabulary.
+
+    `status` is a `Message.Status` value that delivery/receipts.py accepts; `reason` a short code for the history
+    (`twilio_30003`, `hard_bounce`); `error` the provider's short description, if any.
+    """
+
+    provider_message_id: str
+    status: str
+    reason: str = ""
+    error: str = ""
+
+
+class ReceiptRefused(Exception):
+    """A receipt request that is not proven to come from the provider account: nothing is read.
+
+    `status` is 401 when it carried no credentials or signature at all, 403 when they are wrong
+    (or the provider account has no webhook secret configured, so nothing could prove it), 400
+    when it is authentic but unreadable.
+    """
+
+    def __init__(self, message: str, *, status: int = 403) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
 class Sent:
     provider_message_id: str
 
@@ -190,15 +217,28 @@ class Provider:
         """
         return []
 
-    def __init__(self, config: dict, *, guarded: bool = True) -> None:
+    def __init__(self, config: dict, *, guarded: bool = True, receipt_url: str = "") -> None:
         """Takes a config (validated again here, so a stored config that no longer passes fails loudly).
 
         `guarded`: the config is a tenant's, so every connection it names goes through the
         outbound guard (alertflow.outbound). False only for the deployment's own providers from
         settings, whose hosts (a relay on the private network) are the operator's choice.
+        `receipt_url`: where the provider should post its receipts for what this instance sends
+        ("" for none); kinds whose API takes it per message (Twilio) send it along.
         """
         self.config = RedactedConfig(self.validate_config(config), self.secret_fields)
         self.guarded = guarded
+        self.receipt_url = receipt_url
+
+    @classmethod
+    def read_receipts(cls, request, config: dict, url: str) -> list[Receipt]:
+        """Verify a receipt request (a Django `HttpRequest` posted to `url`, the public receipt
+        URL of the provider row whose complete config is `config`) and return its receipts.
+
+        Raises `ReceiptRefused` when the request is not proven to come from the provider
+        account. A kind that posts no receipts refuses everything (this default).
+        """
+        raise ReceiptRefused(f"{cls.channel}/{cls.kind} posts no receipts")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.channel}/{self.kind}>"

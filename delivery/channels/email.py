@@ -23,21 +23,27 @@ from anymail.exceptions import (
     AnymailRecipientsRefused,
     AnymailRequestsAPIError,
     AnymailUnsupportedFeature,
+    AnymailWebhookValidationFailure,
 )
 from django.core.exceptions import ValidationError
 from django.core.mail import BadHeaderError, EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.core.validators import validate_email
+from django.utils.module_loading import import_string
 
 from alertflow import outbound
 
+from .. import tracking
 from .base import (
     Code,
     Outgoing,
     Provider,
     ProviderError,
+    Receipt,
+    ReceiptRefused,
     Sent,
+    clean_text,
     file_safe,
     http_status_error,
     json_body,
@@ -158,10 +164,10 @@ class SmtpProvider(EmailProvider):
     def destinations(cls, config: dict) -> list[tuple[str, str, int]]:
         return [("host", config["host"], config["port"])]
 
-    def __init__(self, config: dict, *, guarded: bool = True) -> None:
-        super().__init__(config, guarded=guarded)
+    def __init__(self, config: dict, **kwargs) -> None:
+        super().__init__(config, **kwargs)
         c = self.config
-        self._backend = (GuardedSmtpBackend if guarded else SmtpBackend)(
+        self._backend = (GuardedSmtpBackend if self.guarded else SmtpBackend)(
             host=c["host"],
             port=c["port"],
             username=c["username"],
@@ -287,17 +293,37 @@ class AnymailProvider(EmailProvider):
     """An ESP's HTTP API through its django-anymail backend.
 
     A subclass names the backend (`backend`) and maps its config to the backend's keyword
-    arguments (`backend_kwargs`); errors read the same for every requests-based ESP.
+    arguments (`backend_kwargs`); errors read the same for every requests-based ESP. Receipts
+    come through anymail's tracking webhook view for the ESP (`tracking_view`), authenticated
+    with the provider row's own `webhook_secret` (HTTP basic auth, `user:password`) and any
+    signing key the ESP has (`webhook_fields`).
     """
 
     backend: ClassVar[str]
+    tracking_view: ClassVar[str]
     own_fields: ClassVar[tuple[str, ...]] = ()
+    # Optional secrets (also listed in `secret_fields`, so they are stored encrypted): without
+    # them the provider's receipts are refused, never taken unauthenticated.
+    webhook_fields: ClassVar[tuple[str, ...]] = ("webhook_secret",)
+
+    # anymail's normalized event types (anymail.signals.EventType) that we record.
+    RECEIPT_STATUSES = {
+        "delivered": ("delivered", ""),
+        "bounced": ("bounced", "hard_bounce"),
+        "complained": ("complained", "complaint"),
+        "rejected": ("failed", "esp_rejected"),
+        "failed": ("failed", "esp_failed"),
+    }
 
     @classmethod
     def validate_config(cls, config: dict) -> dict:
         config = reject_unknown(config, (*cls.secret_fields, *cls.own_fields, "api_url", *cls.common_fields))
+        webhook_secret = optional_str(config, "webhook_secret")
+        if webhook_secret and ":" not in webhook_secret:
+            raise ValueError("webhook_secret: must be user:password (the basic auth of the receipt URL)")
         return {
-            **{field: require_str(config, field) for field in cls.secret_fields},
+            **{field: require_str(config, field) for field in cls.secret_fields if field not in cls.webhook_fields},
+            **{field: optional_str(config, field) for field in cls.webhook_fields},
             **cls.validate_own(config),
             "api_url": optional_url(config, "api_url"),
             "timeout": optional_timeout(config),
@@ -319,8 +345,38 @@ class AnymailProvider(EmailProvider):
         """Keyword arguments for the anymail backend, from `self.config`."""
         raise NotImplementedError
 
-    def __init__(self, config: dict, *, guarded: bool = True) -> None:
-        super().__init__(config, guarded=guarded)
+    @classmethod
+    def tracking_view_kwargs(cls, config: dict) -> dict:
+        """Keyword arguments for the anymail tracking view: its auth, from the provider's
+        config (anymail reads kwargs before settings, so no deployment secret ever applies)."""
+        return {"webhook_secret": config["webhook_secret"]}
+
+    @classmethod
+    def read_receipts(cls, request, config: dict, url: str) -> list[Receipt]:
+        if not all(config.get(field) for field in cls.webhook_fields):
+            raise ReceiptRefused(f"receipts need {' and '.join(cls.webhook_fields)} in the provider's config")
+        if "HTTP_AUTHORIZATION" not in request.META:
+            raise ReceiptRefused("basic auth is missing", status=401)
+        view = import_string(cls.tracking_view)(**cls.tracking_view_kwargs(config))
+        view.setup(request)
+        with tracking.collecting() as events:
+            try:
+                view.dispatch(request)
+            except AnymailWebhookValidationFailure as exc:
+                raise ReceiptRefused(f"{cls.kind} webhook refused: {exc}") from None
+            except (AnymailError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                # Authenticated but unreadable (anymail parses the ESP's payload as it comes).
+                raise ReceiptRefused(f"{cls.kind} webhook payload unreadable: {_detail(exc)}", status=400) from None
+        receipts = []
+        for event in events:
+            status, reason = cls.RECEIPT_STATUSES.get(event.event_type, (None, ""))
+            if status and event.message_id:
+                error = clean_text(event.description or event.mta_response or "")
+                receipts.append(Receipt(str(event.message_id), status, reason, error))
+        return receipts
+
+    def __init__(self, config: dict, **kwargs) -> None:
+        super().__init__(config, **kwargs)
         self._connection: BaseEmailBackend | None = None
 
     def open(self) -> None:
@@ -384,7 +440,8 @@ class AnymailProvider(EmailProvider):
 class SendGridProvider(AnymailProvider):
     kind = "sendgrid"
     backend = "anymail.backends.sendgrid.EmailBackend"
-    secret_fields = ("api_key",)
+    tracking_view = "anymail.webhooks.sendgrid.SendGridTrackingWebhookView"
+    secret_fields = ("api_key", "webhook_secret")
 
     def backend_kwargs(self) -> dict:
         kwargs = {"api_key": self.config["api_key"], "timeout": self.config["timeout"]}
@@ -396,8 +453,15 @@ class SendGridProvider(AnymailProvider):
 class MailgunProvider(AnymailProvider):
     kind = "mailgun"
     backend = "anymail.backends.mailgun.EmailBackend"
-    secret_fields = ("api_key",)
+    tracking_view = "anymail.webhooks.mailgun.MailgunTrackingWebhookView"
+    secret_fields = ("api_key", "webhook_secret", "webhook_signing_key")
+    # Mailgun signs every webhook with the account's HTTP webhook signing key.
+    webhook_fields = ("webhook_secret", "webhook_signing_key")
     own_fields = ("sender_domain",)
+
+    @classmethod
+    def tracking_view_kwargs(cls, config: dict) -> dict:
+        return {**super().tracking_view_kwargs(config), "webhook_signing_key": config["webhook_signing_key"]}
 
     @classmethod
     def validate_own(cls, config: dict) -> dict:
@@ -417,7 +481,8 @@ class MailgunProvider(AnymailProvider):
 class PostmarkProvider(AnymailProvider):
     kind = "postmark"
     backend = "anymail.backends.postmark.EmailBackend"
-    secret_fields = ("server_token",)
+    tracking_view = "anymail.webhooks.postmark.PostmarkTrackingWebhookView"
+    secret_fields = ("server_token", "webhook_secret")
 
     def backend_kwargs(self) -> dict:
         kwargs = {"server_token": self.config["server_token"], "timeout": self.config["timeout"]}
@@ -431,7 +496,10 @@ class AmazonSesProvider(AnymailProvider):
 
     kind = "amazon_ses"
     backend = "anymail.backends.amazon_ses.EmailBackend"
-    secret_fields = ("secret_access_key",)
+    # SES events reach us through an SNS topic subscription; the view confirms the subscription
+    # with the provider's own AWS credentials.
+    tracking_view = "anymail.webhooks.amazon_ses.AmazonSESTrackingWebhookView"
+    secret_fields = ("secret_access_key", "webhook_secret")
     own_fields = ("access_key_id", "region")
 
     # SES v2 error codes that mean "later" (SES API reference, SendEmail "Errors").
@@ -471,6 +539,15 @@ class AmazonSesProvider(AnymailProvider):
             },
             "client_params": client_params,
         }
+
+    @classmethod
+    def tracking_view_kwargs(cls, config: dict) -> dict:
+        session_params = {
+            "aws_access_key_id": config["access_key_id"],
+            "aws_secret_access_key": config["secret_access_key"],
+            "region_name": config["region"],
+        }
+        return {**super().tracking_view_kwargs(config), "session_params": session_params}
 
     def classify(self, exc: AnymailError) -> ProviderError:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -343,8 +343,8 @@ class ApnsProvider(PushProvider):
     def destinations(cls, config: dict) -> list[tuple[str, str, int]]:
         return [("api_url", *outbound.url_host_port(config["api_url"]))] if config["api_url"] else []
 
-    def __init__(self, config: dict, *, guarded: bool = True) -> None:
-        super().__init__(config, guarded=guarded)
+    def __init__(self, config: dict, **kwargs) -> None:
+        super().__init__(config, **kwargs)
         self._client: httpx.Client | None = None
         c = self.config
         self.base_url = c["api_url"] or (APNS_SANDBOX if c["use_sandbox"] else APNS_PRODUCTION)
@@ -462,8 +462,8 @@ class WebPushProvider(PushProvider):
             return Vapid.from_pem(key.encode())
         return Vapid.from_string(key)
 
-    def __init__(self, config: dict, *, guarded: bool = True) -> None:
-        super().__init__(config, guarded=guarded)
+    def __init__(self, config: dict, **kwargs) -> None:
+        super().__init__(config, **kwargs)
         self._vapid = self.load_key(self.config["vapid_private_key"])
         self._session: requests.Session | None = None
 

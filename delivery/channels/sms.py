@@ -12,6 +12,7 @@ from django.conf import settings
 from twilio.base.exceptions import TwilioException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
+from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from .base import (
@@ -19,6 +20,8 @@ from .base import (
     Outgoing,
     Provider,
     ProviderError,
+    Receipt,
+    ReceiptRefused,
     Sent,
     append_json_line,
     http_status_error,
@@ -127,8 +130,8 @@ class TwilioProvider(SmsProvider):
             "timeout": optional_timeout(config),
         }
 
-    def __init__(self, config: dict, *, guarded: bool = True) -> None:
-        super().__init__(config, guarded=guarded)
+    def __init__(self, config: dict, **kwargs) -> None:
+        super().__init__(config, **kwargs)
         self._http: _TwilioHttpClient | None = None
         self._client: Client | None = None
 
@@ -152,6 +155,9 @@ class TwilioProvider(SmsProvider):
             params["messaging_service_sid"] = self.config["messaging_service_sid"]
         else:
             params["from_"] = out.sender or self.config["from_number"]
+        if self.receipt_url:
+            # Twilio posts this message's status changes there, signed (read_receipts).
+            params["status_callback"] = self.receipt_url
         try:
             message = self._client.messages.create(**params)
         except TwilioException as exc:
@@ -160,6 +166,35 @@ class TwilioProvider(SmsProvider):
             # ConnectionError, Timeout: the SDK lets requests' exceptions through.
             raise ProviderError(f"Twilio unreachable: {exc}", permanent=False, code=Code.UNAVAILABLE) from exc
         return Sent(message.sid or "")
+
+    # MessageStatus values of a status callback that say where the message ended up
+    # (https://www.twilio.com/docs/messaging/api/message-resource#message-status-values); the
+    # others (queued, sending, sent, accepted, scheduled, canceled) say nothing we record.
+    RECEIPT_STATUSES = {"delivered": "delivered", "read": "read", "undelivered": "failed", "failed": "failed"}
+
+    @classmethod
+    def read_receipts(cls, request, config: dict, url: str) -> list[Receipt]:
+        # A status callback is signed with the account's auth token over the URL it was posted
+        # to and its form parameters (https://www.twilio.com/docs/usage/security#validating-requests).
+        signature = request.headers.get("X-Twilio-Signature")
+        if not signature:
+            raise ReceiptRefused("X-Twilio-Signature is missing", status=401)
+        if not RequestValidator(config["auth_token"]).validate(url, request.POST, signature):
+            raise ReceiptRefused("X-Twilio-Signature does not match")
+        if request.POST.get("AccountSid") != config["account_sid"]:
+            raise ReceiptRefused("AccountSid is not this provider's account")
+        status = cls.RECEIPT_STATUSES.get(request.POST.get("MessageStatus", ""))
+        if status is None:
+            return []
+        error_code = request.POST.get("ErrorCode", "")
+        return [
+            Receipt(
+                provider_message_id=request.POST.get("MessageSid", ""),
+                status=status,
+                reason=f"twilio_{error_code}" if error_code.isdigit() else "undelivered",
+                error=f"Twilio error {error_code}" if error_code.isdigit() else "",
+            )
+        ]
 
     @classmethod
     def classify(cls, exc: TwilioException, headers: dict) -> ProviderError:

@@ -1,0 +1,73 @@
+"""Provider receipts: what a provider says happened to a message after it took it.
+
+A provider kind that posts receipts (Twilio status callbacks, the ESPs' tracking webhooks through
+django-anymail) implements `Provider.read_receipts(request, config)`: it verifies the request
+against the provider account's own secret and returns `Receipt`s, or raises `ReceiptRefused` (both in channels/base.py).
+`apply` then moves the messages they name, each through `Message.objects.move`, the one
+forward-only transition table: a duplicate or a late receipt (`sent` after `delivered`) matches
+nothing and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from notifications.models import Message
+
+from .channels.base import Receipt
+
+logger = logging.getLogger(__name__)
+
+
+# The statuses a receipt may move a message to, and the timestamp field each one stamps.
+RECEIPT_STATUSES = {
+    Message.Status.DELIVERED: "delivered",
+    Message.Status.READ: "read",
+    Message.Status.FAILED: "failed",
+    Message.Status.BOUNCED: "failed",
+    Message.Status.COMPLAINED: None,
+}
+
+
+def receipt_url(provider_id: str, request=None) -> str:
+    """The public URL a provider posts its receipts for the tenant's provider row `provider_id`
+    to: on `ALERTFLOW_PUBLIC_URL`, else on the host `request` came to; "" when neither is known
+    (a worker without the setting) or for a deployment default, which has no row to verify against."""
+    if provider_id.startswith("default:"):
+        return ""
+    path = reverse("provider-receipts", kwargs={"provider_id": provider_id})
+    if settings.ALERTFLOW_PUBLIC_URL:
+        return settings.ALERTFLOW_PUBLIC_URL.rstrip("/") + path
+    return request.build_absolute_uri(path) if request is not None else ""
+
+
+def apply(tenant_id, channel: str, receipts: list[Receipt]) -> int:
+    """Move the tenant's messages on `channel` that the receipts name; return how many moved.
+
+    Unknown provider message ids and receipts the message's status no longer allows are
+    skipped: providers resend what they do not see acknowledged, so the caller answers 200.
+    """
+    moved = 0
+    for receipt in receipts:
+        if receipt.status not in RECEIPT_STATUSES or not receipt.provider_message_id:
+            continue
+        now = timezone.now()
+        fields = {"updated": now}
+        stamp = RECEIPT_STATUSES[receipt.status]
+        if stamp:
+            fields[stamp] = now
+        if receipt.status != Message.Status.DELIVERED and receipt.status != Message.Status.READ:
+            fields["reason"] = receipt.reason[:64]
+            if receipt.error:
+                fields["error"] = receipt.error
+        count = Message.objects.filter(
+            tenant_id=tenant_id, channel=channel, provider_message_id=receipt.provider_message_id
+        ).move(receipt.status, **fields)
+        if not count:
+            logger.info("receipt_unmatched: %s %s (unknown id or already past it)", channel, receipt.status)
+        moved += count
+    return moved
