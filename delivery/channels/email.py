@@ -531,23 +531,20 @@ class AmazonSesProvider(AnymailProvider):
         }
         if self.config["api_url"]:
             client_params["endpoint_url"] = self.config["api_url"]
-        return {
-            "session_params": {
-                "aws_access_key_id": self.config["access_key_id"],
-                "aws_secret_access_key": self.config["secret_access_key"],
-                "region_name": self.config["region"],
-            },
-            "client_params": client_params,
-        }
+        return {"session_params": self.session_params(self.config), "client_params": client_params}
 
-    @classmethod
-    def tracking_view_kwargs(cls, config: dict) -> dict:
-        session_params = {
+    @staticmethod
+    def session_params(config: dict) -> dict:
+        """boto3 session parameters: the provider's own AWS account."""
+        return {
             "aws_access_key_id": config["access_key_id"],
             "aws_secret_access_key": config["secret_access_key"],
             "region_name": config["region"],
         }
-        return {**super().tracking_view_kwargs(config), "session_params": session_params}
+
+    @classmethod
+    def tracking_view_kwargs(cls, config: dict) -> dict:
+        return {**super().tracking_view_kwargs(config), "session_params": cls.session_params(config)}
 
     def classify(self, exc: AnymailError) -> ProviderError:
         from botocore.exceptions import BotoCoreError, ClientError

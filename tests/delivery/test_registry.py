@@ -35,8 +35,9 @@ def test_push_kinds_declare_the_platforms_they_serve():
 
 def test_secret_fields_name_config_keys_of_their_kind():
     assert provider_class("email", "smtp").secret_fields == ("password",)
-    assert provider_class("email", "sendgrid").secret_fields == ("api_key",)
-    assert provider_class("email", "amazon_ses").secret_fields == ("secret_access_key",)
+    assert provider_class("email", "sendgrid").secret_fields == ("api_key", "webhook_secret")
+    assert provider_class("email", "amazon_ses").secret_fields == ("secret_access_key", "webhook_secret")
+    assert provider_class("email", "mailgun").secret_fields == ("api_key", "webhook_secret", "webhook_signing_key")
     assert provider_class("sms", "twilio").secret_fields == ("auth_token",)
     assert provider_class("push", "fcm").secret_fields == ("service_account",)
     assert provider_class("push", "apns").secret_fields == ("private_key",)
