@@ -25,3 +25,5 @@ PRIORITY_SEPARATOR = ":"
 SEND_MESSAGE_TASK = "delivery.send_message"
 SEND_BATCH_TASK = "delivery.send_batch"
 FAN_OUT_TASK = "notifications.fan_out"
+# Beat's trigger for a campaign (django-celery-beat PeriodicTask rows name it).
+CAMPAIGN_TASK = "notifications.run_campaign"

@@ -1,10 +1,12 @@
 from django.contrib import admin
+from django.db import transaction
 from django.utils import timezone
 
 from alertflow.admin import OperatorAdmin
+from alertflow.errors import ApiError
 
-from . import lifecycle
-from .models import DeliveryAttempt, Message, Notification
+from . import campaigns, lifecycle
+from .models import Campaign, CampaignRun, DeliveryAttempt, Message, Notification
 
 ATTEMPT_FIELDS = ["started", "provider", "outcome", "duration_ms", "provider_message_id", "error"]
 
@@ -98,3 +100,76 @@ class DeliveryAttemptAdmin(OperatorAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class CampaignRunInline(admin.TabularInline):
+    model = CampaignRun
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ["slot", "state", "audience_size", "progress", "started", "finished"]
+    ordering = ["-started"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="progress")
+    def progress(self, run):
+        return ", ".join(f"{name} {count}" for name, count in campaigns.progress(run).items())
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    """Campaigns with their runs; saving here keeps the beat schedule in step, as the API does."""
+
+    list_display = ["name", "tenant", "template", "paused", "next_run_at", "created"]
+    list_filter = ["paused"]
+    search_fields = ["name", "tenant__name", "template"]
+    readonly_fields = ["periodic_task", "next_run_at", "created", "updated"]
+    inlines = [CampaignRunInline]
+    actions = ["run_now", "pause", "resume"]
+
+    @admin.display(description="next run")
+    def next_run_at(self, campaign):
+        return campaigns.next_run(campaign)
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            campaigns.sync_schedule(obj)
+
+    def delete_model(self, request, obj):
+        campaigns.delete_campaign(obj)
+
+    def delete_queryset(self, request, queryset):
+        for campaign in queryset:
+            campaigns.delete_campaign(campaign)
+
+    @admin.action(description="Run the selected campaigns now")
+    def run_now(self, request, queryset):
+        started = sum(1 for campaign in queryset if campaigns.start_run(campaign, *[timezone.now()] * 2))
+        self.message_user(request, f"Started {started} run(s).")
+
+    @admin.action(description="Pause: no new runs, and stop the runs in progress")
+    def pause(self, request, queryset):
+        self._set_paused(request, queryset, True)
+
+    @admin.action(description="Resume: schedules and paused runs continue")
+    def resume(self, request, queryset):
+        self._set_paused(request, queryset, False)
+
+    def _set_paused(self, request, queryset, paused: bool):
+        changed_runs = 0
+        for campaign in queryset:
+            with transaction.atomic():
+                campaign.paused = paused
+                campaign.save(update_fields=["paused"])
+                campaigns.sync_schedule(campaign)
+            status = Notification.Status.FANNING_OUT if paused else Notification.Status.PAUSED
+            for run in campaign.runs.filter(notification__status=status).select_related("notification"):
+                try:
+                    (campaigns.pause if paused else campaigns.resume)(run)
+                    changed_runs += 1
+                except ApiError:
+                    pass  # it finished or changed state meanwhile
+        verb = "Paused" if paused else "Resumed"
+        self.message_user(request, f"{verb} {queryset.count()} campaign(s) and {changed_runs} run(s).")

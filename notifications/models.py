@@ -22,10 +22,13 @@ class Notification(models.Model):
         SINGLE = "single"
         BULK = "bulk"
         TOPIC = "topic"
+        CAMPAIGN = "campaign"
 
     class Status(models.TextChoices):
         # Messages are being written by the fan-out task (bulk and topic sends).
         FANNING_OUT = "fanning_out"
+        # A campaign run an operator paused: the fan-out stops and its scheduled messages wait.
+        PAUSED = "paused"
         # Every message is written; each message carries its own delivery status.
         ACCEPTED = "accepted"
         CANCELLED = "cancelled"
@@ -46,7 +49,8 @@ class Notification(models.Model):
     # Seconds a message may wait to be sent, counted from `send_at` (or acceptance): from the
     # request, else its category, else the deployment's default for its priority.
     expires_in = models.PositiveIntegerField(null=True, blank=True)
-    # Bulk and topic sends: who to fan out to, and how far the fan-out got (it resumes there).
+    # Bulk, topic and campaign sends: who to fan out to, and how far the fan-out got (it
+    # resumes there: an index into `targets`, or the last recipient id written).
     targets = models.JSONField(null=True, blank=True)
     topic = models.CharField(max_length=64, blank=True)
     fanned_out = models.PositiveIntegerField(default=0)
@@ -79,11 +83,12 @@ class Notification(models.Model):
     def __str__(self) -> str:
         return str(self.id)
 
-    def message_expiry(self) -> datetime | None:
-        """When its messages expire: `expires_in` after its send time, or after acceptance."""
+    def message_expiry(self, send_time: datetime | None = None) -> datetime | None:
+        """When its messages expire: `expires_in` after their send time (`send_time` when a
+        message has its own, as in a campaign), else after its send time or acceptance."""
         if self.expires_in is None:
             return None
-        start = max(self.send_at or self.created, self.created)
+        start = send_time or max(self.send_at or self.created, self.created)
         return start + timedelta(seconds=self.expires_in)
 
 
@@ -257,3 +262,91 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider}: {self.outcome}"
+
+
+class Campaign(models.Model):
+    """A scheduled send to a topic, a segment or every recipient (DESIGN section 6).
+
+    Its schedule is a django-celery-beat `PeriodicTask` (`periodic_task`), kept in step by
+    `notifications.campaigns`: beat only triggers, and each trigger makes one `CampaignRun`.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", models.CASCADE, related_name="campaigns")
+    name = models.CharField(max_length=200)
+    template = models.CharField(max_length=100)
+    template_version = models.PositiveIntegerField(null=True, blank=True, help_text="Pinned version number, if asked.")
+    category = models.ForeignKey("tenants.Category", models.SET_NULL, null=True, blank=True, related_name="+")
+    channels = models.JSONField(default=list)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.LOW)
+    data = models.JSONField(default=dict, blank=True)
+    # {"topic": key} | {"all": true} | {"recipients": [external ids]} | {"filter": {field: value}}
+    audience = models.JSONField()
+    # {"cron": "0 9 * * MON", "timezone": "Europe/Paris" | "recipient"} | {"at": ISO date-time}
+    schedule = models.JSONField()
+    rate = models.PositiveIntegerField(null=True, blank=True, help_text="At most this many messages a minute.")
+    paused = models.BooleanField(default=False)
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CampaignRun(models.Model):
+    """One trigger of a campaign: one Notification, fanned out by the same task as bulk sends.
+
+    The notification carries the run's state and checkpoint (`status`, `fanned_out`); the run
+    names the slot it was started for, and (campaign, slot) is unique so two beat ticks, or two
+    beat processes, never start the same run twice.
+    """
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        PAUSED = "paused"
+        COMPLETED = "completed"
+        CANCELLED = "cancelled"
+
+    STATE_OF = {
+        Notification.Status.FANNING_OUT: State.RUNNING,
+        Notification.Status.PAUSED: State.PAUSED,
+        Notification.Status.ACCEPTED: State.COMPLETED,
+        Notification.Status.CANCELLED: State.CANCELLED,
+    }
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", models.CASCADE, related_name="+")
+    campaign = models.ForeignKey(Campaign, models.CASCADE, related_name="runs")
+    notification = models.OneToOneField(Notification, models.CASCADE, related_name="campaign_run")
+    # The scheduled time this run is for (the cron occurrence, the one-off time, or "now").
+    slot = models.DateTimeField()
+    audience_size = models.PositiveIntegerField(default=0)
+    # Messages written so far, so the rate cap paces the next page after the last one.
+    planned = models.PositiveIntegerField(default=0)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    started = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-started", "-id"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "slot"], name="campaign_run_unique_slot")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} at {self.slot:%Y-%m-%d %H:%M}"
+
+    @property
+    def state(self) -> str:
+        return self.STATE_OF[self.notification.status]
+
+    @property
+    def finished(self):
+        if self.notification.status == Notification.Status.CANCELLED:
+            return self.notification.cancelled
+        if self.notification.status == Notification.Status.ACCEPTED:
+            return self.notification.progressed
+        return None

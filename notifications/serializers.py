@@ -1,4 +1,5 @@
-from datetime import timedelta
+import re
+from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
@@ -6,12 +7,13 @@ from rest_framework import serializers
 
 from alertflow.choices import Channel, Priority
 from preferences.models import Recipient, Topic
-from preferences.serializers import RecipientSerializer
+from preferences.serializers import RecipientSerializer, validate_timezone
 from templates_app.rendering import validate_content
 from tenants.models import Category
 from tenants.serializers import MAX_EXPIRES_IN, ChannelListField
 
-from .models import DeliveryAttempt, Message, Notification
+from . import campaigns
+from .models import Campaign, CampaignRun, DeliveryAttempt, Message, Notification
 from .progress import Summary, message_counts, summarise
 from .services import template_for
 
@@ -254,3 +256,152 @@ class NotificationDetailSerializer(NotificationSerializer):
             .order_by("created", "id")[:DETAIL_MESSAGE_LIMIT]
         )
         return MessageSerializer(messages, many=True).data
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    """A campaign: what it sends (template, category, channels, data), to whom (`audience`),
+    when (`schedule`) and how fast (`rate`). Validation names the field at fault."""
+
+    category = serializers.CharField(source="category.key", required=False, allow_null=True, max_length=64)
+    channels = ChannelListField(required=False, min_length=1)
+    priority = serializers.ChoiceField(choices=Priority.choices, required=False)
+    rate = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000)
+    next_run_at = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField(source="created", read_only=True)
+    updated_at = serializers.DateTimeField(source="updated", read_only=True)
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id", "name", "template", "template_version", "category", "channels", "priority", "data",
+            "audience", "schedule", "rate", "paused", "next_run_at", "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = ["id"]
+
+    def get_next_run_at(self, campaign) -> datetime | None:
+        return campaigns.next_run(campaign)
+
+    def validate_audience(self, value):
+        tenant = self.context["tenant"]
+        if not isinstance(value, dict) or len(value) != 1:
+            raise serializers.ValidationError(
+                'One of {"topic": key}, {"all": true}, {"recipients": [ids]} or {"filter": {field: value}}.'
+            )
+        ((kind, spec),) = value.items()
+        if kind == "topic":
+            if not isinstance(spec, str) or not Topic.objects.filter(tenant=tenant, key=spec).exists():
+                raise serializers.ValidationError(f"No topic {spec!r}.")
+        elif kind == "all":
+            if spec is not True:
+                raise serializers.ValidationError('Write {"all": true}.')
+        elif kind == "recipients":
+            if not isinstance(spec, list) or not 1 <= len(spec) <= MAX_BULK_RECIPIENTS:
+                raise serializers.ValidationError(f"A list of 1 to {MAX_BULK_RECIPIENTS} recipient ids.")
+            if not all(isinstance(i, str) and 0 < len(i) <= 128 for i in spec):
+                raise serializers.ValidationError("Recipient ids are strings of 1 to 128 characters.")
+            SendSerializer._check_bulk_ids(tenant, spec)
+            value = {"recipients": list(dict.fromkeys(spec))}
+        elif kind == "filter":
+            self._check_filter(spec)
+        else:
+            raise serializers.ValidationError(f"Unknown audience {kind!r}: topic, all, recipients or filter.")
+        return value
+
+    @staticmethod
+    def _check_filter(spec):
+        if not isinstance(spec, dict) or not spec:
+            raise serializers.ValidationError("A filter is an object of recipient fields and values.")
+        for field, value in spec.items():
+            path = field.split(".")
+            if path[0] == "data":
+                if len(path) < 2 or not all(DATA_KEY.fullmatch(part) for part in path[1:]):
+                    raise serializers.ValidationError(
+                        f"{field!r}: write data.<key> with letters, digits, - and single _."
+                    )
+            elif field not in campaigns.FILTER_FIELDS:
+                raise serializers.ValidationError(
+                    f"{field!r}: filter on {', '.join(sorted(campaigns.FILTER_FIELDS))} or data.<key>."
+                )
+            values = value if isinstance(value, list) else [value]
+            if not values or not all(isinstance(v, str | int | float | bool) for v in values):
+                raise serializers.ValidationError(f"{field!r}: a string, number, boolean, or a list of them.")
+
+    def validate_schedule(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError('{"cron": ..., "timezone": ...} or {"at": ISO date-time}.')
+        if "at" in value:
+            if set(value) != {"at"}:
+                raise serializers.ValidationError('A one-off schedule is {"at": ISO date-time} alone.')
+            at = serializers.DateTimeField().to_internal_value(value["at"])
+            if at.tzinfo is None:
+                at = timezone.make_aware(at, UTC)
+            if at > timezone.now() + timedelta(days=366):
+                raise serializers.ValidationError({"at": ["At most a year ahead."]})
+            return {"at": at.astimezone(UTC).isoformat()}
+        if set(value) != {"cron", "timezone"}:
+            raise serializers.ValidationError('A recurring schedule is {"cron": ..., "timezone": ...}.')
+        cron, zone = value["cron"], value["timezone"]
+        if not isinstance(cron, str) or len(cron) > 100:
+            raise serializers.ValidationError({"cron": ["A cron expression of five fields."]})
+        try:
+            campaigns.check_cron(cron)
+        except ValueError as exc:
+            raise serializers.ValidationError({"cron": [f"Invalid cron expression: {exc}"]}) from None
+        if zone != campaigns.RECIPIENT_TIMEZONE:
+            if not isinstance(zone, str) or not 0 < len(zone) <= 64:
+                raise serializers.ValidationError({"timezone": ["An IANA timezone name, or recipient."]})
+            try:
+                validate_timezone(zone)
+            except serializers.ValidationError as exc:
+                raise serializers.ValidationError({"timezone": exc.detail}) from None
+        return {"cron": " ".join(cron.split()), "timezone": zone}
+
+    def validate(self, attrs):
+        tenant = self.context["tenant"]
+        merged = {
+            field: attrs.get(field, getattr(self.instance, field, None))
+            for field in ("template", "template_version", "channels", "priority")
+        }
+        if "category" in attrs:
+            key = (attrs.pop("category") or {}).get("key")
+            category = Category.objects.filter(tenant=tenant, key=key).first() if key else None
+            if key and category is None:
+                raise serializers.ValidationError({"category": f"No category {key!r}."})
+            attrs["category"] = category
+        category = attrs.get("category", getattr(self.instance, "category", None))
+        if not merged["channels"]:
+            merged["channels"] = attrs["channels"] = category.channels if category else []
+        if not merged["channels"]:
+            raise serializers.ValidationError({"channels": "Name the channels, or a category that has defaults."})
+        if merged["template"] is None:
+            raise serializers.ValidationError({"template": "This field is required."})
+        check = {k: v for k, v in merged.items() if v is not None}
+        SendSerializer._check_template(tenant, check)
+        for field in ("audience", "schedule"):
+            if self.instance is None and field not in attrs:
+                raise serializers.ValidationError({field: "This field is required."})
+        return attrs
+
+
+# A key inside a recipient's `data` an audience filter may name. No `__`: the path becomes a
+# Django lookup (`data__plan`), and `__` would let a tenant add lookups of its own.
+DATA_KEY = re.compile(r"(?!.*__)[A-Za-z0-9_-]{1,64}")
+
+
+class CampaignRunSerializer(serializers.ModelSerializer):
+    state = serializers.CharField(read_only=True)
+    started_at = serializers.DateTimeField(source="started", read_only=True)
+    finished_at = serializers.DateTimeField(source="finished", read_only=True)
+    notification = serializers.UUIDField(source="notification_id", read_only=True)
+
+    class Meta:
+        model = CampaignRun
+        fields = ["id", "campaign", "notification", "slot", "state", "audience_size", "started_at", "finished_at"]
+
+    def to_representation(self, run):
+        """With the run's progress; a list passes every run's message counts, read in one
+        query, as `counts` in the context."""
+        body = super().to_representation(run)
+        counts = self.context.get("counts")
+        body.update(campaigns.progress(run, counts.get(run.notification_id, {}) if counts is not None else None))
+        return body

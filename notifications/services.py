@@ -29,7 +29,7 @@ from templates_app.services import resolve_version
 from tenants import usage
 from tenants.models import Category, Tenant
 
-from . import queue
+from . import campaigns, queue
 from .models import Message, Notification
 from .progress import summarise
 
@@ -213,11 +213,15 @@ def expires_in_for(category: Category | None, priority: str, requested: int | No
     return settings.ALERTFLOW_EXPIRES_IN[key]
 
 
-def plan(notification: Notification, recipients: list[Recipient]) -> list[Message]:
+def plan(notification: Notification, recipients: list[Recipient], send_times: dict | None = None) -> list[Message]:
     """Decide, for each recipient and channel, whether a message is queued, scheduled or
-    suppressed (and why). Returns unsaved messages; the caller writes them in bulk."""
+    suppressed (and why). Returns unsaved messages; the caller writes them in bulk.
+
+    `send_times` ({recipient pk: when}) gives recipients their own send time (a campaign in
+    each recipient's local time); otherwise everyone gets the notification's `send_at`.
+    """
     now = timezone.now()
-    at = max(notification.send_at or now, now)
+    send_at = max(notification.send_at or now, now)
     expires_at = notification.message_expiry()
     batched = notification.audience != Notification.Audience.SINGLE
     with_devices = set()
@@ -231,6 +235,8 @@ def plan(notification: Notification, recipients: list[Recipient]) -> list[Messag
     preferences = {} if critical else cached_preferences_many(recipients)
     messages = []
     for recipient in recipients:
+        at = send_times[recipient.pk] if send_times else send_at
+        recipient_expiry = notification.message_expiry(at) if send_times else expires_at
         version = _template_version(notification, recipient, versions)
         for channel in notification.channels:
             message = Message(
@@ -243,7 +249,7 @@ def plan(notification: Notification, recipients: list[Recipient]) -> list[Messag
                 template_version=version,
                 created=now,
                 updated=now,
-                expires_at=expires_at,
+                expires_at=recipient_expiry,
             )
             if notification.template and version is None:
                 message.status, message.reason, message.failed = Message.Status.FAILED, "template_unavailable", now
@@ -352,7 +358,7 @@ def fan_out_chunk(notification_id, after: int | None = None) -> Chunk | None:
     with transaction.atomic():
         notification = (
             Notification.objects.select_for_update(of=("self",))
-            .select_related("tenant", "category")
+            .select_related("tenant", "category", "campaign_run__campaign")
             .filter(pk=notification_id)
             .first()
         )
@@ -372,15 +378,23 @@ def fan_out_chunk(notification_id, after: int | None = None) -> Chunk | None:
 def write_chunk(notification: Notification, audience: "Audience") -> Chunk | None:
     """Plan and write the audience's next chunk after the notification's checkpoint (locked by
     the caller, in its transaction), and move the checkpoint. The fan-out of any audience:
-    bulk lists and topics today, campaign segments next."""
+    bulk lists, topics and campaign runs (whose messages may each have their own send time,
+    and are paced to the campaign's rate)."""
     recipients, cursor = audience.next_chunk(notification.fanned_out, FAN_OUT_CHUNK)
+    now = timezone.now()
     if cursor == notification.fanned_out:  # nothing left
-        notification.status = Notification.Status.ACCEPTED
-        notification.save(update_fields=["status"])
+        # `progressed` then says when the last chunk was written (a campaign run's finished_at).
+        notification.status, notification.progressed = Notification.Status.ACCEPTED, now
+        notification.save(update_fields=["status", "progressed"])
         return None
-    messages = plan(notification, recipients) if recipients else []
+    campaign = notification.audience == Notification.Audience.CAMPAIGN
+    messages = []
+    if recipients:
+        messages = plan(notification, recipients, campaigns.timing(notification, recipients, now) if campaign else None)
+        if campaign:
+            campaigns.pace(notification, messages, now)
     Message.objects.bulk_create(messages)
-    notification.fanned_out, notification.progressed = cursor, timezone.now()
+    notification.fanned_out, notification.progressed = cursor, now
     notification.save(update_fields=["fanned_out", "progressed"])
     queue.enqueue_on_commit(messages)
     return Chunk(len(messages), cursor)
@@ -431,6 +445,8 @@ def audience_for(notification: Notification) -> Audience:
     tenant = notification.tenant
     if notification.audience == Notification.Audience.BULK:
         return TargetListAudience(tenant, notification.targets)
+    if notification.audience == Notification.Audience.CAMPAIGN:
+        return KeysetAudience(campaigns.audience(notification.campaign_run.campaign))
     subscribers = Recipient.objects.filter(
         tenant=tenant, subscriptions__topic__tenant=tenant, subscriptions__topic__key=notification.topic
     )

@@ -5,6 +5,7 @@ from . import views
 router = SimpleRouter()
 router.trailing_slash = "/?"
 router.register("notifications", views.NotificationViewSet, basename="notification")
+router.register("campaigns", views.CampaignViewSet, basename="campaign")
 router.register("messages", views.MessageViewSet, basename="message")
 
 urlpatterns = router.urls

@@ -1,5 +1,10 @@
+import uuid
+
+from django.db import transaction
 from django.db.models import Exists, OuterRef
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, pagination, serializers, status
 from rest_framework.decorators import action
@@ -10,12 +15,14 @@ from alertflow.choices import Role
 from alertflow.errors import ApiError
 from alertflow.views import TenantScopedMixin, TenantViewSet
 
-from . import compat, lifecycle, services
+from . import campaigns, compat, lifecycle, services
 from .compat import alertora, hng
-from .models import Message, Notification
+from .models import Campaign, CampaignRun, Message, Notification
 from .progress import message_counts
 from .serializers import (
     AlertoraNotifySerializer,
+    CampaignRunSerializer,
+    CampaignSerializer,
     MessageSerializer,
     NotificationDetailSerializer,
     NotificationSerializer,
@@ -258,3 +265,77 @@ ALERTORA_CONTENT = {
 def alertora_data(text: str, sender: str) -> dict:
     subject = text.strip().splitlines()[0][:120] if text.strip() else sender
     return {"content": text, "subject": subject, "sender": sender}
+
+
+RUN_ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="A run of the campaign.")
+
+
+class CampaignViewSet(
+    TenantViewSet,
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+):
+    """Scheduled campaigns (`notifications.campaigns`); their schedule rows follow every write."""
+
+    queryset = Campaign.objects.select_related("category", "periodic_task")
+    serializer_class = CampaignSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    @transaction.atomic
+    def perform_create(self, serializer):
+        campaigns.sync_schedule(serializer.save(tenant=self.tenant))
+
+    @transaction.atomic
+    def perform_update(self, serializer):
+        campaigns.sync_schedule(serializer.save(updated=timezone.now()))
+
+    def perform_destroy(self, campaign):
+        campaigns.delete_campaign(campaign)
+
+    @extend_schema(request=None, responses={202: CampaignRunSerializer})
+    @action(detail=True, methods=["post"])
+    def run(self, request, pk=None):
+        """Start a run now, whatever the schedule (a paused campaign too: an operator asked)."""
+        run = campaigns.run_now(self.get_object())
+        return Response(CampaignRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={200: CampaignRunSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def runs(self, request, pk=None):
+        """The campaign's runs, newest first, with live progress."""
+        runs = self.get_object().runs.select_related("notification")
+        page = self.paginate_queryset(runs)
+        counts = message_counts(run.notification_id for run in page)
+        return self.get_paginated_response(CampaignRunSerializer(page, many=True, context={"counts": counts}).data)
+
+    def _run(self, run_id) -> CampaignRun:
+        campaign = self.get_object()
+        try:
+            run_id = uuid.UUID(str(run_id))
+        except ValueError:
+            raise ApiError(404, "not_found", "Not found.") from None
+        run = CampaignRun.objects.select_related("notification").filter(campaign=campaign, pk=run_id).first()
+        if run is None:
+            raise ApiError(404, "not_found", "Not found.")
+        return run
+
+    @extend_schema(request=None, responses={200: CampaignRunSerializer}, parameters=[RUN_ID])
+    @action(detail=True, methods=["post"], url_path=r"runs/(?P<run_id>[^/.]+)/pause")
+    def pause_run(self, request, pk=None, run_id=None):
+        """Stop after the page in progress; scheduled messages wait."""
+        return Response(CampaignRunSerializer(campaigns.pause(self._run(run_id))).data)
+
+    @extend_schema(request=None, responses={200: CampaignRunSerializer}, parameters=[RUN_ID])
+    @action(detail=True, methods=["post"], url_path=r"runs/(?P<run_id>[^/.]+)/resume")
+    def resume_run(self, request, pk=None, run_id=None):
+        """Continue from the checkpoint."""
+        return Response(CampaignRunSerializer(campaigns.resume(self._run(run_id))).data)
+
+    @extend_schema(request=None, responses={200: CampaignRunSerializer}, parameters=[RUN_ID])
+    @action(detail=True, methods=["post"], url_path=r"runs/(?P<run_id>[^/.]+)/cancel")
+    def cancel_run(self, request, pk=None, run_id=None):
+        """Stop the fan-out and cancel every message not sent yet."""
+        return Response(CampaignRunSerializer(campaigns.cancel(self._run(run_id))).data)

@@ -1,0 +1,348 @@
+"""Campaigns: their beat schedules, their runs, and what a run adds to the shared fan-out.
+
+Beat only triggers (`trigger`). A run is one Notification with the `campaign` audience, fanned
+out page by page by the same task and the same planning as bulk and topic sends
+(`services.write_chunk`): this module only says who the audience is (`audience`) and when
+its messages may leave (`timing`, `pace`). The notification's row is the run's checkpoint.
+"""
+
+import json
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from cronsim import CronSim, CronSimError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
+
+from alertflow.errors import ApiError
+from alertflow.queues import CAMPAIGN_TASK, DEFAULT_QUEUE
+from preferences.models import Recipient
+
+from . import queue, services
+from .models import Campaign, CampaignRun, Message, Notification
+from .progress import message_counts
+
+# `"timezone": "recipient"`: beat triggers the run at the cron time of the earliest timezone on
+# Earth (UTC+14, Etc/GMT-14 in POSIX's inverted sign); each recipient's messages then wait in
+# the message timers until that time comes in their own timezone.
+RECIPIENT_TIMEZONE = "recipient"
+EARLIEST_TIMEZONE = "Etc/GMT-14"
+
+# Recipient fields an audience filter may name (`data.<key>` reaches into the recipient's data).
+FILTER_FIELDS = {"external_id", "email", "phone", "name", "locale", "timezone"}
+
+# How far a paused run's scheduled messages are pushed out of the poller's reach: on resume
+# they come back, shifted by how long the pause lasted, so a rate-paced run keeps its pace.
+HOLD = timedelta(days=365 * 100)
+
+
+# --- Schedules ---------------------------------------------------------------------------------
+
+
+def cron_fields(cron: str) -> dict:
+    """The five cron fields as django-celery-beat's CrontabSchedule columns."""
+    minute, hour, day_of_month, month_of_year, day_of_week = cron.split()
+    return {
+        "minute": minute,
+        "hour": hour,
+        "day_of_month": day_of_month,
+        "month_of_year": month_of_year,
+        "day_of_week": day_of_week,
+    }
+
+
+def beat_timezone(schedule: dict) -> str:
+    return EARLIEST_TIMEZONE if schedule["timezone"] == RECIPIENT_TIMEZONE else schedule["timezone"]
+
+
+def next_run(campaign: Campaign, after: datetime | None = None) -> datetime | None:
+    """When beat triggers the campaign next (None when paused or a one-off already past).
+
+    Computed in the schedule's timezone, so `0 9 * * *` in Europe/Paris is 09:00 there on both
+    sides of a daylight-saving change.
+    """
+    after = after or timezone.now()
+    if campaign.paused:
+        return None
+    schedule = campaign.schedule
+    if "at" in schedule:
+        at = datetime.fromisoformat(schedule["at"])
+        started = campaign.runs.filter(slot=at).exists() if campaign.pk else False
+        return at if at > after and not started else None
+    zone = ZoneInfo(beat_timezone(schedule))
+    return next(CronSim(schedule["cron"], after.astimezone(zone))).astimezone(UTC)
+
+
+def latest_slot(schedule: dict, now: datetime) -> datetime:
+    """The cron occurrence a trigger at `now` is for: the latest one at or before it."""
+    zone = ZoneInfo(beat_timezone(schedule))
+    # CronSim in reverse starts strictly before its start time.
+    return next(CronSim(schedule["cron"], (now + timedelta(seconds=1)).astimezone(zone), reverse=True)).astimezone(UTC)
+
+
+def check_cron(cron: str) -> None:
+    """Raise ValueError unless both cronsim (next_run_at) and celery (beat) read `cron` alike."""
+    from celery.schedules import crontab
+
+    fields = cron.split()
+    if len(fields) != 5:
+        raise ValueError("Five fields: minute hour day-of-month month day-of-week.")
+    try:
+        CronSim(cron, datetime(2026, 1, 1, tzinfo=UTC))
+    except CronSimError as exc:
+        raise ValueError(str(exc)) from None
+    # Classic cron ORs day-of-month and day-of-week when both are set; celery ANDs them.
+    if fields[2] != "*" and fields[4] != "*":
+        raise ValueError("Restrict the day of the month or the day of the week, not both.")
+    try:
+        crontab(**cron_fields(cron))
+    except Exception as exc:  # celery raises ValueError or its own ParseException
+        raise ValueError(str(exc)) from None
+
+
+def sync_schedule(campaign: Campaign) -> None:
+    """Create or update the campaign's PeriodicTask (and its schedule row) to match it."""
+    schedule = campaign.schedule
+    task = campaign.periodic_task or PeriodicTask(name=f"campaign:{campaign.pk}", task=CAMPAIGN_TASK)
+    old_clocked = task.clocked if task.clocked_id else None
+    if "at" in schedule:
+        at = datetime.fromisoformat(schedule["at"])
+        if old_clocked is not None:
+            old_clocked.clocked_time = at
+            old_clocked.save(update_fields=["clocked_time"])
+            clocked = old_clocked
+        else:
+            clocked = ClockedSchedule.objects.create(clocked_time=at)
+        task.clocked, task.crontab, task.one_off = clocked, None, True
+        # A one-off already run stays disabled (beat disables it after its tick).
+        task.enabled = not campaign.paused and next_run(campaign) is not None
+    else:
+        task.crontab, _ = CrontabSchedule.objects.get_or_create(
+            **cron_fields(schedule["cron"]), timezone=beat_timezone(schedule)
+        )
+        task.clocked, task.one_off = None, False
+        task.enabled = not campaign.paused
+    task.args = json.dumps([str(campaign.pk)])
+    task.queue = DEFAULT_QUEUE
+    task.description = f"Campaign {campaign.name!r} of tenant {campaign.tenant_id}"
+    task.save()
+    if old_clocked is not None and task.clocked_id != old_clocked.pk:
+        old_clocked.delete()
+    if campaign.periodic_task_id != task.pk:
+        campaign.periodic_task = task
+        campaign.save(update_fields=["periodic_task"])
+
+
+def delete_campaign(campaign: Campaign) -> None:
+    """Delete the campaign and its schedule; runs in progress are cancelled first."""
+    with transaction.atomic():
+        for run in campaign.runs.filter(notification__status__in=[Notification.Status.FANNING_OUT, "paused"]):
+            cancel(run)
+        task = campaign.periodic_task
+        campaign.delete()
+        if task is not None:
+            clocked = task.clocked
+            task.delete()
+            if clocked is not None:
+                clocked.delete()
+
+
+# --- Runs --------------------------------------------------------------------------------------
+
+
+def audience(campaign: Campaign):
+    """The campaign's recipients, as a queryset (paged by id by the fan-out)."""
+    spec = campaign.audience
+    recipients = Recipient.objects.filter(tenant_id=campaign.tenant_id)
+    if "topic" in spec:
+        return recipients.filter(
+            subscriptions__topic__tenant_id=campaign.tenant_id, subscriptions__topic__key=spec["topic"]
+        )
+    if "recipients" in spec:
+        return recipients.filter(external_id__in=spec["recipients"])
+    if "filter" in spec:
+        lookups = {}
+        for field, value in spec["filter"].items():
+            lookup = "data__" + "__".join(field.split(".")[1:]) if field.startswith("data.") else field
+            lookups[f"{lookup}__in" if isinstance(value, list) else lookup] = value
+        return recipients.filter(**lookups)
+    return recipients  # {"all": true}
+
+
+def trigger(campaign_id, now: datetime | None = None) -> CampaignRun | None:
+    """Beat's tick: start the run for the slot due now, unless it was already started."""
+    now = now or timezone.now()
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is None or campaign.paused:
+        return None
+    if "at" in campaign.schedule:
+        slot = datetime.fromisoformat(campaign.schedule["at"])
+        if slot > now:
+            return None  # an old tick for a one-off moved later since
+    else:
+        slot = latest_slot(campaign.schedule, now)
+    return start_run(campaign, slot, now)
+
+
+def run_now(campaign: Campaign) -> CampaignRun:
+    now = timezone.now()
+    run = start_run(campaign, now, now)
+    if run is None:
+        raise ApiError(409, "already_running", "A run of this campaign was started this very moment.")
+    return run
+
+
+def start_run(campaign: Campaign, slot: datetime, now: datetime) -> CampaignRun | None:
+    """Write the run and its notification, and queue the fan-out; None if the slot has one."""
+    try:
+        with transaction.atomic():
+            notification = Notification.objects.create(
+                tenant_id=campaign.tenant_id,
+                category=campaign.category,
+                audience=Notification.Audience.CAMPAIGN,
+                status=Notification.Status.FANNING_OUT,
+                priority=campaign.priority,
+                channels=campaign.channels,
+                template=campaign.template,
+                template_version=campaign.template_version,
+                data=campaign.data,
+                metadata={"campaign": str(campaign.pk)},
+                expires_in=services.expires_in_for(campaign.category, campaign.priority),
+                created=now,
+                progressed=now,
+            )
+            run = CampaignRun.objects.create(
+                tenant_id=campaign.tenant_id,
+                campaign=campaign,
+                notification=notification,
+                slot=slot,
+                audience_size=audience(campaign).count(),
+                started=now,
+            )
+            transaction.on_commit(lambda: queue.fan_out(notification.id))
+    except IntegrityError:
+        return None  # another tick (or another beat) started this slot's run
+    return run
+
+
+def timing(notification: Notification, recipients: list[Recipient], now: datetime) -> dict | None:
+    """Per-recipient send times for `"timezone": "recipient"`: the run's cron occurrence in each
+    recipient's own timezone (None for other schedules: everyone now)."""
+    run = notification.campaign_run
+    schedule = run.campaign.schedule
+    if schedule.get("timezone") != RECIPIENT_TIMEZONE:
+        return None
+    start = max(run.slot, now) - timedelta(seconds=1)
+    times = {}
+    for recipient in recipients:
+        try:
+            zone = ZoneInfo(recipient.timezone or "UTC")
+        except (ValueError, KeyError):
+            zone = ZoneInfo("UTC")
+        times[recipient.pk] = next(CronSim(schedule["cron"], start.astimezone(zone))).astimezone(UTC)
+    return times
+
+
+def pace(notification: Notification, messages: list[Message], now: datetime) -> None:
+    """Hold messages back so the run sends at most `rate` a minute, counted from its start,
+    and count them on the run (committed with the page)."""
+    run = notification.campaign_run
+    sendable = [m for m in messages if m.status in (Message.Status.QUEUED, Message.Status.SCHEDULED)]
+    rate = run.campaign.rate
+    if rate:
+        for index, message in enumerate(sendable, start=run.planned):
+            slot = run.started + timedelta(minutes=index // rate)
+            if slot > now and (message.next_attempt is None or message.next_attempt < slot):
+                message.status, message.next_attempt, message.queued = Message.Status.SCHEDULED, slot, None
+                # Its wait for the pace is not a delay in delivery: expiry counts from its slot.
+                message.expires_at = notification.message_expiry(slot)
+    CampaignRun.objects.filter(pk=run.pk).update(planned=run.planned + len(sendable))
+
+
+def _locked(run: CampaignRun, status: str, code: str, verb: str) -> Notification:
+    """The run's notification, locked (a fan-out page in progress finishes first), in `status`."""
+    notification = Notification.objects.select_for_update().get(pk=run.notification_id)
+    if notification.status != status:
+        state = run.STATE_OF[notification.status]
+        raise ApiError(409, code, f"Only a {run.STATE_OF[status]} run can be {verb}; this one is {state}.")
+    return notification
+
+
+@transaction.atomic
+def pause(run: CampaignRun) -> CampaignRun:
+    """Stop the fan-out after the page in progress and hold the run's scheduled messages."""
+    notification = _locked(run, Notification.Status.FANNING_OUT, "not_running", "paused")
+    now = timezone.now()
+    notification.status = Notification.Status.PAUSED
+    notification.save(update_fields=["status"])
+    _scheduled(notification).update(
+        next_attempt=F("next_attempt") + HOLD, expires_at=F("expires_at") + HOLD, updated=now
+    )
+    CampaignRun.objects.filter(pk=run.pk).update(paused_at=now)
+    return CampaignRun.objects.select_related("notification").get(pk=run.pk)
+
+
+@transaction.atomic
+def resume(run: CampaignRun) -> CampaignRun:
+    """Continue from the checkpoint; held messages come back later by the pause's length."""
+    notification = _locked(run, Notification.Status.PAUSED, "not_paused", "resumed")
+    run = CampaignRun.objects.get(pk=run.pk)
+    checkpoint = notification.fanned_out
+    now = timezone.now()
+    paused_for = now - (run.paused_at or now)
+    notification.status, notification.progressed = Notification.Status.FANNING_OUT, now
+    notification.save(update_fields=["status", "progressed"])
+    _scheduled(notification).update(
+        next_attempt=F("next_attempt") - HOLD + paused_for,
+        expires_at=F("expires_at") - HOLD + paused_for,
+        updated=now,
+    )
+    # The pace counts from the run's start: move it by the pause too.
+    CampaignRun.objects.filter(pk=run.pk).update(paused_at=None, started=run.started + paused_for)
+    # From the checkpoint: a step published before the pause and still waiting in the queue
+    # meets this one there, and only the first continues (services.fan_out_step).
+    transaction.on_commit(lambda: queue.fan_out(notification.id, after=checkpoint))
+    return CampaignRun.objects.select_related("notification").get(pk=run.pk)
+
+
+def cancel(run: CampaignRun) -> CampaignRun:
+    """Stop the fan-out and cancel every message not sent yet (as a notification cancel)."""
+    from .lifecycle import cancel as cancel_notification
+
+    notification = run.notification
+    if notification.status in (Notification.Status.ACCEPTED, Notification.Status.CANCELLED):
+        state = run.STATE_OF[notification.status]
+        raise ApiError(409, "not_running", f"Only a running or paused run can be cancelled; this one is {state}.")
+    cancel_notification(notification)
+    return CampaignRun.objects.select_related("notification").get(pk=run.pk)
+
+
+def _scheduled(notification: Notification):
+    return Message.objects.filter(notification=notification, status=Message.Status.SCHEDULED)
+
+
+# Message statuses as the run's progress counters. `queued` counts every message written to be
+# sent (scheduled ones included); each later counter counts the messages that got that far.
+PROGRESS = {
+    "queued": set(Message.Status) - {Message.Status.SUPPRESSED},
+    "sent": {
+        Message.Status.SENT,
+        Message.Status.DELIVERED,
+        Message.Status.READ,
+        Message.Status.BOUNCED,
+        Message.Status.COMPLAINED,
+    },
+    "delivered": {Message.Status.DELIVERED, Message.Status.READ, Message.Status.COMPLAINED},
+    "failed": {Message.Status.FAILED, Message.Status.BOUNCED, Message.Status.EXPIRED},
+    "suppressed": {Message.Status.SUPPRESSED},
+}
+
+
+def progress(run: CampaignRun, counts: dict | None = None) -> dict:
+    """The run's live counters from its messages' counts by status (`progress.message_counts`,
+    read here when not given: one grouped count)."""
+    if counts is None:
+        counts = message_counts([run.notification_id]).get(run.notification_id, {})
+    return {name: sum(counts.get(s, 0) for s in statuses) for name, statuses in PROGRESS.items()}
