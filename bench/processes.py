@@ -165,23 +165,26 @@ def start_gunicorn(procs: Processes, port: int, workers: int, threads: int) -> P
     return proc
 
 
-def start_worker(procs: Processes, queues: str, concurrency: int, conf: dict | None = None) -> Proc:
+def start_worker(
+    procs: Processes, queues: str, concurrency: int, conf: dict | None = None, name: str = WORKER_NAME
+) -> Proc:
     """A Celery worker on `queues`; returns once it answers a ping. `conf` overrides app settings
-    (an experiment, through bench.worker) without touching config/celery.py."""
+    (an experiment, through bench.worker) without touching config/celery.py. Several workers at
+    once need their own `name`s (`bench-fan-out@%h`)."""
     env = bench_env(BENCH_CELERY_CONF=json.dumps(conf)) if conf else None
     proc = procs.start(
-        "worker",
+        "worker" if name == WORKER_NAME else name.partition("@")[0],
         [
             PYTHON, "-m", "bench.worker" if conf else "celery", "-A", "config", "worker",
             "-Q", queues, "-c", str(concurrency), "--prefetch-multiplier", "1",
-            "-n", WORKER_NAME, "--without-gossip", "--without-mingle", "--loglevel", "WARNING",
+            "-n", name, "--without-gossip", "--without-mingle", "--loglevel", "WARNING",
         ],
         env,
     )  # fmt: skip
     from config.celery import app
 
     wait_until(
-        lambda: bool(app.control.ping(destination=[worker_hostname()], timeout=0.5)),
+        lambda: bool(app.control.ping(destination=[worker_hostname(name)], timeout=0.5)),
         90,
         "the celery worker",
         interval=0.2,
@@ -190,8 +193,8 @@ def start_worker(procs: Processes, queues: str, concurrency: int, conf: dict | N
     return proc
 
 
-def worker_hostname() -> str:
-    return WORKER_NAME.replace("%h", socket.gethostname())
+def worker_hostname(name: str = WORKER_NAME) -> str:
+    return name.replace("%h", socket.gethostname())
 
 
 # --- /proc ---------------------------------------------------------------------------------------

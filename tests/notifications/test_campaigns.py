@@ -267,6 +267,9 @@ def test_recipient_local_time_sends_each_at_nine_in_their_timezone(admin, digest
         zones, ("2030-06-04", 9, 0)
     )
     assert set(messages_of(run).values_list("status", flat=True)) == {"scheduled"}
+    # Each waits for its own 09:00: expiry counts from there, not from the run's start.
+    expires_in = timedelta(seconds=run.notification.expires_in)
+    assert all(m.expires_at == m.next_attempt + expires_in for m in messages_of(run))
 
 
 def test_a_crash_mid_fan_out_resumes_from_the_checkpoint_without_duplicates(admin, digest, tenant, monkeypatch):
@@ -383,3 +386,24 @@ def test_a_member_reads_but_cannot_write(member, admin, digest):
     assert member.get(f"/api/v1/campaigns/{campaign_id}").status_code == 200
     assert create(member).status_code == 403
     assert member.post(f"/api/v1/campaigns/{campaign_id}/run").status_code == 403
+
+
+def test_django_admin_lists_runs_with_progress_and_runs_pauses_and_resumes(admin_client, admin, digest, tenant):
+    recipients(tenant, 2)
+    campaign_id = create(admin).json()["id"]
+    changelist = "/admin/notifications/campaign/"
+
+    admin_client.post(changelist, {"action": "run_now", "_selected_action": [campaign_id]})
+
+    run = CampaignRun.objects.get(campaign_id=campaign_id)
+    page = admin_client.get(f"{changelist}{campaign_id}/change/")
+    assert page.status_code == 200
+    assert "queued 0" in page.content.decode() and "running" in page.content.decode()
+    admin_client.post(changelist, {"action": "pause", "_selected_action": [campaign_id]})
+    run.notification.refresh_from_db()
+    assert run.notification.status == "paused"
+    assert not PeriodicTask.objects.get(name=f"campaign:{campaign_id}").enabled
+    admin_client.post(changelist, {"action": "resume", "_selected_action": [campaign_id]})
+    run.notification.refresh_from_db()
+    assert run.notification.status == "fanning_out"
+    assert PeriodicTask.objects.get(name=f"campaign:{campaign_id}").enabled
