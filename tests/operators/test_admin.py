@@ -13,7 +13,8 @@ from alertflow.admin import EstimatedCountPaginator
 from alertflow.broker import priority_lists
 from delivery.inbox_auth import rotate_inbox_secret
 from delivery.models import InboxItem, InboxSecret, Provider
-from notifications.models import DeliveryAttempt, Message, Notification
+from notifications import campaigns
+from notifications.models import Campaign, CampaignRun, DeliveryAttempt, Message, Notification
 from preferences.models import Preference, Subscription
 from tenants.models import Quota
 from tenants.usage import charge
@@ -83,6 +84,12 @@ def world(tenant, superuser):
     PeriodicTask.objects.get_or_create(name="test tick", defaults={"task": "x", "interval": every})
     Quota.objects.create(tenant=tenant, channel="sms", monthly_limit=1000)
     charge(tenant, {"email": 1})  # a Usage row
+    campaign = Campaign.objects.create(
+        tenant=tenant, name="Weekly", template="t", channels=["email"], audience={"all": True},
+        schedule={"cron": "0 9 * * MON", "timezone": "Europe/Paris"},
+    )  # fmt: skip
+    campaigns.sync_schedule(campaign)
+    CampaignRun.objects.create(tenant=tenant, campaign=campaign, notification=notification, slot=timezone.now())
     return {"key": key, "secret": secret, "failed": failed, "notification": notification}
 
 
