@@ -20,7 +20,8 @@ from alertflow.errors import ApiError
 from alertflow.queues import CAMPAIGN_TASK, DEFAULT_QUEUE
 from preferences.models import Recipient
 
-from . import queue, services
+from . import queue
+from .expiry import expires_in_for
 from .models import Campaign, CampaignRun, Message, Notification
 from .progress import message_counts
 
@@ -209,7 +210,7 @@ def start_run(campaign: Campaign, slot: datetime, now: datetime) -> CampaignRun 
                 template_version=campaign.template_version,
                 data=campaign.data,
                 metadata={"campaign": str(campaign.pk)},
-                expires_in=services.expires_in_for(campaign.category, campaign.priority),
+                expires_in=expires_in_for(campaign.category, campaign.priority),
                 created=now,
                 progressed=now,
             )

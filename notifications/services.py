@@ -14,22 +14,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from alertflow.channels import CHANNELS
-from alertflow.choices import Priority
 from alertflow.errors import ApiError
 from preferences.models import Device, Recipient
 from preferences.services import cached_preferences_many, decide, upsert_recipient
 from templates_app.models import Template
 from templates_app.services import resolve_version
 from tenants import usage
-from tenants.models import Category, Tenant
+from tenants.models import Tenant
 
 from . import campaigns, queue
+from .expiry import expires_in_for
 from .models import Message, Notification
 from .progress import summarise
 
@@ -200,17 +199,6 @@ def resolve_recipient(tenant: Tenant, target) -> Recipient:
     if recipient is None:
         raise ApiError(400, "unknown_recipient", f"No recipient with id {target!r}.", {"recipient": target})
     return recipient
-
-
-def expires_in_for(category: Category | None, priority: str, requested: int | None = None) -> int:
-    """Seconds a send's messages may wait: the request's, else its category's, else the
-    deployment's default for its priority (a critical category counts as `critical`)."""
-    if requested:
-        return requested
-    if category is not None and category.expires_in:
-        return category.expires_in
-    key = Priority.CRITICAL if category is not None and category.critical else priority
-    return settings.ALERTFLOW_EXPIRES_IN[key]
 
 
 def plan(notification: Notification, recipients: list[Recipient], send_times: dict | None = None) -> list[Message]:
