@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from notifications import transitions
 from notifications.models import DeliveryAttempt, Message, log_unmatched
 
 from .channels import BUILTIN
@@ -84,7 +85,8 @@ def claim(message_ids: list) -> Lease:
     moment = Message._meta.get_field("expires_at").get_db_prep_value(now, connection)
     lease = Message._meta.get_field("lease_until").get_db_prep_value(until, connection)
     past_expiry = "expires_at IS NOT NULL AND expires_at <= %s"
-    with connection.cursor() as cursor:
+    returning = ", ".join(Message._meta.get_field(name).column for name in transitions.COLUMNS)
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         # Both PostgreSQL and SQLite (3.35+) support UPDATE ... RETURNING.
         cursor.execute(
             f"UPDATE {table} SET "  # noqa: S608 (no user input)
@@ -93,7 +95,8 @@ def claim(message_ids: list) -> Lease:
             f"attempts = CASE WHEN {past_expiry} THEN attempts ELSE attempts + 1 END, "
             f"lease_until = CASE WHEN {past_expiry} THEN NULL ELSE %s END, "
             f"updated = %s "
-            f"WHERE id IN ({placeholders}) AND status IN ({', '.join(['%s'] * len(may_leave))}) RETURNING id, status",
+            f"WHERE id IN ({placeholders}) AND status IN ({', '.join(['%s'] * len(may_leave))}) "
+            f"RETURNING {returning}",
             [
                 moment,
                 Message.Status.EXPIRED,
@@ -109,11 +112,32 @@ def claim(message_ids: list) -> Lease:
             ],
         )
         rows = cursor.fetchall()
-    claimed = [id_field.to_python(pk) for pk, status in rows if status == Message.Status.SENDING]
+        status_at = transitions.COLUMNS.index("status")
+        expired = [row for row in rows if row[status_at] == Message.Status.EXPIRED]
+        if expired and transitions.listening():
+            # Expired by this statement: listeners hear of it in its transaction, like a move.
+            transitions.moved(Message.Status.EXPIRED, returned(expired))
+    claimed = [id_field.to_python(row[0]) for row in rows if row[status_at] == Message.Status.SENDING]
     if len(claimed) < len(rows):
         logger.info("Expired %d message(s) at claim: past their expires_at", len(rows) - len(claimed))
     log_unmatched(Message.Status.SENDING, len(ids), len(rows))
     return Lease(claimed, until)
+
+
+def returned(rows: list) -> list[transitions.Moved]:
+    """Raw rows of a `RETURNING` of `transitions.COLUMNS` as `Moved`, values converted as the ORM
+    would (SQLite returns UUIDs and datetimes as text)."""
+    converted = []
+    fields = [Message._meta.get_field(name) for name in transitions.COLUMNS]
+    for row in rows:
+        values = []
+        for f, value in zip(fields, row, strict=True):
+            expression = f.get_col(Message._meta.db_table)
+            for converter in connection.ops.get_db_converters(expression) + f.get_db_converters(connection):
+                value = converter(value, expression, connection)
+            values.append(value)
+        converted.append(transitions.Moved(*values))
+    return converted
 
 
 @dataclass
@@ -168,6 +192,12 @@ def record(messages: list, attempts: list, lease: Lease) -> None:
             log_unmatched("their settled status", len(rows), cursor.rowcount)
             messages = written(messages)
         DeliveryAttempt.objects.bulk_create(attempts)
+        if transitions.listening():
+            by_status = defaultdict(list)
+            for message in messages:
+                by_status[message.status].append(transitions.Moved.of(message))
+            for status, moved in by_status.items():
+                transitions.moved(status, moved)
         # Channels AlertFlow delivers itself store their delivery with the status (the inbox).
         sent = defaultdict(list)
         for message in messages:

@@ -8,11 +8,14 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from alertflow.choices import Channel, Priority
+
+from . import transitions
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +112,44 @@ class MessageQuerySet(models.QuerySet):
         (`Message.ENTERED_FROM`), setting `fields` too; return how many moved.
 
         The others change nothing. With `expected` (how many the caller meant to move), the
-        shortfall is counted in the log.
+        shortfall is counted in the log. The listeners of `notifications.transitions` are told
+        which rows moved, inside the same transaction (their writes commit with the move).
         """
-        moved = self.filter(status__in=Message.ENTERED_FROM[status]).update(status=status, **fields)
+        movable = self.filter(status__in=Message.ENTERED_FROM[status])
+        if not transitions.listening():
+            moved = movable.update(status=status, **fields)
+        else:
+            with transaction.atomic(using=movable.db, savepoint=False):
+                rows = movable.update_returning(status=status, **fields)
+                transitions.moved(status, rows)
+            moved = len(rows)
         if expected is not None:
             log_unmatched(status, expected, moved)
         return moved
+
+    def update_returning(self, **values) -> list[transitions.Moved]:
+        """`update(**values)` in one `UPDATE ... RETURNING` statement (PostgreSQL, SQLite 3.35+):
+        the updated rows as `transitions.Moved`, without a second query to read them back."""
+        query = self.query.chain(UpdateQuery)
+        query.add_update_values(values)
+        # As QuerySet.update does: annotations would only end up in a pk__in subquery.
+        query.annotations = {}
+        compiler = query.get_compiler(self.db)
+        sql, params = compiler.as_sql()
+        if not sql:
+            return []
+        table = self.model._meta.db_table
+        columns = [self.model._meta.get_field(name).get_col(table) for name in transitions.COLUMNS]
+        quote = compiler.connection.ops.quote_name
+        # Unqualified: SQLite's RETURNING takes no table name, and there is no join to confuse.
+        sql += " RETURNING " + ", ".join(quote(col.target.column) for col in columns)
+        with compiler.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        converters = compiler.get_converters(columns)
+        if converters:
+            rows = compiler.apply_converters(rows, converters)
+        return [transitions.Moved(*row) for row in rows]
 
 
 class Message(models.Model):
