@@ -113,10 +113,11 @@ def claim(message_ids: list) -> Lease:
         )
         rows = cursor.fetchall()
         status_at = transitions.COLUMNS.index("status")
-        expired = [row for row in rows if row[status_at] == Message.Status.EXPIRED]
-        if expired and transitions.listening():
-            # Expired by this statement: listeners hear of it in its transaction, like a move.
-            transitions.moved(Message.Status.EXPIRED, returned(expired))
+        if rows and transitions.listening():
+            # Claimed (`sending`) or expired by this statement: listeners hear of both in its
+            # transaction, as of a move.
+            for status in (Message.Status.SENDING, Message.Status.EXPIRED):
+                transitions.moved(status, returned([row for row in rows if row[status_at] == status]))
     claimed = [id_field.to_python(row[0]) for row in rows if row[status_at] == Message.Status.SENDING]
     if len(claimed) < len(rows):
         logger.info("Expired %d message(s) at claim: past their expires_at", len(rows) - len(claimed))

@@ -84,7 +84,8 @@ def test_the_claim_tells_of_what_it_expired_and_the_record_of_what_it_settled(ad
 
     lease = state.claim([email.pk, sms.pk])
 
-    [(status, [row])] = heard
+    [(claim_status, [claimed_row]), (status, [row])] = heard
+    assert (claim_status, claimed_row.id) == ("sending", email.id)
     assert (status, row.id, row.reason, row.channel) == ("expired", sms.id, state.EXPIRED_IN_QUEUE, "sms")
     assert row.updated is not None and row.tenant_id == sms.tenant_id
 
