@@ -14,12 +14,12 @@ api_v1 = [
     path("health", HealthView.as_view(), name="health"),
     path("health/live", HealthView.as_view(), name="live"),  # the name some clients probe
     path("health/ready", ReadyView.as_view(), name="ready"),
+    path("", include("notifications.compat.urls")),  # first: see its docstring
     path("", include("tenants.urls")),
     path("", include("preferences.urls")),
     path("", include("delivery.urls")),
     path("", include("templates_app.urls")),
     path("", include("notifications.urls")),
-    path("", include("notifications.compat.urls")),
 ]
 
 # The operator's console links its dashboard from the index (notifications/dashboard.py).

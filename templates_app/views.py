@@ -8,7 +8,7 @@ from alertflow.choices import Role
 from alertflow.errors import ApiError
 from alertflow.views import TenantViewSet
 
-from . import services
+from . import hooks, services
 from .models import Template
 from .serializers import (
     RenderResultSerializer,
@@ -53,6 +53,9 @@ class TemplateViewSet(TenantViewSet, mixins.ListModelMixin):
 
     @extend_schema(request=TemplateCreateSerializer, responses={201: TemplateDetailSerializer})
     def create(self, request):
+        adapted = hooks.adapted(self, request)  # another system's template body (hooks.py)
+        if adapted is not None:
+            return adapted
         serializer = TemplateCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         version = services.create_template(self.tenant, created_by=actor(request), **serializer.validated_data)
@@ -68,6 +71,9 @@ class TemplateViewSet(TenantViewSet, mixins.ListModelMixin):
         parameters=[LOCALE_PARAM], request=TemplateUpdateSerializer, responses={200: TemplateDetailSerializer}
     )
     def update(self, request, code=None):
+        adapted = hooks.adapted(self, request, code)
+        if adapted is not None:
+            return adapted
         template = self.get_object()
         serializer = TemplateUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -20,9 +20,15 @@ ALERTFLOW_MARKERS = frozenset(
 ALERTFLOW = "alertflow"
 HNG = "hng"
 
+# Template bodies (POST /api/v1/templates, PUT /api/v1/templates/{code}): AlertFlow's own have
+# `code`, `locale`, `channels`; HNG's (seed 002) have these.
+HNG_TEMPLATE_MARKERS = frozenset({"template_code", "subject", "body", "language"})
+
 
 def refuse_unknown_fields(body: dict, allowed, why: str = "unknown field") -> None:
     """A 400 naming every field of `body` outside `allowed`: a typo must not pass silently."""
+    if not isinstance(body, dict):
+        return  # not an object: the adapter's serializer refuses it with its own message
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         raise ApiError(
@@ -46,3 +52,12 @@ def dialect_of(body) -> str:
     mixed = ALERTFLOW_MARKERS.intersection(body)
     refuse_unknown_fields(body, HNG_FIELDS, "an AlertFlow field in an HNG request" if mixed else "unknown field")
     return HNG
+
+
+def template_dialect_of(body) -> str:
+    """Which system's template body this is: one with any of `template_code`, `subject`, `body`,
+    `language` is HNG's (each adapter then refuses fields it does not know); anything else is
+    AlertFlow's own, validated as before."""
+    if isinstance(body, dict) and HNG_TEMPLATE_MARKERS.intersection(body):
+        return HNG
+    return ALERTFLOW
