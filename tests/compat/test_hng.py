@@ -6,27 +6,11 @@ from rest_framework.test import APIClient
 from alertflow.choices import Role
 from delivery import pipeline
 from notifications.models import Message, Notification
+from tests.compat.hng_readme import SEND, USER_ID
 from tests.factories import RecipientFactory, api_key
 from tests.pipeline.conftest import add_provider, smtp_config
 
 pytestmark = pytest.mark.django_db
-
-USER_ID = "123e4567-e89b-12d3-a456-426614174000"
-
-# "3. Send a Notification", as written in the README.
-SEND = {
-    "notification_type": "email",
-    "user_id": "123e4567-e89b-12d3-a456-426614174000",
-    "template_code": "welcome_email",
-    "variables": {
-        "name": "John Doe",
-        "company_name": "Acme Inc",
-        "verification_link": "https://example.com/verify/abc123",
-    },
-    "request_id": "req_unique_12345",
-    "priority": 5,
-    "metadata": {"campaign_id": "welcome_campaign_2025"},
-}
 
 # "2. Create a Template": its subject and body, stored as an AlertFlow email template.
 WELCOME = {

@@ -7,12 +7,11 @@ from alertflow.choices import Role
 from delivery import pipeline
 from notifications.models import Message
 from templates_app.models import Template
+from tests.compat.hng_readme import SEND, USER_ID
 from tests.factories import RecipientFactory, api_key
 from tests.pipeline.conftest import add_provider, smtp_config
 
 pytestmark = pytest.mark.django_db
-
-USER_ID = "123e4567-e89b-12d3-a456-426614174000"
 
 # "2. Create a Template", as written in the README.
 CREATE = {
@@ -23,21 +22,6 @@ CREATE = {
     "body": '<html><body><h1>Hello {{name}}</h1><p>Welcome to {{company_name}}! Click <a href="{{verification_link}}">'
     "here</a> to verify your email.</p><p>Thanks,<br>The {{company_name}} Team</p></body></html>",
     "language": "en",
-}
-
-# "3. Send a Notification", as written.
-SEND = {
-    "notification_type": "email",
-    "user_id": "123e4567-e89b-12d3-a456-426614174000",
-    "template_code": "welcome_email",
-    "variables": {
-        "name": "John Doe",
-        "company_name": "Acme Inc",
-        "verification_link": "https://example.com/verify/abc123",
-    },
-    "request_id": "req_unique_12345",
-    "priority": 5,
-    "metadata": {"campaign_id": "welcome_campaign_2025"},
 }
 
 
