@@ -187,14 +187,7 @@ def test_smtp_config_defaults_the_port_from_the_tls_mode():
 
 
 def esp(fake, kind, **config):
-    secrets = {
-        "sendgrid": {"api_key": "SG.test"},
-        "mailgun": {"api_key": "key-test", "sender_domain": "mg.example.com"},
-        "postmark": {"server_token": "pm-token"},
-        "amazon_ses": {"access_key_id": "AKIDTEST", "secret_access_key": "secret", "region": "eu-west-1"},
-    }[kind]
-    config = {**secrets, "from_email": "alerts@example.com", "api_url": fake.api_url(kind), **config}
-    return provider_class("email", kind)(config)
+    return provider_class("email", kind)({**fake.config(kind), **config})
 
 
 def test_sendgrid_sends_through_anymail_and_answers_its_message_id(sendgrid_fake):

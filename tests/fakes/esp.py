@@ -7,13 +7,26 @@ import uuid
 
 from .http import HttpFake, Recorded, Reply
 
+# Credentials the fake takes for each kind: a provider config is these, a `from_email` and
+# `api_url` (`EspFake.config`).
+CREDENTIALS = {
+    "sendgrid": {"api_key": "SG.test"},
+    "mailgun": {"api_key": "key-test", "sender_domain": "mg.example.com"},
+    "postmark": {"server_token": "pm-token"},
+    "amazon_ses": {"access_key_id": "AKIDTEST", "secret_access_key": "secret", "region": "eu-west-1"},
+}
+
 
 class EspFake(HttpFake):
-    """`api_url(kind)` gives the base URL to put in a provider's config."""
+    """`api_url(kind)` gives the base URL to put in a provider's config; `config(kind)` a whole
+    provider config that sends to this fake."""
 
     def api_url(self, kind: str) -> str:
         return {"sendgrid": f"{self.url}/v3", "mailgun": f"{self.url}/v3", "postmark": self.url,
                 "amazon_ses": self.url}[kind]  # fmt: skip
+
+    def config(self, kind: str, from_email: str = "alerts@example.com") -> dict:
+        return {**CREDENTIALS[kind], "from_email": from_email, "api_url": self.api_url(kind)}
 
     def route(self, request: Recorded) -> Reply:
         if request.path == "/v3/mail/send":
