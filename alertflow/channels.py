@@ -61,6 +61,9 @@ class Channel:
     uses_devices: ClassVar[bool] = False
     # False for a channel AlertFlow delivers itself (no tenant provider, no failover, no breaker).
     needs_provider: ClassVar[bool] = True
+    # True for a channel whose messages carry a one-click unsubscribe link (email's
+    # List-Unsubscribe, RFC 8058): the send pipeline then hands each message its link.
+    one_click_unsubscribe: ClassVar[bool] = False
 
     @property
     def queue(self) -> str:
@@ -92,6 +95,7 @@ class Email(Channel):
     required_content = (("subject",), ("html", "text"))
     escaped_fields = frozenset({"html"})
     contact_field = "email"
+    one_click_unsubscribe = True
 
 
 class Sms(Channel):

@@ -121,6 +121,8 @@ class JsonErrorMiddleware:
     that no route takes) and an exception outside DRF with its HTML debug page, not with
     handler404/handler500: API clients and the seed-compatible routes must get JSON either way.
     The exception itself is still logged by Django before this sees the response.
+    A view that answers people with an HTML page of its own, errors included (the one-click
+    unsubscribe page, preferences/pages.py), marks the response `is_page = True`.
     """
 
     def __init__(self, get_response):
@@ -129,6 +131,8 @@ class JsonErrorMiddleware:
     def __call__(self, request):
         response = self.get_response(request)
         if response.status_code < 400 or response.get("Content-Type", "").startswith("application/json"):
+            return response
+        if getattr(response, "is_page", False):
             return response
         if request.path.startswith((reverse("admin:index"), settings.STATIC_URL)):
             return response

@@ -8,6 +8,7 @@ from delivery.receipt_views import provider_receipts
 from notifications.compat.alertora import AlertoraPreferencesView
 from notifications.dashboard import dashboard
 from notifications.views import AlertoraNotifyView
+from preferences.pages import unsubscribe
 from tenants.views import RegisterView
 
 api_v1 = [
@@ -33,6 +34,9 @@ urlpatterns = [
     path("preferences", AlertoraPreferencesView.as_view(), name="alertora-preferences"),
     # Provider receipts (delivery status callbacks, ESP tracking webhooks): signed by the provider.
     path("webhooks/providers/<uuid:provider_id>/receipts", provider_receipts, name="provider-receipts"),
+    # One-click unsubscribe (RFC 8058): the URL in every non-critical email's List-Unsubscribe.
+    # Short, because it sits in a mail header and a person may read it.
+    path("u/<str:token>", unsubscribe, name="unsubscribe"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/dashboard/", admin.site.admin_view(dashboard), name="admin-dashboard"),

@@ -20,6 +20,7 @@ from alertflow.channels import CHANNELS, Channel
 from alertflow.outbound import AddressNotAllowed
 from notifications.models import DeliveryAttempt, Message
 from preferences.models import Device
+from preferences.unsubscribe import unsubscribe_url
 from templates_app.rendering import build_context, render_channel
 
 from . import guards
@@ -160,7 +161,15 @@ def outgoing_for(message: Message, channel: Channel, devices: list) -> list[Outg
     if destinations:
         message.to = channel.address(recipient, bool(devices))
     return [
-        Outgoing(message_id=str(message.id), to=d.to, content=message.rendered, platform=d.platform)
+        Outgoing(
+            message_id=str(message.id),
+            to=d.to,
+            content=message.rendered,
+            platform=d.platform,
+            unsubscribe_url=unsubscribe_url(recipient, message.notification.category, d.to)
+            if channel.one_click_unsubscribe
+            else "",
+        )
         for d in destinations
     ]
 

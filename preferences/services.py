@@ -165,6 +165,42 @@ def set_preferences(recipient: Recipient, validated: dict) -> dict:
     return get_preferences(recipient)
 
 
+@transaction.atomic
+def opt_out(recipient: Recipient, category: Category | None, channel: str, *, source: str) -> bool:
+    """Turn `channel` off for the recipient's `category` (None: the channel switch itself, which
+    governs mail sent without a category); return whether anything changed (False: it was off).
+
+    The one-click unsubscribe link's write (`preferences.pages`), through the same document
+    `decide` reads, so the next send is suppressed as `category_opted_out` (or
+    `channel_opted_out`). Idempotent, and safe against a concurrent PUT of the preferences: the
+    row is locked while its JSON is changed. `source` names the writer for `signals.opted_out`.
+    Raises ValueError for an unknown channel or a category of another tenant.
+    """
+    if channel not in CHANNELS:
+        raise ValueError(f"Unknown channel {channel!r}")
+    if category is not None and category.tenant_id != recipient.tenant_id:
+        raise ValueError("The category belongs to another tenant")
+    preference, _ = Preference.objects.select_for_update().get_or_create(
+        recipient=recipient, defaults={"channels": dict.fromkeys(CHANNELS, True)}
+    )
+    if category is None:
+        if preference.channels.get(channel, True) is False:
+            return False
+        preference.channels = {**dict.fromkeys(CHANNELS, True), **preference.channels, channel: False}
+        preference.save(update_fields=["channels", "updated"])
+    else:
+        current = preference.categories.get(category.key) or {}
+        if current.get(channel) is False:
+            return False
+        preference.categories = {**preference.categories, category.key: {**current, channel: False}}
+        preference.save(update_fields=["categories", "updated"])
+    invalidate_preferences(recipient.tenant_id, recipient.pk)
+    from .signals import opted_out  # signals imports this module
+
+    opted_out.send(sender=Recipient, recipient=recipient, category=category, channel=channel, source=source)
+    return True
+
+
 def cache_key(tenant_id, recipient_id) -> str:
     return f"prefs:v1:{tenant_id}:{recipient_id}"
 

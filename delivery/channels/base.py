@@ -141,6 +141,9 @@ class Outgoing:
     content: dict  # rendered: the channel's content fields (email {subject, html, text}; sms {text}...)
     platform: str = ""  # push only: fcm | apns | webpush
     sender: str = ""  # optional from override
+    # The one-click unsubscribe URL for this message (email: `List-Unsubscribe`), "" for none:
+    # a critical category's mail, or a deployment without ALERTFLOW_PUBLIC_URL.
+    unsubscribe_url: str = ""
 
 
 @dataclass(frozen=True)

@@ -102,13 +102,16 @@ class EmailProvider(Provider):
         domain = parseaddr(from_email)[1].rpartition("@")[2] or "alertflow.invalid"
         subject = str(self.content(out, "subject"))
         text, html = str(self.content(out, "text")), str(self.content(out, "html"))
+        # An explicit domain: Django's default asks the resolver for this host's FQDN.
+        headers = {"Message-ID": make_msgid(domain=domain), HEADER_MESSAGE_ID: out.message_id}
+        if out.unsubscribe_url:
+            # RFC 2369 names the URL; RFC 8058's second header says a POST to it unsubscribes
+            # with no further step, which is what Gmail's and Yahoo's unsubscribe button sends
+            # (both require it of bulk senders). https only: no mailbox reads mailto unsubscribes.
+            headers["List-Unsubscribe"] = f"<{out.unsubscribe_url}>"
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message = EmailMultiAlternatives(
-            subject=subject,
-            body=text or html,
-            from_email=from_email,
-            to=[out.to],
-            # An explicit domain: Django's default asks the resolver for this host's FQDN.
-            headers={"Message-ID": make_msgid(domain=domain), HEADER_MESSAGE_ID: out.message_id},
+            subject=subject, body=text or html, from_email=from_email, to=[out.to], headers=headers
         )
         if text and html:
             message.attach_alternative(html, "text/html")
