@@ -35,7 +35,7 @@ COPY . .
 # later layer's environment, and nothing is signed with it. var/ is the one place the app
 # writes (local provider sinks), so the user owns it; the static files in it stay root's.
 RUN SECRET_KEY=collectstatic-build-only DEBUG=0 python manage.py collectstatic --noinput \
-    && chown alertflow:alertflow var
+    && mkdir -p var/prometheus && chown alertflow:alertflow var var/prometheus
 
 USER alertflow
 EXPOSE 8000 8001

@@ -7,6 +7,7 @@ from django.core.handlers.wsgi import LimitedStream
 from django.http import JsonResponse
 from django.urls import reverse
 
+from . import metrics
 from .errors import ApiError, error_response, status_error
 from .input_limits import check_request
 from .logging import request_id_var
@@ -31,6 +32,28 @@ class RequestIdMiddleware:
         response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response
+
+
+class RequestMetricsMiddleware:
+    """Count every answered request by URL pattern, method and status (the accept error rate of
+    the README's alerts). After RequestIdMiddleware, so it sees the final status of errors too."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        route = match.route if match is not None and match.route else "unmatched"
+        # A DRF router's patterns are regexes (`api/v1/notifications/?$`): label the path part.
+        route = route.removeprefix("^").removesuffix("$").removesuffix("/?")
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        metrics.HTTP_REQUESTS.labels(route, method, str(response.status_code)).inc()
+        return response
+
+
+# Anything else a client sends is one label value, not one each.
+KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
 def body_is_chunked(transfer_encoding: str) -> bool:

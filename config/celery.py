@@ -10,6 +10,8 @@ import os
 from celery import Celery
 from kombu import Queue
 
+# Connects the signals that carry the request id into tasks (and clean a dead pool process's metrics).
+from alertflow import task_context  # noqa: F401
 from alertflow.queues import ALL_QUEUES, DEFAULT_QUEUE, PRIORITY_LEVELS, PRIORITY_SEPARATOR, PRIORITY_STEPS
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")

@@ -25,3 +25,11 @@ def pre_request(worker, req):
         declared = 0  # gunicorn itself refuses a malformed Content-Length
     if body_is_chunked(headers.get("TRANSFER-ENCODING", "")) or over_body_limit(declared):
         req.force_close()
+
+
+def child_exit(server, worker):
+    """A worker is gone: its live gauges (websocket connections are counted by the ws process,
+    but any `livesum` gauge a web worker sets) must stop counting in /metrics. Its counters stay."""
+    from alertflow.multiproc import mark_process_dead
+
+    mark_process_dead(worker.pid)

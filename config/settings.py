@@ -88,6 +88,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "alertflow.middleware.RequestIdMiddleware",
+    "alertflow.middleware.RequestMetricsMiddleware",
     "alertflow.middleware.JsonErrorMiddleware",
     "alertflow.middleware.BodySizeLimitMiddleware",
     "alertflow.middleware.RequestInputMiddleware",
@@ -333,6 +334,9 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Logging: JSON lines with the request id --------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# `GET /metrics` answers only a scraper sending `Authorization: Bearer <this>`; unset, the
+# endpoint does not exist (404). Metrics name queues, providers and volumes: not for tenants.
+ALERTFLOW_METRICS_TOKEN = env_str("ALERTFLOW_METRICS_TOKEN", "")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from alertflow.health import HealthView, ReadyView
+from alertflow.metrics import metrics_view
 from delivery.demo import inbox_demo
 from delivery.receipt_views import provider_receipts
 from notifications.compat.alertora import AlertoraPreferencesView
@@ -37,6 +38,8 @@ urlpatterns = [
     # One-click unsubscribe (RFC 8058): the URL in every non-critical email's List-Unsubscribe.
     # Short, because it sits in a mail header and a person may read it.
     path("u/<str:token>", unsubscribe, name="unsubscribe"),
+    # Prometheus, for a scraper holding ALERTFLOW_METRICS_TOKEN (alertflow/metrics.py).
+    path("metrics", metrics_view, name="metrics"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/dashboard/", admin.site.admin_view(dashboard), name="admin-dashboard"),

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from alertflow import input_limits
+from alertflow import input_limits, metrics
 from alertflow.errors import ApiError
 
 from . import inbox
@@ -53,6 +53,7 @@ def credentials(query_string: bytes) -> dict:
 class InboxConsumer(AsyncWebsocketConsumer):
     recipient = None
     group = ""
+    counted = False
 
     async def connect(self):
         reader = await database_sync_to_async(reader_from_credentials)(**credentials(self.scope["query_string"]))
@@ -63,12 +64,17 @@ class InboxConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         self.recipient = reader.recipient
+        metrics.WEBSOCKETS.inc()
+        self.counted = True
         self.group = inbox.group_name(self.recipient.tenant_id, self.recipient.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         counted = await database_sync_to_async(inbox.counts)(self.recipient.pk)
         await self.send_json({"type": "unread_count", **counted})
 
     async def disconnect(self, code):
+        if self.counted:
+            metrics.WEBSOCKETS.dec()
+            self.counted = False
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 

@@ -16,6 +16,7 @@ from billiard.exceptions import SoftTimeLimitExceeded, Terminated
 from django.conf import settings
 from django.utils import timezone
 
+from alertflow import metrics
 from alertflow.channels import CHANNELS, Channel
 from alertflow.outbound import AddressNotAllowed
 from notifications.models import DeliveryAttempt, Message
@@ -212,7 +213,9 @@ def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec
         except (ProviderError, AddressNotAllowed) as raised:
             exc = pool.get(spec).failure(raised)
             kind = DeliveryAttempt.Outcome.PERMANENT if exc.permanent else DeliveryAttempt.Outcome.TRANSIENT
-            outcome.attempts.append(attempt(message, spec, started, clock, kind, error=str(exc)))
+            outcome.attempts.append(
+                attempt(message, spec, started, clock, kind, error=str(exc), fault=(exc.fault, exc.code))
+            )
             outcome.error, outcome.provider = f"{exc.code}: {exc}" if exc.code else str(exc), spec.name
             if exc.deactivate_device:
                 for device in Device.objects.filter(recipient=message.recipient, token=out.to):
@@ -237,7 +240,9 @@ def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec
             # Its type only: the text of an unexpected exception may quote anything (a response
             # body, a credential); the log above has it for whoever fixes the bug.
             error = f"provider_error: {type(exc).__name__}"
-            outcome.attempts.append(attempt(message, spec, started, clock, failed, error=error))
+            outcome.attempts.append(
+                attempt(message, spec, started, clock, failed, error=error, fault=("bug", "provider_error"))
+            )
             outcome.permanent, outcome.error, outcome.provider = True, error, spec.name
             return outcome
         pool.record_success(spec)
@@ -255,13 +260,32 @@ def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec
     return outcome
 
 
-def attempt(message, spec, started, clock, outcome, *, error="", provider_message_id="") -> DeliveryAttempt:
+def attempt(
+    message, spec, started, clock, outcome, *, error="", provider_message_id="", fault: tuple = ()
+) -> DeliveryAttempt:
+    """The attempt row of one provider call, which is also measured and logged here: the log line
+    carries the request id of the send (alertflow/task_context.py) and never the address, the
+    content or the provider's error text (which may quote either): `fault` is (whose fault, code)."""
+    seconds = time.monotonic() - clock
+    metrics.PROVIDER_CALLS.labels(spec.kind, outcome).observe(seconds)
+    if fault:
+        metrics.PROVIDER_ERRORS.labels(spec.kind, fault[0]).inc()
+    logger.info(
+        "provider_call: message %s channel %s provider %s (%s) %s in %d ms%s",
+        message.id,
+        message.channel,
+        spec.kind,
+        spec.id,
+        outcome,
+        seconds * 1000,
+        f" ({fault[0]} fault: {fault[1] or 'unclassified'})" if fault else "",
+    )
     return DeliveryAttempt(
         message=message,
         provider=spec.name,
         outcome=outcome,
         started=started,
-        duration_ms=int((time.monotonic() - clock) * 1000),
+        duration_ms=int(seconds * 1000),
         error=error[:2000],
         provider_message_id=provider_message_id,
     )

@@ -7,8 +7,13 @@ class NotificationsConfig(AppConfig):
 
     def ready(self):
         # templates_app may not import the seed adapters: they register with its hook instead.
+        from alertflow.metrics import register_scrape_collector
         from templates_app.hooks import register_body_adapter
 
+        from . import stats, transitions
         from .compat.templates import adapt_template_body
 
         register_body_adapter(adapt_template_body)
+        # Due-but-unsent messages on every scrape; every status write counted.
+        register_scrape_collector(stats.collect_due_unsent)
+        transitions.listen(stats.moved)

@@ -27,7 +27,7 @@ from templates_app.services import resolve_version
 from tenants import usage
 from tenants.models import Tenant
 
-from . import campaigns, queue
+from . import campaigns, queue, stats
 from .expiry import expires_in_for
 from .models import Message, Notification
 from .progress import summarise
@@ -81,6 +81,7 @@ def accept(tenant: Tenant, payload: dict) -> Accepted:
             notification.response = body
             notification.save(force_insert=True)
             Message.objects.bulk_create(messages)
+            stats.written(messages)
             queue.enqueue_on_commit(messages)
     except IntegrityError:
         # A concurrent request with the same key committed first: answer what it answered.
@@ -382,6 +383,7 @@ def write_chunk(notification: Notification, audience: "Audience") -> Chunk | Non
         if campaign:
             campaigns.pace(notification, messages, now)
     Message.objects.bulk_create(messages)
+    stats.written(messages)
     notification.fanned_out, notification.progressed = cursor, now
     notification.save(update_fields=["fanned_out", "progressed"])
     queue.enqueue_on_commit(messages)

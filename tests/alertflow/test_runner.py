@@ -12,10 +12,12 @@ from alertflow.management.commands.run import (
     base_url,
     child_environment,
     describe_exit,
+    metrics_directory,
     process_commands,
     read_addresses,
     redis_server_command,
     redis_socket_url,
+    reset_metrics_directory,
 )
 from alertflow.queues import ALL_QUEUES
 
@@ -206,3 +208,22 @@ def test_web_ws_and_redis_dying_stops_everything():
     from alertflow.management.commands.run import may_restart
 
     assert not any(may_restart(name, [], 0.0) for name in ("web", "ws", "redis"))
+
+
+def test_metrics_directory_is_under_var_unless_the_environment_names_one(tmp_path):
+    assert metrics_directory({}, tmp_path) == (tmp_path / "prometheus").resolve()
+    assert metrics_directory({"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")}, tmp_path) == (tmp_path / "m")
+
+
+def test_a_run_starts_with_no_samples_of_the_last_one(tmp_path):
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    (directory / "counter_host-12.db").write_bytes(b"old")
+    (directory / "gauge_livesum_host-12.db").write_bytes(b"old")
+    (directory / "notes.txt").write_text("kept")
+
+    reset_metrics_directory(directory)
+    reset_metrics_directory(tmp_path / "new")  # made when missing
+
+    assert sorted(p.name for p in directory.iterdir()) == ["notes.txt"]
+    assert (tmp_path / "new").is_dir()

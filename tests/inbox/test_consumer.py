@@ -188,3 +188,26 @@ def test_sockets_on_two_ws_processes_both_receive(admin, ada):
     assert (local_frame["type"], local_frame["id"]) == ("message", item_id)
     assert (remote_frame["type"], remote_frame["id"], remote_frame["title"]) == ("message", item_id, "Both")
     assert refused == 4401  # the other process refuses forged tokens the same way
+
+
+def test_open_sockets_are_counted_and_uncounted(ada):
+    from prometheus_client import REGISTRY
+
+    def open_sockets() -> float:
+        return REGISTRY.get_sample_value("alertflow_websocket_connections") or 0.0
+
+    before = open_sockets()
+
+    async def scenario():
+        first, second = await connected(token_query(ada)), await connected(token_query(ada))
+        refused = await refused_with("token=rt_garbage")  # never counted
+        during = open_sockets()
+        await first.disconnect()
+        after_one = open_sockets()
+        await second.disconnect()
+        return refused, during, after_one
+
+    refused, during, after_one = async_to_sync(scenario)()
+
+    assert refused == 4401
+    assert (during, after_one, open_sockets()) == (before + 2, before + 1, before)

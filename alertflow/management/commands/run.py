@@ -27,6 +27,7 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from alertflow.multiproc import MULTIPROC_ENV
 from alertflow.queues import ALL_QUEUES
 
 DEFAULT_HOST = "127.0.0.1"
@@ -112,6 +113,20 @@ def child_environment(environ: Mapping[str, str], addresses: Addresses, redis_ur
     # a process that is killed.
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def metrics_directory(environ: Mapping[str, str], var_dir: Path) -> Path:
+    """Where every child writes its Prometheus samples (alertflow/multiproc.py): the
+    environment's PROMETHEUS_MULTIPROC_DIR, else var/prometheus/."""
+    return Path(environ.get(MULTIPROC_ENV) or var_dir / "prometheus").resolve()
+
+
+def reset_metrics_directory(path: Path) -> None:
+    """Start from no samples: files a previous run left would be summed into this run's
+    counters, and its live gauges (websocket connections) would never go down."""
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
 
 
 def redis_socket_url(var_dir: Path) -> str:
@@ -330,6 +345,9 @@ class Command(BaseCommand):
         try:
             redis_url = self.start_redis(var_dir) if is_unset(environ, "REDIS_URL") else None
             env = child_environment(environ, addresses, redis_url)
+            metrics_dir = metrics_directory(environ, var_dir)
+            reset_metrics_directory(metrics_dir)
+            env[MULTIPROC_ENV] = str(metrics_dir)
             for step in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
                 if self.stop_signal:
                     return
