@@ -1,4 +1,6 @@
 import pytest
+import redis
+from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
@@ -22,6 +24,15 @@ def resolver(monkeypatch) -> FakeResolver:
     fake = FakeResolver()
     monkeypatch.setattr(outbound, "_resolve", fake.resolve)
     return fake
+
+
+@pytest.fixture
+def broker():
+    """The test's Redis database as the broker's lists, empty before and after."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
 
 
 def client_with_key(secret: str) -> APIClient:

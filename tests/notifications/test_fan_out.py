@@ -2,8 +2,6 @@ import base64
 import json
 
 import pytest
-import redis
-from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from notifications import services, tasks
@@ -133,14 +131,6 @@ def test_a_recipient_listed_twice_gets_one_message(admin, tenant):
     services.fan_out(notification_id)
 
     assert sorted(Message.objects.values_list("recipient__external_id", flat=True)) == ["u1", "u2"]
-
-
-@pytest.fixture
-def broker():
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 def published_steps(broker) -> list:

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import kombu.pools
 import pytest
-import redis
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.utils import timezone
@@ -22,14 +21,6 @@ from .conftest import CONTENT, accept, add_provider, smtp_config
 
 # Also run on SQLite, the database of `make run` (make test's second pass).
 pytestmark = pytest.mark.sqlite
-
-
-@pytest.fixture
-def broker():
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 @pytest.fixture

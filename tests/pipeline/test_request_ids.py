@@ -6,7 +6,6 @@ import json
 import logging
 
 import pytest
-import redis
 from django.conf import settings
 
 from alertflow.logging import RequestIdFilter, request_id_var
@@ -17,14 +16,6 @@ from notifications.models import Message
 from .conftest import CONTENT, add_provider, smtp_config
 
 REQUEST_ID = "req-4711-trace"
-
-
-@pytest.fixture
-def broker():
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 @pytest.fixture
