@@ -8,6 +8,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
+from django.core.exceptions import EmptyResultSet
 from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.sql import UpdateQuery
@@ -135,7 +136,12 @@ class MessageQuerySet(models.QuerySet):
         # As QuerySet.update does: annotations would only end up in a pk__in subquery.
         query.annotations = {}
         compiler = query.get_compiler(self.db)
-        sql, params = compiler.as_sql()
+        try:
+            sql, params = compiler.as_sql()
+        except EmptyResultSet:
+            # A WHERE that cannot match (`pk__in=[]`, `none()`): `update()` answers 0 for it
+            # (SQLCompiler.execute_sql catches this), so must this.
+            return []
         if not sql:
             return []
         table = self.model._meta.db_table

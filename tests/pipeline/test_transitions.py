@@ -112,3 +112,11 @@ def test_the_listener_runs_in_the_writers_transaction(admin, ada):
         transitions.forget(listener)
 
     assert inside == [True]
+
+
+def test_a_move_of_no_rows_with_a_listener_moves_nothing_like_without_one(heard):
+    """An empty id list or `none()` is an UPDATE that cannot match: 0, as `update()` answers."""
+    assert Message.objects.filter(pk__in=[]).move("cancelled") == 0
+    assert Message.objects.none().move("cancelled", expected=0) == 0
+
+    assert heard == []
