@@ -14,6 +14,12 @@ class NotificationsConfig(AppConfig):
         from .compat.templates import adapt_template_body
 
         register_body_adapter(adapt_template_body)
+        # An unsubscribe also withdraws what was planned before it and has not left yet.
+        from preferences.signals import opted_out
+
+        from .lifecycle import withdraw_opted_out
+
+        opted_out.connect(withdraw_opted_out, dispatch_uid="notifications.withdraw_opted_out")
         # Due-but-unsent messages on every scrape; every status write counted.
         register_scrape_collector(stats.collect_due_unsent)
         transitions.listen(stats.moved)

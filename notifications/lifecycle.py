@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from alertflow.errors import ApiError
-from preferences.services import cached_preferences_many, decide
+from preferences.services import Outcome, cached_preferences, cached_preferences_many, decide
 
 from . import queue
 from .models import Message, Notification
@@ -118,3 +118,36 @@ def replay(messages) -> int:
             message.status = Message.Status.QUEUED
         queue.enqueue_on_commit(chosen)
     return len(chosen)
+
+
+def withdraw_opted_out(sender, recipient, channel: str, **kwargs) -> int:
+    """`preferences.signals.opted_out` receiver (notifications/apps.py): the recipient's messages
+    on `channel` that still wait to be sent (scheduled, queued, retrying) and that their
+    preferences now block are cancelled, with the preference's reason; returns how many.
+
+    Preferences are otherwise decided at accept (DESIGN section 3), but an unsubscribe must stop
+    what is already planned too: a campaign message scheduled for the recipient's morning, or
+    one deferred by quiet hours, would otherwise arrive after the person asked for no more.
+    Runs inside the opt-out's transaction. A message a worker has claimed meanwhile is left to
+    go (the move is forward-only); critical mail is never blocked, so never withdrawn.
+    """
+    waiting = list(
+        Message.objects.filter(
+            recipient=recipient, channel=channel, status__in=Message.ENTERED_FROM[Message.Status.CANCELLED]
+        ).select_related("notification__category")
+    )
+    if not waiting:
+        return 0
+    entry = cached_preferences(recipient)
+    blocked = defaultdict(list)
+    for message in waiting:
+        decision = decide(recipient, message.notification.category, channel, entry=entry)
+        if decision.outcome == Outcome.BLOCKED:
+            blocked[decision.reason].append(message.pk)
+    now = timezone.now()
+    return sum(
+        Message.objects.filter(pk__in=ids).move(
+            Message.Status.CANCELLED, expected=len(ids), reason=reason, next_attempt=None, updated=now
+        )
+        for reason, ids in blocked.items()
+    )

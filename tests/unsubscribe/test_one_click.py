@@ -8,11 +8,13 @@ import email.policy
 import json
 import logging
 import re
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
 from django.core import signing
 from django.test import Client
+from django.utils import timezone
 
 from delivery import pipeline
 from notifications.models import Message
@@ -397,3 +399,35 @@ def test_a_link_naming_a_recipient_under_another_tenant_finds_nothing(ada, promo
 
     assert one_click(path).status_code == 404
     assert not Preference.objects.filter(recipient=ada).exists()
+
+
+# --- What was planned before the unsubscribe ------------------------------------------------------
+
+
+def plan_for_later(client, category, channels=("email",)) -> list[Message]:
+    body = {"recipient": "ada", "channels": list(channels), "content": CONTENT, "data": {"code": "1"},
+            "category": category, "send_at": (timezone.now() + timedelta(hours=3)).isoformat()}  # fmt: skip
+    response = client.post("/api/v1/notifications", body, format="json")
+    assert response.status_code == 202, response.content
+    return list(Message.objects.filter(notification_id=response.json()["id"]).order_by("channel"))
+
+
+def test_an_unsubscribe_withdraws_that_categorys_email_still_waiting_to_be_sent(
+    admin, ada, promo, news, security, smtp_provider, smtp_server
+):
+    send(admin, "promo")
+    path = link_path(smtp_server.messages[0].message["List-Unsubscribe"])
+    promo_email, promo_sms = plan_for_later(admin, "promo", channels=("email", "sms"))
+    [news_email] = plan_for_later(admin, "news")
+    [security_email] = plan_for_later(admin, "security")
+    assert promo_email.status == "scheduled"
+
+    assert one_click(path).status_code == 200
+
+    def status(message):
+        return Message.objects.values_list("status", "reason").get(pk=message.pk)
+
+    assert status(promo_email) == ("cancelled", "category_opted_out")
+    assert status(promo_sms) == ("scheduled", "")
+    assert status(news_email) == ("scheduled", "")
+    assert status(security_email) == ("scheduled", "")
