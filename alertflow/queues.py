@@ -9,7 +9,9 @@ from .channels import CHANNELS
 
 DEFAULT_QUEUE = "default"
 CHANNEL_QUEUES = {channel.name: channel.queue for channel in CHANNELS.values()}
-ALL_QUEUES = [DEFAULT_QUEUE, *dict.fromkeys(CHANNEL_QUEUES.values())]
+# Tenant webhooks out: slow or dead tenant endpoints must never hold back a channel's sends.
+WEBHOOK_QUEUE = "webhooks"
+ALL_QUEUES = [DEFAULT_QUEUE, *dict.fromkeys(CHANNEL_QUEUES.values()), WEBHOOK_QUEUE]
 
 # On the Redis transport 0 is the highest priority (the opposite of RabbitMQ), and each step is
 # its own Redis list: one step per level we use, popped in this order (DESIGN section 7).
@@ -27,3 +29,5 @@ SEND_BATCH_TASK = "delivery.send_batch"
 FAN_OUT_TASK = "notifications.fan_out"
 # Beat's trigger for a campaign (django-celery-beat PeriodicTask rows name it).
 CAMPAIGN_TASK = "notifications.run_campaign"
+# Beat's due-webhook poller, on WEBHOOK_QUEUE (delivery/webhooks/relay.py).
+RELAY_WEBHOOKS_TASK = "delivery.relay_webhooks"

@@ -11,6 +11,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from alertflow.queues import RELAY_WEBHOOKS_TASK, WEBHOOK_QUEUE
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("ALERTFLOW_VAR_DIR", BASE_DIR / "var"))
 
@@ -321,6 +323,21 @@ ALERTFLOW_RATE_LIMIT_MAX_WAIT_SECONDS = float(env_str("ALERTFLOW_RATE_LIMIT_MAX_
 # How often beat runs the sweeper (the due-message poller runs every second).
 ALERTFLOW_SWEEP_INTERVAL_SECONDS = env_int("ALERTFLOW_SWEEP_INTERVAL_SECONDS", 30)
 
+# Tenant webhooks out (delivery/webhooks): each POST's timeout; how long a relay holds a claimed
+# delivery before another may take it (a killed relay's delivery is due again after it); the
+# backoff (five times longer each try, from BASE to MAX, +-25 % jitter) and the tries per delivery
+# (the defaults: 8 tries over about 14 hours); an endpoint is disabled when that many deliveries
+# in a row used all their tries, or when every attempt failed for that many seconds.
+ALERTFLOW_WEBHOOK_TIMEOUT_SECONDS = env_int("ALERTFLOW_WEBHOOK_TIMEOUT_SECONDS", 5)
+ALERTFLOW_WEBHOOK_LEASE_SECONDS = env_int("ALERTFLOW_WEBHOOK_LEASE_SECONDS", 60)
+ALERTFLOW_WEBHOOK_RETRY_BASE_SECONDS = env_int("ALERTFLOW_WEBHOOK_RETRY_BASE_SECONDS", 10)
+ALERTFLOW_WEBHOOK_RETRY_MAX_SECONDS = env_int("ALERTFLOW_WEBHOOK_RETRY_MAX_SECONDS", 6 * 3600)
+ALERTFLOW_WEBHOOK_MAX_ATTEMPTS = env_int("ALERTFLOW_WEBHOOK_MAX_ATTEMPTS", 8)
+ALERTFLOW_WEBHOOK_DISABLE_AFTER_FAILED_DELIVERIES = env_int("ALERTFLOW_WEBHOOK_DISABLE_AFTER_FAILED_DELIVERIES", 5)
+ALERTFLOW_WEBHOOK_DISABLE_AFTER_SECONDS = env_int("ALERTFLOW_WEBHOOK_DISABLE_AFTER_SECONDS", 3 * 24 * 3600)
+if ALERTFLOW_WEBHOOK_LEASE_SECONDS <= ALERTFLOW_WEBHOOK_TIMEOUT_SECONDS * 2:
+    raise ImproperlyConfigured("ALERTFLOW_WEBHOOK_LEASE_SECONDS must be more than twice the webhook timeout")
+
 # Beat's periodic work. django-celery-beat's database scheduler stores these rows at start-up,
 # next to the cron campaigns operators add in the admin.
 CELERY_BEAT_SCHEDULE = {
@@ -329,6 +346,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "delivery.sweep_stale",
         "schedule": float(ALERTFLOW_SWEEP_INTERVAL_SECONDS),
         "options": {"expires": ALERTFLOW_SWEEP_INTERVAL_SECONDS},
+    },
+    "relay-webhooks": {
+        "task": RELAY_WEBHOOKS_TASK,
+        "schedule": 1.0,
+        "options": {"expires": 5, "queue": WEBHOOK_QUEUE},
     },
 }
 

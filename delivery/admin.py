@@ -3,7 +3,8 @@ from django.contrib import admin
 from alertflow.admin import OperatorAdmin
 
 from . import crypto
-from .models import InboxItem, InboxSecret, Provider
+from .models import InboxItem, InboxSecret, Provider, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from .webhooks import relay
 
 
 @admin.register(Provider)
@@ -94,4 +95,90 @@ class InboxItemAdmin(OperatorAdmin):
     readonly_fields = ["message", "tenant", "recipient", "created"]
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(OperatorAdmin):
+    """The signing secrets never reach the page (they are encrypted, and not a field here)."""
+
+    list_display = ["url", "tenant", "enabled", "disabled_reason", "failed_deliveries", "failing_since", "created"]
+    list_filter = ["enabled", "tenant"]
+    list_select_related = ["tenant"]
+    search_fields = ["url", "description", "tenant__name"]
+    fields = [
+        "tenant", "url", "events", "description", "enabled", "disabled_reason", "previous_expires",
+        "failing_since", "failed_deliveries", "created", "updated",
+    ]  # fmt: skip
+    readonly_fields = [
+        "tenant",
+        "url",
+        "events",
+        "previous_expires",
+        "failing_since",
+        "failed_deliveries",
+        "created",
+        "updated",
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(OperatorAdmin):
+    list_display = ["id", "type", "tenant", "created"]
+    list_filter = ["type"]
+    list_select_related = ["tenant"]
+    search_fields = ["=id", "key"]
+    readonly_fields = ["id", "tenant", "type", "key", "payload", "created"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    fields = readonly_fields = ["started", "duration_ms", "status_code", "response", "error"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(OperatorAdmin):
+    list_display = ["id", "event_type", "endpoint", "status", "attempts", "next_attempt", "last_status_code", "created"]
+    list_filter = ["status", "event_type"]
+    list_select_related = ["endpoint"]
+    search_fields = ["=id", "=event__id"]
+    readonly_fields = [
+        "id", "tenant", "event", "endpoint", "event_type", "status", "attempts", "next_attempt", "last_status_code",
+        "created", "updated", "delivered",
+    ]  # fmt: skip
+    inlines = [WebhookAttemptInline]
+    actions = ["replay"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Replay the selected deliveries (same event id, fresh tries)")
+    def replay(self, request, queryset):
+        self.message_user(request, f"Replayed {relay.replayable(queryset)} delivery(ies).")
+
+
+@admin.register(WebhookAttempt)
+class WebhookAttemptAdmin(OperatorAdmin):
+    list_display = ["delivery", "started", "status_code", "duration_ms", "error"]
+    list_select_related = ["delivery"]
+    readonly_fields = ["delivery", "started", "duration_ms", "status_code", "response", "error"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

@@ -170,3 +170,7 @@ class InboxItem(models.Model):
 
     def __str__(self) -> str:
         return f"inbox item {self.message_id} of {self.recipient_id}"
+
+
+# Tenant webhooks live in their own package; importing them here makes them models of this app.
+from .webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent  # noqa: E402, F401

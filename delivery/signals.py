@@ -1,5 +1,5 @@
-"""Make every process reload a tenant's providers whenever one changes or goes; collect the
-ESPs' tracking events for delivery receipts.
+"""Make every process reload a tenant's providers whenever one changes or goes, and its webhook
+subscriptions whenever an endpoint does; collect the ESPs' tracking events for delivery receipts.
 
 Writers bump the tenant's provider version so every process drops its cached list (see
 delivery/providers.py). After commit: a reader that saw the bump before the commit would cache
@@ -12,8 +12,9 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from . import tracking as tracking_events
-from .models import Provider
+from .models import Provider, WebhookEndpoint
 from .providers import invalidate
+from .webhooks import events as webhook_events
 
 
 @receiver(post_save, sender=Provider, dispatch_uid="delivery.provider_saved")
@@ -25,3 +26,10 @@ def provider_changed(sender, instance: Provider, **kwargs) -> None:
 
 # Receipts from the ESPs: anymail's tracking views send their parsed events to this signal.
 tracking.connect(tracking_events.collect, dispatch_uid="delivery.tracking_event")
+
+
+@receiver(post_save, sender=WebhookEndpoint, dispatch_uid="delivery.webhook_endpoint_saved")
+@receiver(post_delete, sender=WebhookEndpoint, dispatch_uid="delivery.webhook_endpoint_deleted")
+def webhook_endpoint_changed(sender, instance: WebhookEndpoint, **kwargs) -> None:
+    """Every process reads the tenant's subscriptions again (delivery/webhooks/events.py)."""
+    webhook_events.invalidate(instance.tenant_id)

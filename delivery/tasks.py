@@ -1,8 +1,9 @@
 from celery import shared_task
 
-from alertflow.queues import SEND_BATCH_TASK, SEND_MESSAGE_TASK
+from alertflow.queues import RELAY_WEBHOOKS_TASK, SEND_BATCH_TASK, SEND_MESSAGE_TASK
 
 from . import pipeline, timers
+from .webhooks import relay
 
 
 @shared_task(name=SEND_MESSAGE_TASK)
@@ -25,3 +26,9 @@ def enqueue_due() -> int:
 @shared_task(name="delivery.sweep_stale")
 def sweep_stale() -> dict:
     return timers.sweep_stale()
+
+
+@shared_task(name=RELAY_WEBHOOKS_TASK)
+def relay_webhooks() -> int:
+    """Beat's due-webhook poller, on the webhooks queue: POST what is due."""
+    return relay.relay_due()

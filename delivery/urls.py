@@ -2,11 +2,13 @@ from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
 from . import inbox, inbox_views, views
+from .webhooks import views as webhook_views
 
 router = SimpleRouter()
 # Both `/providers` and `/providers/` (DRF's constructor takes only a yes/no for the slash).
 router.trailing_slash = "/?"
 router.register("providers", views.ProviderViewSet, basename="provider")
+router.register("webhooks", webhook_views.WebhookEndpointViewSet, basename="webhook")
 
 actions = "|".join(inbox.ACTIONS)
 

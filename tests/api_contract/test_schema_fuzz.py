@@ -95,6 +95,8 @@ def credentials(db, settings) -> dict[str, str]:
     recipient_token = made("/api/v1/recipients/ada/token", {})["token"]
     member = made("/api/v1/members", {"email": "grace@example.com", "role": "member"})
     other_key = made("/api/v1/api-keys", {"name": "spare", "role": "member"})
+    webhook = made("/api/v1/webhooks", {"url": "https://example.com/hooks", "events": ["message.failed"]})
+    webhook_delivery = made(f"/api/v1/webhooks/{webhook['id']}/test", {})
 
     REAL_IDS.clear()
     REAL_IDS.update(
@@ -110,6 +112,8 @@ def credentials(db, settings) -> dict[str, str]:
             "id:members": str(member["id"]),
             "id:api-keys": str(other_key["id"]),
             "message_id": inbox_message,
+            "id:webhooks": str(webhook["id"]),
+            "delivery_id": str(webhook_delivery["id"]),
         }
     )
     # Like Django's test client: the end of a request must not close the test's connection, which

@@ -14,10 +14,12 @@ from .esp import EspFake
 from .fcm import FcmFake
 from .smtp import SmtpFake
 from .twilio import TwilioFake
+from .webhooks import WebhookReceiver
 from .webpush import WebPushFake
 
 __all__ = [
-    "apns_fake", "fcm_fake", "private_networks", "sendgrid_fake", "smtp_server", "twilio_fake", "webpush_fake",
+    "apns_fake", "fcm_fake", "private_networks", "sendgrid_fake", "smtp_server", "twilio_fake", "webhook_receiver",
+    "webpush_fake",
 ]  # fmt: skip
 
 
@@ -71,4 +73,13 @@ def sendgrid_fake(private_networks):
     """SendGrid's send API (and Mailgun's, Postmark's, SES v2's: `fake.api_url(kind)`)."""
     fake = EspFake().start()
     yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def webhook_receiver(private_networks):
+    """A tenant's webhook endpoint on 127.0.0.1."""
+    fake = WebhookReceiver().start()
+    yield fake
+    fake.release()
     fake.stop()

@@ -12,7 +12,8 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Interval
 from alertflow.admin import EstimatedCountPaginator
 from alertflow.broker import priority_lists
 from delivery.inbox_auth import rotate_inbox_secret
-from delivery.models import InboxItem, InboxSecret, Provider
+from delivery.models import InboxItem, InboxSecret, Provider, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from delivery.webhooks import events as webhook_events
 from notifications import campaigns
 from notifications.models import Campaign, CampaignRun, DeliveryAttempt, Message, Notification
 from preferences.models import Preference, Subscription
@@ -30,6 +31,7 @@ from tests.factories import (
 )
 
 SMTP_PASSWORD = "smtp-password-never-shown"
+WEBHOOK_SECRET = "whsec_never-shown"
 
 
 @pytest.fixture
@@ -90,6 +92,11 @@ def world(tenant, superuser):
     )  # fmt: skip
     campaigns.sync_schedule(campaign)
     CampaignRun.objects.create(tenant=tenant, campaign=campaign, notification=notification, slot=timezone.now())
+    hook = WebhookEndpoint(tenant=tenant, url="https://example.com/hooks", events=["webhook.ping"])
+    hook.set_secret(WEBHOOK_SECRET)
+    hook.save()
+    webhook_events.emit(tenant.pk, "webhook.ping", {"endpoint_id": str(hook.pk)}, endpoints=[str(hook.pk)])
+    WebhookAttempt.objects.create(delivery=WebhookDelivery.objects.get(), status_code=500, error="HTTP 500")
     return {"key": key, "secret": secret, "failed": failed, "notification": notification}
 
 
@@ -131,6 +138,12 @@ def test_pages_show_no_secret(console, world):
     page = console.get(admin_url(InboxSecret, "change", inbox_secret.pk)).content.decode()
     assert inbox_secret.secret not in page
     assert inbox_secret.reveal() not in page
+    hook = WebhookEndpoint.objects.get()
+    for page in (
+        console.get(admin_url(WebhookEndpoint, "change", hook.pk)),
+        console.get(admin_url(WebhookEndpoint, "changelist")),
+    ):
+        assert WEBHOOK_SECRET not in page.content.decode() and hook.secrets not in page.content.decode()
 
 
 def test_message_shows_its_attempts_read_only(console, world):

@@ -1,0 +1,237 @@
+"""What becomes a webhook event, written to the outbox in the transaction that caused it.
+
+`on_transition` listens to every message status write (notifications/transitions.py) and runs
+inside its transaction: the event row and its deliveries commit with the status, or not at all.
+It must stay cheap, since it runs for every status write of every tenant: which tenants have
+endpoints subscribed to what is read from the cache (one Redis round trip per write, no
+database query), so a tenant without endpoints costs no query at all.
+
+`emit` writes one event of any type, for the other sources (suppressions, pings).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from notifications.models import Message, Notification
+from notifications.progress import message_counts, summarise
+from notifications.transitions import Moved
+from preferences.models import Recipient
+
+from .models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from .types import MESSAGE_EVENTS, NOTIFICATION_COMPLETED
+
+logger = logging.getLogger(__name__)
+
+# The bound on how long a process may use a tenant's subscriptions after they changed, when the
+# invalidation on commit raced a reload (or Redis missed it).
+CACHE_TTL = 30
+# Statuses a message may still leave on its way out: a notification with one of them is not done.
+UNFINISHED = [Message.Status.SCHEDULED, Message.Status.QUEUED, Message.Status.SENDING, Message.Status.RETRYING]
+# Below this many unfinished messages, the completion check runs again after commit (see
+# `check_completed`).
+RECHECK_BELOW = 8
+
+# {tenant id: [(endpoint id, [event types])]}, only enabled endpoints.
+Subscriptions = dict[str, list[tuple[str, list[str]]]]
+
+
+def _cache_key(tenant_id) -> str:
+    return f"webhooks:subscriptions:{tenant_id}"
+
+
+def subscriptions(tenant_ids: Iterable) -> Subscriptions:
+    """The enabled endpoints of these tenants and the event types each wants, from the cache;
+    the tenants missing from it are read in one query and cached. Redis down: read them all."""
+    keys = {str(tenant_id): _cache_key(tenant_id) for tenant_id in tenant_ids}
+    try:
+        found = cache.get_many(list(keys.values()))
+        reachable = True
+    except Exception:  # Redis errors of any kind: the database answers instead
+        logger.warning("Webhook subscriptions read from the database: the cache is unreachable")
+        found, reachable = {}, False
+    missing = [tenant_id for tenant_id, key in keys.items() if key not in found]
+    if missing:
+        loaded = defaultdict(list)
+        endpoints = WebhookEndpoint.objects.filter(tenant_id__in=missing, enabled=True)
+        for pk, tenant_id, events in endpoints.values_list("pk", "tenant_id", "events"):
+            loaded[str(tenant_id)].append((str(pk), list(events)))
+        fresh = {keys[tenant_id]: loaded.get(tenant_id, []) for tenant_id in missing}
+        if reachable:
+            try:
+                cache.set_many(fresh, CACHE_TTL)
+            except Exception:
+                logger.warning("Could not cache webhook subscriptions")
+        found.update(fresh)
+    return {tenant_id: found[key] for tenant_id, key in keys.items()}
+
+
+def invalidate(tenant_id) -> None:
+    """Drop the tenant's cached subscriptions once the current transaction commits."""
+
+    def drop():
+        try:
+            cache.delete(_cache_key(tenant_id))
+        except Exception:
+            logger.warning("Could not drop the cached webhook subscriptions of %s; stale for %ss", tenant_id, CACHE_TTL)
+
+    transaction.on_commit(drop)
+
+
+def endpoints_for(subs: Subscriptions, tenant_id, event_type: str) -> list[str]:
+    return [pk for pk, events in subs.get(str(tenant_id), ()) if event_type in events]
+
+
+# --- the transition listener ----------------------------------------------------------------------
+
+
+def on_transition(status: str, rows: list[Moved]) -> None:
+    """Write the events these moved messages make, for the tenants that subscribed to them."""
+    event_type = MESSAGE_EVENTS.get(status)
+    may_complete = status not in UNFINISHED
+    if event_type is None and not may_complete:
+        return
+    subs = subscriptions({row.tenant_id for row in rows})
+    if not any(subs.values()):
+        return
+    if event_type is not None:
+        wanted = [row for row in rows if endpoints_for(subs, row.tenant_id, event_type)]
+        if wanted:
+            _message_events(event_type, wanted, subs)
+    if may_complete:
+        notifications = {
+            row.notification_id for row in rows if endpoints_for(subs, row.tenant_id, NOTIFICATION_COMPLETED)
+        }
+        if notifications:
+            check_completed(notifications, subs)
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _message_events(event_type: str, rows: list[Moved], subs: Subscriptions) -> None:
+    external = dict(
+        Recipient.objects.filter(pk__in={row.recipient_id for row in rows}).values_list("pk", "external_id")
+    )
+    _write(
+        [
+            (
+                row.tenant_id,
+                event_type,
+                {
+                    "message_id": str(row.id),
+                    "notification_id": str(row.notification_id),
+                    "recipient": external.get(row.recipient_id),
+                    "channel": row.channel,
+                    "status": row.status,
+                    "reason": row.reason,
+                    "timestamps": {
+                        "updated": _iso(row.updated),
+                        "sent": _iso(row.sent),
+                        "delivered": _iso(row.delivered),
+                        "read": _iso(row.read),
+                        "failed": _iso(row.failed),
+                    },
+                },
+            )
+            for row in rows
+        ],
+        subs,
+    )
+
+
+def check_completed(notification_ids: set, subs: Subscriptions | None = None, *, recheck: bool = True) -> int:
+    """Write `notification.completed` for those of these notifications whose messages are all
+    final now (once per notification: the event's key is its id). Returns how many it wrote.
+
+    Two workers finishing a notification's last two messages at the same moment each see the
+    other's message unfinished (neither has committed): so when only a few are unfinished, the
+    check runs again after commit, where the later of the two sees both.
+    """
+    written = 0
+    notifications = Notification.objects.filter(pk__in=notification_ids, status=Notification.Status.ACCEPTED)
+    for notification in notifications.only("id", "tenant_id", "status", "send_at", "created"):
+        if subs is None:
+            subs = subscriptions([notification.tenant_id])
+        if not endpoints_for(subs, notification.tenant_id, NOTIFICATION_COMPLETED):
+            continue
+        unfinished = list(
+            Message.objects.filter(notification=notification, status__in=UNFINISHED).values_list("pk", flat=True)[
+                :RECHECK_BELOW
+            ]
+        )
+        if unfinished:
+            if recheck and len(unfinished) < RECHECK_BELOW:
+                transaction.on_commit(lambda pk=notification.pk: _recheck(pk))
+            continue
+        counts = message_counts([notification.pk]).get(notification.pk, {})
+        data = {"notification_id": str(notification.pk), "status": summarise(notification, counts), "counts": counts}
+        written += _write([(notification.tenant_id, NOTIFICATION_COMPLETED, data)], subs, key=str(notification.pk))
+    return written
+
+
+def _recheck(notification_id) -> None:
+    try:
+        with transaction.atomic():
+            check_completed({notification_id}, recheck=False)
+    except Exception:  # after the caller's commit: its work is done, whatever happens here
+        logger.exception("Could not check whether notification %s completed", notification_id)
+
+
+# --- writing --------------------------------------------------------------------------------------
+
+
+def emit(tenant_id, event_type: str, data: dict, *, key: str = "", endpoints: list[str] | None = None) -> int:
+    """Write one event for the tenant's endpoints subscribed to `event_type` (or for `endpoints`),
+    in the caller's transaction; returns how many deliveries it made (0: nobody wants it)."""
+    if endpoints is None:
+        endpoints = endpoints_for(subscriptions([tenant_id]), tenant_id, event_type)
+    if not endpoints:
+        return 0
+    return _write([(tenant_id, event_type, data)], {str(tenant_id): [(pk, [event_type]) for pk in endpoints]}, key=key)
+
+
+def _write(events: list[tuple], subs: Subscriptions, *, key: str = "") -> int:
+    """Insert events and one pending delivery per subscribed endpoint; returns the deliveries."""
+    now = timezone.now()
+    rows, deliveries = [], []
+    for tenant_id, event_type, data in events:
+        endpoints = endpoints_for(subs, tenant_id, event_type)
+        if not endpoints:
+            continue
+        event = WebhookEvent(tenant_id=tenant_id, type=event_type, key=key, created=now)
+        event.payload = {"id": str(event.id), "type": event_type, "created": now.isoformat(), "data": data}
+        rows.append(event)
+        deliveries += [
+            WebhookDelivery(
+                tenant_id=tenant_id,
+                event=event,
+                endpoint_id=pk,
+                event_type=event_type,
+                next_attempt=now,
+                created=now,
+                updated=now,
+            )
+            for pk in endpoints
+        ]
+    if not rows:
+        return 0
+    if key:
+        # Once per key: a second writer's insert fails on the constraint, and only its savepoint
+        # is undone (not the status change it is part of).
+        try:
+            with transaction.atomic():
+                WebhookEvent.objects.bulk_create(rows)
+        except IntegrityError:
+            return 0
+    else:
+        WebhookEvent.objects.bulk_create(rows)
+    WebhookDelivery.objects.bulk_create(deliveries)
+    return len(deliveries)

@@ -1,0 +1,175 @@
+"""Events are written to the outbox in the transaction of the status change that caused them,
+for the tenants whose endpoints want them, and cost no query for the others."""
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from delivery import state
+from delivery.webhooks import events
+from delivery.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from notifications.models import Message
+
+from .conftest import accept, subscribe
+
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
+
+
+def test_no_endpoint_means_no_event_and_no_query_per_move(admin, ada, django_assert_num_queries):
+    first, second = accept(admin, ["email", "sms"])
+    Message.objects.filter(pk=first.pk).move("cancelled")  # reads (and caches) "no endpoints"
+
+    with django_assert_num_queries(1):  # the UPDATE ... RETURNING, nothing else
+        Message.objects.filter(pk=second.pk).move("cancelled")
+
+    assert Message.objects.filter(status="cancelled").count() == 2
+    assert not WebhookEvent.objects.exists()
+
+
+def test_a_receipt_writes_the_event_with_ids_and_statuses_never_content(admin, ada, tenant, endpoint):
+    endpoint_row, _secret = endpoint
+    [sms] = accept(admin, ["sms"])
+    Message.objects.filter(pk=sms.pk).update(status="sent", provider_message_id="SM1")
+    now = timezone.now()
+
+    Message.objects.filter(pk=sms.pk).move("delivered", delivered=now, updated=now)
+
+    # Its only message is final too: the endpoint, subscribed to everything, gets that as well.
+    assert WebhookEvent.objects.filter(type="notification.completed").count() == 1
+    [event] = WebhookEvent.objects.filter(type="message.delivered")
+    assert event.type == "message.delivered" and event.tenant_id == tenant.pk
+    assert event.payload == {
+        "id": str(event.id),
+        "type": "message.delivered",
+        "created": event.created.isoformat(),
+        "data": {
+            "message_id": str(sms.id),
+            "notification_id": str(sms.notification_id),
+            "recipient": "ada",
+            "channel": "sms",
+            "status": "delivered",
+            "reason": "",
+            "timestamps": {"updated": now.isoformat(), "sent": None, "delivered": now.isoformat(), "read": None,
+                           "failed": None},
+        },
+    }  # fmt: skip
+    [delivery] = WebhookDelivery.objects.filter(event=event)
+    assert (delivery.endpoint_id, delivery.status, delivery.event_type) == (endpoint_row.pk, "pending", event.type)
+    assert "4711" not in str(event.payload)  # the rendered code of CONTENT never leaves
+
+
+def test_a_status_change_rolled_back_leaves_no_event(admin, ada, endpoint):
+    [sms] = accept(admin, ["sms"])
+    Message.objects.filter(pk=sms.pk).update(status="sent")
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Message.objects.filter(pk=sms.pk).move("delivered")
+        # Written with the status, inside its transaction (and the notification's completion).
+        assert WebhookEvent.objects.count() == 2
+        raise RuntimeError("the request failed after the move")
+
+    assert Message.objects.get(pk=sms.pk).status == "sent"
+    assert not WebhookEvent.objects.exists() and not WebhookDelivery.objects.exists()
+
+
+def test_only_the_subscribed_types_and_tenants_get_events(admin, ada, outsider, webhook_receiver):
+    subscribe(admin, webhook_receiver.endpoint, ["message.failed"])
+    subscribe(outsider, webhook_receiver.endpoint, ["message.delivered"])
+    email, sms = accept(admin, ["email", "sms"])
+    Message.objects.filter(pk__in=[email.pk, sms.pk]).update(status="sent")
+
+    Message.objects.filter(pk=email.pk).move("delivered")  # nobody of this tenant wants it
+    Message.objects.filter(pk=sms.pk).move("failed", reason="twilio_30003")
+
+    [event] = WebhookEvent.objects.all()
+    assert (event.type, event.payload["data"]["reason"]) == ("message.failed", "twilio_30003")
+
+
+def test_the_batch_record_and_the_claim_write_sent_and_expired(admin, ada, endpoint):
+    email, sms = accept(admin, ["email", "sms"])
+    Message.objects.filter(pk=sms.pk).update(expires_at=timezone.now())
+
+    lease = state.claim([email.pk, sms.pk])
+    [claimed] = Message.objects.filter(pk__in=lease.ids)
+    state.settle(claimed, state.Outcome(sent=True, provider="smtp", provider_message_id="m1"))
+    state.record([claimed], [], lease)
+
+    assert sorted(WebhookEvent.objects.values_list("type", "payload__data__channel")) == [
+        ("message.expired", "sms"),
+        ("message.sent", "email"),
+        ("notification.completed", None),
+    ]
+
+
+def test_notification_completed_is_written_once_when_the_last_message_is_final(admin, ada, endpoint):
+    email, sms = accept(admin, ["email", "sms"])
+    Message.objects.filter(pk__in=[email.pk, sms.pk]).update(status="sending")
+
+    Message.objects.filter(pk=email.pk).move("sent")
+    assert not WebhookEvent.objects.filter(type="notification.completed").exists()
+    Message.objects.filter(pk=sms.pk).move("failed", reason="permanent_failure")
+    Message.objects.filter(pk=email.pk).move("delivered")  # final to final: not completed again
+
+    [completed] = WebhookEvent.objects.filter(type="notification.completed")
+    assert completed.payload["data"] == {
+        "notification_id": str(email.notification_id),
+        "status": "partially_failed",
+        "counts": {"sent": 1, "failed": 1},
+    }
+
+
+def test_two_workers_finishing_together_still_complete_the_notification(
+    admin, ada, endpoint, django_capture_on_commit_callbacks
+):
+    email, sms = accept(admin, ["email", "sms"])
+    # What each of two concurrent transactions sees: the other's message still sending.
+    Message.objects.filter(pk__in=[email.pk, sms.pk]).update(status="sending")
+    with django_capture_on_commit_callbacks() as after_commit:
+        Message.objects.filter(pk=email.pk).move("sent")
+    Message.objects.filter(pk=sms.pk).update(status="sent")  # the other commits, unseen by the first check
+
+    assert not WebhookEvent.objects.filter(type="notification.completed").exists()
+    for callback in after_commit:
+        callback()
+    assert WebhookEvent.objects.filter(type="notification.completed").count() == 1
+
+
+def test_a_new_endpoint_gets_events_once_its_creation_commits(
+    admin, ada, webhook_receiver, django_capture_on_commit_callbacks
+):
+    email, sms = accept(admin, ["email", "sms"])
+    Message.objects.filter(pk=email.pk).move("cancelled")  # caches "no endpoints"
+    with django_capture_on_commit_callbacks(execute=True):
+        subscribe(admin, webhook_receiver.endpoint, ["message.failed"])
+    Message.objects.filter(pk=sms.pk).update(status="sending")
+
+    Message.objects.filter(pk=sms.pk).move("failed")
+
+    assert WebhookEvent.objects.filter(type="message.failed").count() == 1
+
+
+def test_a_disabled_endpoint_gets_no_new_events(admin, ada, endpoint, django_capture_on_commit_callbacks):
+    endpoint_row, _secret = endpoint
+    with django_capture_on_commit_callbacks(execute=True):
+        admin.patch(f"/api/v1/webhooks/{endpoint_row.pk}", {"enabled": False}, format="json")
+    [sms] = accept(admin, ["sms"])
+    Message.objects.filter(pk=sms.pk).update(status="sent")
+
+    Message.objects.filter(pk=sms.pk).move("delivered")
+
+    assert not WebhookEvent.objects.exists()
+    assert WebhookEndpoint.objects.get(pk=endpoint_row.pk).disabled_reason == ""
+
+
+def test_the_subscriptions_come_from_the_database_when_redis_is_down(admin, ada, endpoint, monkeypatch):
+    def down(*args, **kwargs):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(events.cache, "get_many", down)
+    monkeypatch.setattr(events.cache, "set_many", down)
+    [sms] = accept(admin, ["sms"])
+    Message.objects.filter(pk=sms.pk).update(status="sent")
+
+    Message.objects.filter(pk=sms.pk).move("delivered")
+
+    assert WebhookEvent.objects.filter(type="message.delivered").count() == 1
