@@ -67,7 +67,7 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
         return super().update(endpoint, validated_data)
 
 
-class RotateSecretSerializer(serializers.Serializer):
+class WebhookRotateSecretSerializer(serializers.Serializer):
     overlap_seconds = serializers.IntegerField(
         min_value=0,
         max_value=int(MAX_OVERLAP.total_seconds()),
@@ -76,7 +76,7 @@ class RotateSecretSerializer(serializers.Serializer):
     )
 
 
-class RotatedSecretSerializer(serializers.Serializer):
+class WebhookRotatedSecretSerializer(serializers.Serializer):
     secret = serializers.CharField(help_text="The new signing secret, shown this once.")
     previous_secret_expires = serializers.DateTimeField(allow_null=True)
 
@@ -101,12 +101,12 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DeliveryFilterSerializer(serializers.Serializer):
+class WebhookDeliveryFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=WebhookDelivery.Status.choices, required=False)
     event_type = serializers.ChoiceField(choices=EVENT_TYPES, required=False)
 
 
-class ReplaySerializer(serializers.Serializer):
+class WebhookReplaySerializer(serializers.Serializer):
     status = serializers.ChoiceField(
         choices=[WebhookDelivery.Status.FAILED, WebhookDelivery.Status.DELIVERED],
         default=WebhookDelivery.Status.FAILED,
@@ -116,5 +116,5 @@ class ReplaySerializer(serializers.Serializer):
     event_type = serializers.ChoiceField(choices=EVENT_TYPES, required=False)
 
 
-class ReplayedSerializer(serializers.Serializer):
+class WebhookReplayedSerializer(serializers.Serializer):
     replayed = serializers.IntegerField(help_text="Deliveries made due again now.")

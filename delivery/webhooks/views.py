@@ -16,13 +16,13 @@ from alertflow.views import TenantViewSet
 from . import events, relay
 from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .serializers import (
-    DeliveryFilterSerializer,
-    ReplayedSerializer,
-    ReplaySerializer,
-    RotatedSecretSerializer,
-    RotateSecretSerializer,
+    WebhookDeliveryFilterSerializer,
     WebhookDeliverySerializer,
     WebhookEndpointSerializer,
+    WebhookReplayedSerializer,
+    WebhookReplaySerializer,
+    WebhookRotatedSecretSerializer,
+    WebhookRotateSecretSerializer,
 )
 from .types import PING
 
@@ -59,11 +59,11 @@ class WebhookEndpointViewSet(
                 {"disabled_reason": endpoint.disabled_reason},
             )
 
-    @extend_schema(request=RotateSecretSerializer, responses={200: RotatedSecretSerializer})
+    @extend_schema(request=WebhookRotateSecretSerializer, responses={200: WebhookRotatedSecretSerializer})
     @action(detail=True, methods=["post"], url_path="rotate-secret")
     def rotate_secret(self, request, pk=None):
         """Make a new signing secret; the previous one also signs for `overlap_seconds` (default a day)."""
-        body = RotateSecretSerializer(data=request.data)
+        body = WebhookRotateSecretSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         with transaction.atomic():
             endpoint = get_object_or_404(self.get_queryset().select_for_update(), pk=self.get_object().pk)
@@ -79,14 +79,14 @@ class WebhookEndpointViewSet(
         )
 
     @extend_schema(
-        parameters=[DeliveryFilterSerializer],
+        parameters=[WebhookDeliveryFilterSerializer],
         responses={200: WebhookDeliverySerializer(many=True)},
     )
     @action(detail=True, methods=["get"])
     def deliveries(self, request, pk=None):
         """The endpoint's deliveries, newest first, each with every attempt (`?status=`, `?event_type=`)."""
         endpoint = self.get_object()
-        filters = DeliveryFilterSerializer(data=request.query_params)
+        filters = WebhookDeliveryFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         deliveries = self.endpoint_deliveries(endpoint).filter(**filters.validated_data)
         page = self.paginate_queryset(deliveries)
@@ -109,13 +109,13 @@ class WebhookEndpointViewSet(
         relay.replayable(WebhookDelivery.objects.filter(pk=delivery.pk))
         return Response(WebhookDeliverySerializer(deliveries.get(pk=delivery.pk)).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=ReplaySerializer, responses={202: ReplayedSerializer})
+    @extend_schema(request=WebhookReplaySerializer, responses={202: WebhookReplayedSerializer})
     @action(detail=True, methods=["post"], url_path="replay")
     def replay_matching(self, request, pk=None):
         """Send again every delivery of the endpoint in `status` (default `failed`), created `since`."""
         endpoint = self.get_object()
         self.disabled_conflict(endpoint)
-        body = ReplaySerializer(data=request.data)
+        body = WebhookReplaySerializer(data=request.data)
         body.is_valid(raise_exception=True)
         filters = {"status": body.validated_data["status"]}
         if "since" in body.validated_data:
