@@ -29,6 +29,8 @@ admin.site.index_template = "admin/alertflow_index.html"
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),
+    # Where the Kafka notification service (shared/seeds/003) answered its health check.
+    path("health", HealthView.as_view(), name="root-health"),
     # The original Alertora API, for its clients: same behaviour as the v1 endpoints.
     path("register", RegisterView.as_view(), name="alertora-register"),
     path("notify", AlertoraNotifyView.as_view(), name="alertora-notify"),

@@ -6,13 +6,13 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self):
-        # templates_app may not import the seed adapters: they register with its hook instead.
         from alertflow.metrics import register_scrape_collector
         from templates_app.hooks import register_body_adapter
 
         from . import stats, transitions
-        from .compat.templates import adapt_template_body
+        from .compat.shared import adapt_template_body
 
+        # templates_app may not import the seed adapters: they register with its hook instead.
         register_body_adapter(adapt_template_body)
         # An unsubscribe also withdraws what was planned before it and has not left yet.
         from preferences.signals import opted_out

@@ -16,7 +16,7 @@ from alertflow.errors import ApiError
 from alertflow.views import TenantScopedMixin, TenantViewSet
 
 from . import campaigns, compat, lifecycle, services
-from .compat import alertora, hng
+from .compat import alertora, hng, kafka
 from .models import Campaign, CampaignRun, Message, Notification
 from .progress import message_counts
 from .serializers import (
@@ -115,17 +115,20 @@ class NotificationViewSet(TenantViewSet, mixins.ListModelMixin, mixins.RetrieveM
     @extend_schema(
         request=PolymorphicProxySerializer(
             component_name="NotificationSend",
-            serializers=[SendSerializer, hng.HngNotificationSerializer],
+            serializers=[SendSerializer, hng.HngNotificationSerializer, kafka.KafkaNotificationSerializer],
             resource_type_field_name=None,
         ),
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
         responses={202: dict},
     )
     def create(self, request):
-        """AlertFlow's send; an HNG-style body (see `compat.dialect_of`) is answered in HNG's words."""
-        if compat.dialect_of(request.data) == compat.HNG:
-            envelope, replayed = hng.send(self.tenant, request.data)
-            return self._accepted(envelope, replayed)
+        """AlertFlow's send; an HNG or Kafka-service body (see `compat.dialect_of`) goes through
+        its adapter, and an HNG one is answered in HNG's words."""
+        dialect = compat.dialect_of(request.data)
+        if dialect != compat.ALERTFLOW:
+            adapter = hng if dialect == compat.HNG else kafka
+            body, replayed = adapter.send(self.tenant, request.data)
+            return self._accepted(body, replayed)
         payload = dict(request.data) if isinstance(request.data, dict) else request.data
         header_key = request.headers.get("Idempotency-Key")
         if header_key:

@@ -17,7 +17,6 @@ writes the next version; `POST /api/v1/templates/render` renders the email (else
 import uuid
 from datetime import timedelta
 
-from django.core.validators import RegexValidator
 from django.db.models import Count
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -28,19 +27,16 @@ from rest_framework.views import APIView
 from alertflow.choices import Priority, Role
 from alertflow.errors import ApiError
 from alertflow.views import TenantScopedMixin
-from preferences import services as preference_services
-from preferences.models import Recipient
-from preferences.serializers import PreferencesSerializer
 from templates_app import services as template_services
 from templates_app.models import TemplateVersion
-from templates_app.serializers import CODE_PATTERN, LocaleField
+from templates_app.serializers import LocaleField
 from tenants.models import Tenant
 from tenants.usage import usage_report
 
 from .. import services
 from ..models import Message, Notification
 from ..serializers import SendSerializer
-from . import refuse_unknown_fields
+from . import refuse_unknown_fields, template_code_field
 
 ID_PREFIX = "notif_"
 
@@ -141,54 +137,23 @@ class HngPreferencesSerializer(serializers.Serializer):
     push = serializers.BooleanField(required=False)
 
 
-def preferences_envelope(document: dict, message: str) -> dict:
+def preference_data(document: dict) -> dict:
+    """What an HNG client reads: its two channel switches."""
     channels = document["channels"]
-    return {"success": True, "data": {"email": channels["email"], "push": channels["push"]}, "message": message}
+    return {"email": channels["email"], "push": channels["push"]}
 
 
-class HngUserPreferencesView(TenantScopedMixin, APIView):
-    """`GET/PUT /api/v1/users/{id}/preferences`: HNG's `{"email", "push"}` switches are the
-    recipient's email and push channel preferences; the rest of the document is kept."""
-
-    write_role = Role.ADMIN
-    extra_error_statuses = {"get": {404}, "put": {404}}
-
-    def recipient(self, user_id: str) -> Recipient:
-        recipient = Recipient.objects.filter(tenant=self.tenant, external_id=user_id).first()
-        if recipient is None:
-            raise ApiError(404, "not_found", "No such resource.")
-        return recipient
-
-    @extend_schema(responses={200: dict})
-    def get(self, request, user_id):
-        document = preference_services.get_preferences(self.recipient(user_id))
-        return Response(preferences_envelope(document, "Preferences retrieved successfully"))
-
-    @extend_schema(request=HngPreferencesSerializer, responses={200: dict})
-    def put(self, request, user_id):
-        recipient = self.recipient(user_id)
-        body = HngPreferencesSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        refuse_unknown_fields(request.data, body.fields)
-        document = preference_services.get_preferences(recipient)
-        document["channels"].update(body.validated_data)
-        preferences = PreferencesSerializer(data=document, context={"tenant": self.tenant})
-        preferences.is_valid(raise_exception=True)
-        updated = preference_services.set_preferences(recipient, preferences.validated_data)
-        return Response(preferences_envelope(updated, "Preferences updated successfully"))
+def preference_changes(body: dict) -> dict:
+    """The channel switches an HNG `PUT` sets; raises a 400 naming a bad or unknown field."""
+    serializer = HngPreferencesSerializer(data=body)
+    serializer.is_valid(raise_exception=True)
+    refuse_unknown_fields(body, serializer.fields)
+    return dict(serializer.validated_data)
 
 
 # --- templates ------------------------------------------------------------------------------
 
 TEMPLATE_FIELDS = frozenset({"template_code", "name", "description", "subject", "body", "language"})
-
-
-def template_code_field(**kwargs) -> serializers.CharField:
-    return serializers.CharField(
-        max_length=64,
-        validators=[RegexValidator(CODE_PATTERN, "Letters, digits, '_', '.', '-' (1-64).")],
-        **kwargs,
-    )
 
 
 def hng_content(subject: str, body: str) -> dict:

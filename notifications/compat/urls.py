@@ -5,11 +5,11 @@ Included before AlertFlow's own app routes: `templates/render` must win over `te
 
 from django.urls import path
 
-from .hng import HngMetricsView, HngUserPreferencesView
-from .templates import TemplatesRenderView
+from .hng import HngMetricsView
+from .shared import TemplatesRenderView, UserPreferencesView
 
 urlpatterns = [
-    path("users/<str:user_id>/preferences", HngUserPreferencesView.as_view(), name="hng-user-preferences"),
+    path("users/<str:user_id>/preferences", UserPreferencesView.as_view(), name="user-preferences"),
     path("templates/render", TemplatesRenderView.as_view(), name="hng-template-render"),
     path("metrics", HngMetricsView.as_view(), name="hng-metrics"),
 ]
