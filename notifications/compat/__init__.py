@@ -54,6 +54,15 @@ def refuse_unknown_fields(body: dict, allowed, why: str = "unknown field") -> No
         )
 
 
+def validated(serializer_class, body, allowed=None) -> dict:
+    """`body` checked by a seed's serializer, after refusing fields outside `allowed` (default:
+    the serializer's own); raises the 400 naming the field."""
+    serializer = serializer_class(data=body)
+    refuse_unknown_fields(body, serializer.fields if allowed is None else allowed)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 def dialect_of(body) -> str:
     """Which system's send a POST /api/v1/notifications body is.
 

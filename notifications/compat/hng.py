@@ -36,7 +36,7 @@ from tenants.usage import usage_report
 from .. import services
 from ..models import Message, Notification
 from ..serializers import SendSerializer
-from . import refuse_unknown_fields, template_code_field
+from . import template_code_field, validated
 
 ID_PREFIX = "notif_"
 
@@ -145,10 +145,7 @@ def preference_data(document: dict) -> dict:
 
 def preference_changes(body: dict) -> dict:
     """The channel switches an HNG `PUT` sets; raises a 400 naming a bad or unknown field."""
-    serializer = HngPreferencesSerializer(data=body)
-    serializer.is_valid(raise_exception=True)
-    refuse_unknown_fields(body, serializer.fields)
-    return dict(serializer.validated_data)
+    return dict(validated(HngPreferencesSerializer, body))
 
 
 # --- templates ------------------------------------------------------------------------------
@@ -225,10 +222,7 @@ def template_envelope(version: TemplateVersion, message: str) -> dict:
 
 def create_template(tenant: Tenant, body: dict, created_by: str) -> dict:
     """HNG's `POST /api/v1/templates`: version 1 of (template_code, language)."""
-    refuse_unknown_fields(body, TEMPLATE_FIELDS)
-    serializer = HngTemplateSerializer(data=body)
-    serializer.is_valid(raise_exception=True)
-    fields = serializer.validated_data
+    fields = validated(HngTemplateSerializer, body, TEMPLATE_FIELDS)
     version = template_services.create_template(
         tenant,
         code=fields["template_code"],
@@ -245,10 +239,7 @@ def update_template(templates, code: str, body: dict, default_locale: str, creat
     """HNG's `PUT /api/v1/templates/{code}`: the next version of the template in `language`
     (else `?locale=`), with what the body names changed and the rest carried over.
     `templates` is the caller's tenant-scoped queryset of live templates."""
-    refuse_unknown_fields(body, TEMPLATE_FIELDS)
-    serializer = HngTemplateUpdateSerializer(data=body)
-    serializer.is_valid(raise_exception=True)
-    fields = serializer.validated_data
+    fields = validated(HngTemplateUpdateSerializer, body, TEMPLATE_FIELDS)
     if fields.get("template_code", code) != code:
         raise ApiError(
             400,
@@ -298,10 +289,7 @@ class HngRenderView(TenantScopedMixin, APIView):
 
     @extend_schema(request=HngRenderSerializer, responses={200: dict}, operation_id="hng_templates_render")
     def post(self, request):
-        refuse_unknown_fields(request.data, HngRenderSerializer().fields)
-        serializer = HngRenderSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        fields = serializer.validated_data
+        fields = validated(HngRenderSerializer, request.data)
         version = template_services.resolve_version(
             self.tenant, fields["template_code"], fields.get("language"), fields.get("version")
         )

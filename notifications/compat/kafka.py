@@ -16,7 +16,7 @@ from tenants.models import Tenant
 
 from .. import services
 from ..serializers import SendSerializer
-from . import refuse_unknown_fields, template_code_field
+from . import template_code_field, validated
 
 # The channels the Kafka service sends on; AlertFlow's in-app inbox is not one of them.
 CHANNELS = ["push", "sms", "email"]
@@ -48,8 +48,6 @@ def send(tenant: Tenant, body: dict) -> tuple[dict, bool]:
 
 # --- preferences ----------------------------------------------------------------------------
 
-PREFERENCE_FIELDS = frozenset({"user_id", "channels"})
-
 
 class KafkaPreferencesSerializer(serializers.Serializer):
     user_id = serializers.CharField(max_length=255, required=False)
@@ -63,10 +61,7 @@ def preference_fields(recipient: Recipient, document: dict) -> dict:
 
 def preference_changes(recipient: Recipient, body: dict) -> dict:
     """The channel switches a Kafka `PUT` sets; raises ValidationError naming a bad field."""
-    refuse_unknown_fields(body, PREFERENCE_FIELDS)
-    serializer = KafkaPreferencesSerializer(data=body)
-    serializer.is_valid(raise_exception=True)
-    fields = serializer.validated_data
+    fields = validated(KafkaPreferencesSerializer, body)
     if fields.get("user_id", recipient.external_id) != recipient.external_id:
         raise serializers.ValidationError({"user_id": ["Must be the user in the path."]})
     return fields["channels"]
@@ -122,10 +117,7 @@ class KafkaTemplateAnswerSerializer(serializers.Serializer):
 
 def create_template(tenant: Tenant, body: dict, created_by: str) -> dict:
     """The Kafka service's `POST /api/v1/templates`: template `template_id`, version 1."""
-    refuse_unknown_fields(body, TEMPLATE_FIELDS)
-    serializer = KafkaTemplateSerializer(data=body)
-    serializer.is_valid(raise_exception=True)
-    fields = serializer.validated_data
+    fields = validated(KafkaTemplateSerializer, body, TEMPLATE_FIELDS)
     version = template_services.create_template(
         tenant,
         code=fields["template_id"],
