@@ -235,6 +235,7 @@ SPECTACULAR_SETTINGS = {
         "ProviderChannelEnum": "delivery.models.PROVIDER_CHANNELS",
         "MessageStatusEnum": "notifications.models.Message.Status",
         "NotificationStatusEnum": "notifications.progress.Summary",
+        "KafkaChannelEnum": "notifications.compat.kafka.CHANNELS",
     },
 }
 
