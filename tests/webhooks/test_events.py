@@ -9,6 +9,7 @@ from delivery import state
 from delivery.webhooks import events
 from delivery.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from notifications.models import Message
+from tests.inbox.conftest import reader_client, send_inapp
 
 from .conftest import accept, subscribe
 
@@ -173,3 +174,21 @@ def test_the_subscriptions_come_from_the_database_when_redis_is_down(admin, ada,
     Message.objects.filter(pk=sms.pk).move("delivered")
 
     assert WebhookEvent.objects.filter(type="message.delivered").count() == 1
+
+
+def test_reading_an_item_in_the_inbox_writes_message_read(admin, ada, webhook_receiver):
+    subscribe(admin, webhook_receiver.endpoint, ["message.read"])
+    message_id = send_inapp(admin)
+
+    response = reader_client(ada).post(f"/api/v1/inbox/{message_id}/read")
+    assert response.status_code == 200
+    reader_client(ada).post(f"/api/v1/inbox/{message_id}/unread")
+    reader_client(ada).post(f"/api/v1/inbox/{message_id}/read")  # read again: the status moved once
+
+    [event] = WebhookEvent.objects.all()
+    assert (event.type, event.payload["data"]["message_id"], event.payload["data"]["channel"]) == (
+        "message.read",
+        message_id,
+        "inapp",
+    )
+    assert event.payload["data"]["timestamps"]["read"] is not None
