@@ -31,3 +31,5 @@ FAN_OUT_TASK = "notifications.fan_out"
 CAMPAIGN_TASK = "notifications.run_campaign"
 # Beat's due-webhook poller, on WEBHOOK_QUEUE (delivery/webhooks/relay.py).
 RELAY_WEBHOOKS_TASK = "delivery.relay_webhooks"
+# Beat's hourly retention prune of old webhook events, on WEBHOOK_QUEUE.
+PRUNE_WEBHOOKS_TASK = "delivery.prune_webhooks"

@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from alertflow.queues import RELAY_WEBHOOKS_TASK, WEBHOOK_QUEUE
+from alertflow.queues import PRUNE_WEBHOOKS_TASK, RELAY_WEBHOOKS_TASK, WEBHOOK_QUEUE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("ALERTFLOW_VAR_DIR", BASE_DIR / "var"))
@@ -336,6 +336,8 @@ ALERTFLOW_WEBHOOK_RETRY_MAX_SECONDS = env_int("ALERTFLOW_WEBHOOK_RETRY_MAX_SECON
 ALERTFLOW_WEBHOOK_MAX_ATTEMPTS = env_int("ALERTFLOW_WEBHOOK_MAX_ATTEMPTS", 8)
 ALERTFLOW_WEBHOOK_DISABLE_AFTER_FAILED_DELIVERIES = env_int("ALERTFLOW_WEBHOOK_DISABLE_AFTER_FAILED_DELIVERIES", 5)
 ALERTFLOW_WEBHOOK_DISABLE_AFTER_SECONDS = env_int("ALERTFLOW_WEBHOOK_DISABLE_AFTER_SECONDS", 3 * 24 * 3600)
+# Events (with their deliveries and attempts) older than this are deleted, unless still pending.
+ALERTFLOW_WEBHOOK_RETENTION_DAYS = env_int("ALERTFLOW_WEBHOOK_RETENTION_DAYS", 30)
 if ALERTFLOW_WEBHOOK_LEASE_SECONDS <= ALERTFLOW_WEBHOOK_TIMEOUT_SECONDS * 2:
     raise ImproperlyConfigured("ALERTFLOW_WEBHOOK_LEASE_SECONDS must be more than twice the webhook timeout")
 
@@ -352,6 +354,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": RELAY_WEBHOOKS_TASK,
         "schedule": 1.0,
         "options": {"expires": 5, "queue": WEBHOOK_QUEUE},
+    },
+    "prune-webhooks": {
+        "task": PRUNE_WEBHOOKS_TASK,
+        "schedule": 3600.0,
+        "options": {"expires": 600, "queue": WEBHOOK_QUEUE},
     },
 }
 

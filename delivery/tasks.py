@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from alertflow.queues import RELAY_WEBHOOKS_TASK, SEND_BATCH_TASK, SEND_MESSAGE_TASK
+from alertflow.queues import PRUNE_WEBHOOKS_TASK, RELAY_WEBHOOKS_TASK, SEND_BATCH_TASK, SEND_MESSAGE_TASK
 
 from . import pipeline, timers
 from .webhooks import relay
@@ -32,3 +32,9 @@ def sweep_stale() -> dict:
 def relay_webhooks() -> int:
     """Beat's due-webhook poller, on the webhooks queue: POST what is due."""
     return relay.relay_due()
+
+
+@shared_task(name=PRUNE_WEBHOOKS_TASK)
+def prune_webhooks() -> int:
+    """Beat's hourly retention prune of webhook events, deliveries and attempts."""
+    return relay.prune()

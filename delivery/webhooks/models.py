@@ -104,6 +104,10 @@ class WebhookEvent(models.Model):
 
     class Meta:
         ordering = ["-created", "-id"]
+        indexes = [
+            # The retention prune (relay.prune): `created < cutoff`, oldest first.
+            models.Index(fields=["created"], name="webhook_event_created"),
+        ]
         constraints = [
             # Two transactions that each find a notification complete write one event between them.
             models.UniqueConstraint(

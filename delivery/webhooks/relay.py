@@ -28,7 +28,7 @@ from alertflow import outbound
 from delivery import crypto
 
 from . import events, signing
-from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 logger = logging.getLogger(__name__)
 
@@ -226,3 +226,28 @@ def replayable(deliveries):
     return deliveries.exclude(status=WebhookDelivery.Status.PENDING).update(
         status=WebhookDelivery.Status.PENDING, attempts=0, next_attempt=now, updated=now
     )
+
+
+# --- retention ------------------------------------------------------------------------------------
+
+PRUNE_BATCH = 1000
+
+
+def prune(now: datetime | None = None) -> int:
+    """Delete events older than `ALERTFLOW_WEBHOOK_RETENTION_DAYS` with their deliveries and
+    attempts, except those with a delivery still pending (it may yet be sent); returns how many
+    events went. A batch at a time, so no transaction holds many rows for long."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.ALERTFLOW_WEBHOOK_RETENTION_DAYS)
+    pruned = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                WebhookEvent.objects.filter(created__lt=cutoff)
+                .exclude(deliveries__status=WebhookDelivery.Status.PENDING)
+                .order_by("created")
+                .values_list("pk", flat=True)[:PRUNE_BATCH]
+            )
+            if not batch:
+                return pruned
+            WebhookEvent.objects.filter(pk__in=batch).delete()
+        pruned += len(batch)

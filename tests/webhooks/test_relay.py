@@ -227,3 +227,20 @@ def test_a_ping_reaches_the_endpoint(admin, ada, delivered_only, webhook_receive
     [ping] = webhook_receiver.posts()
     assert ping.json()["type"] == "webhook.ping" and ping.json()["data"] == {"endpoint_id": str(endpoint.pk)}
     assert readme_verifier()(ping.body, ping.headers["x-alertflow-signature"], secret)
+
+
+def test_old_events_are_pruned_but_never_a_pending_one(admin, ada, delivered_only, webhook_receiver, settings):
+    settings.ALERTFLOW_WEBHOOK_RETENTION_DAYS = 30
+    delivered_message(admin)
+    delivered_message(admin)
+    relay.relay_due()
+    delivered_message(admin)  # pending: never sent yet
+    old, also_old, pending = WebhookEvent.objects.order_by("created")
+    WebhookEvent.objects.filter(pk__in=[old.pk, pending.pk]).update(created=later(-31 * 86400))
+    WebhookEvent.objects.filter(pk=also_old.pk).update(created=later(-29 * 86400))
+
+    assert relay.prune() == 1
+
+    assert set(WebhookEvent.objects.values_list("pk", flat=True)) == {also_old.pk, pending.pk}
+    assert not WebhookDelivery.objects.filter(event_id=old.pk).exists()
+    assert WebhookAttempt.objects.count() == 1  # the attempt of the kept delivered one
