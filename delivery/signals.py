@@ -1,5 +1,6 @@
 """Make every process reload a tenant's providers whenever one changes or goes, and its webhook
-subscriptions whenever an endpoint does; collect the ESPs' tracking events for delivery receipts.
+subscriptions whenever an endpoint does; collect the ESPs' tracking events for delivery receipts;
+check for a completed notification when a fan-out ends.
 
 Writers bump the tenant's provider version so every process drops its cached list (see
 delivery/providers.py). After commit: a reader that saw the bump before the commit would cache
@@ -10,6 +11,8 @@ from anymail.signals import tracking
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
+
+from notifications.signals import fanned_out
 
 from . import tracking as tracking_events
 from .models import Provider, WebhookEndpoint
@@ -33,3 +36,10 @@ tracking.connect(tracking_events.collect, dispatch_uid="delivery.tracking_event"
 def webhook_endpoint_changed(sender, instance: WebhookEndpoint, **kwargs) -> None:
     """Every process reads the tenant's subscriptions again (delivery/webhooks/events.py)."""
     webhook_events.invalidate(instance.tenant_id)
+
+
+@receiver(fanned_out, dispatch_uid="delivery.webhooks_fanned_out")
+def notification_fanned_out(sender, notification_id, **kwargs) -> None:
+    """A bulk, topic or campaign send wrote its last messages: it may be complete already, with
+    no message move left to write its `notification.completed` (delivery/webhooks/events.py)."""
+    webhook_events.check_completed({notification_id})

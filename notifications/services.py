@@ -27,7 +27,7 @@ from templates_app.services import resolve_version
 from tenants import usage
 from tenants.models import Tenant
 
-from . import campaigns, queue, stats
+from . import campaigns, queue, signals, stats
 from .expiry import expires_in_for
 from .models import Message, Notification
 from .progress import summarise
@@ -375,6 +375,7 @@ def write_chunk(notification: Notification, audience: "Audience") -> Chunk | Non
         # `progressed` then says when the last chunk was written (a campaign run's finished_at).
         notification.status, notification.progressed = Notification.Status.ACCEPTED, now
         notification.save(update_fields=["status", "progressed"])
+        signals.fanned_out.send(Notification, notification_id=notification.pk, tenant_id=notification.tenant_id)
         return None
     campaign = notification.audience == Notification.Audience.CAMPAIGN
     messages = []

@@ -8,8 +8,10 @@ from django.utils import timezone
 from delivery import state
 from delivery.webhooks import events
 from delivery.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from notifications import services
 from notifications.models import Message
 from tests.inbox.conftest import reader_client, send_inapp
+from tests.pipeline.conftest import CONTENT
 
 from .conftest import accept, subscribe
 
@@ -192,3 +194,33 @@ def test_reading_an_item_in_the_inbox_writes_message_read(admin, ada, webhook_re
         "inapp",
     )
     assert event.payload["data"]["timestamps"]["read"] is not None
+
+
+def test_a_bulk_send_whose_messages_finished_before_its_fan_out_did_still_completes(admin, ada, endpoint):
+    """The fan-out's last step (nothing left, the notification becomes `accepted`) may run after
+    every message it wrote is final already: that step, not a message's move, completes it."""
+    body = {"recipients": ["ada"], "channels": ["email", "sms"], "content": CONTENT}
+    notification_id = admin.post("/api/v1/notifications", body, format="json").json()["id"]
+    chunk = services.fan_out_chunk(notification_id)
+    email, sms = Message.objects.filter(notification_id=notification_id).order_by("channel")
+    Message.objects.filter(pk__in=[email.pk, sms.pk]).update(status="sending")
+    Message.objects.filter(pk=email.pk).move("sent")
+    Message.objects.filter(pk=sms.pk).move("failed", reason="permanent_failure")
+    assert not WebhookEvent.objects.filter(type="notification.completed").exists()  # still fanning out
+
+    assert services.fan_out_chunk(notification_id, after=chunk.cursor) is None  # nothing left: accepted
+
+    [completed] = WebhookEvent.objects.filter(type="notification.completed")
+    assert completed.payload["data"]["notification_id"] == notification_id
+    assert completed.payload["data"]["counts"] == {"sent": 1, "failed": 1}
+
+
+def test_a_bulk_send_whose_every_message_was_suppressed_completes_when_its_fan_out_ends(admin, ada, endpoint):
+    admin.put("/api/v1/recipients/ada/preferences", {"channels": {"email": False}}, format="json")
+    body = {"recipients": ["ada"], "channels": ["email"], "content": CONTENT}
+    notification_id = admin.post("/api/v1/notifications", body, format="json").json()["id"]
+
+    assert services.fan_out(notification_id) == 1
+
+    [completed] = WebhookEvent.objects.filter(type="notification.completed")
+    assert completed.payload["data"]["counts"] == {"suppressed": 1}
