@@ -9,7 +9,7 @@ only puts them in order.
 from alertflow.channels import CHANNELS
 from notifications.models import Message
 
-from .sending import INTERRUPTIONS, ProviderPool, active_devices, send_one
+from .sending import INTERRUPTIONS, ProviderPool, active_devices, send_one, suppressions_for
 from .state import claim, record, release, settle
 
 # A batch writes its results every this many messages: few round trips, and a worker killed
@@ -32,13 +32,16 @@ def deliver(message_ids: list) -> int:
         .defer("notification__targets", "notification__response")
     )
     devices = active_devices([m.recipient_id for m in messages if CHANNELS[m.channel].uses_devices])
+    # Checked again here, just before the provider calls: an address suppressed after the
+    # fan-out (a bounce, a complaint, a STOP) is not sent to. One query for the batch.
+    found = suppressions_for(messages, devices)
     pool = ProviderPool(before_call=lease.cover)
     done, attempts, sent = [], [], 0
     settled = set()
     try:
         for message in messages:
             lease.cover()
-            outcome = send_one(message, pool, devices)
+            outcome = send_one(message, pool, devices, found)
             settle(message, outcome)
             settled.add(message.pk)
             done.append(message)

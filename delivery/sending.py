@@ -14,13 +14,15 @@ from collections.abc import Callable
 
 from billiard.exceptions import SoftTimeLimitExceeded, Terminated
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from alertflow import metrics
 from alertflow.channels import CHANNELS, Channel
 from alertflow.outbound import AddressNotAllowed
 from notifications.models import DeliveryAttempt, Message
-from preferences.models import Device
+from preferences import suppressions
+from preferences.models import Device, Suppression
 from preferences.unsubscribe import unsubscribe_url
 from templates_app.rendering import build_context, render_channel
 
@@ -107,7 +109,37 @@ def active_devices(recipient_ids: list) -> dict:
     return devices
 
 
-def send_one(message: Message, pool: ProviderPool, devices: dict) -> Outcome:
+def suppressions_for(messages: list[Message], devices: dict) -> dict:
+    """The suppressions that name a batch's addresses, as they are now (the fan-out checked
+    them at accept; a bounce or a STOP may have come since): one query per tenant in the batch,
+    `{tenant_id: suppressions.blocked(...)}`."""
+    pairs, categories = defaultdict(set), defaultdict(set)
+    for message in messages:
+        channel = CHANNELS[message.channel]
+        for destination in channel.destinations(message.recipient, devices.get(message.recipient_id, [])):
+            pairs[message.tenant_id].add((channel.name, destination.to))
+        categories[message.tenant_id].add(message.notification.category_id)
+    return {tenant: suppressions.blocked(tenant, pairs[tenant], categories[tenant]) for tenant in pairs}
+
+
+def unsuppressed(message: Message, channel: Channel, devices: list, found: dict) -> tuple[list, str]:
+    """The recipient's devices that are not suppressed, and the message's suppression reason
+    when every address it has is (`found` from `suppressions_for`)."""
+    category = message.notification.category_id
+    found = found.get(message.tenant_id, {})
+    addresses = [d.to for d in channel.destinations(message.recipient, devices)]
+    reason = suppressions.reason_for_all(found, channel.name, addresses, category)
+    if channel.uses_devices and not reason:
+        devices = [d for d in devices if not suppressions.reason_for(found, channel.name, d.token, category)]
+    return devices, reason or ""
+
+
+def send_one(message: Message, pool: ProviderPool, devices: dict, found: dict) -> Outcome:
+    """Send one claimed message; `found` holds the batch's suppressions (`suppressions_for`)."""
+    channel = CHANNELS[message.channel]
+    recipient_devices, suppressed = unsuppressed(message, channel, devices.get(message.recipient_id, []), found)
+    if suppressed:
+        return Outcome(suppressed=suppressed)
     try:
         message.rendered = render(message)
     except INTERRUPTIONS:
@@ -115,8 +147,7 @@ def send_one(message: Message, pool: ProviderPool, devices: dict) -> Outcome:
     except Exception as exc:  # a template that validated at save but cannot render now
         logger.exception("Rendering message %s failed", message.id)
         return Outcome(permanent=True, error=f"render_failed: {exc}")
-    channel = CHANNELS[message.channel]
-    outgoing = outgoing_for(message, channel, devices.get(message.recipient_id, []))
+    outgoing = outgoing_for(message, channel, recipient_devices)
     if not outgoing:
         return Outcome(permanent=True, error="no_address: the recipient has no address for this channel now")
     if not channel.needs_provider:
@@ -218,8 +249,7 @@ def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec
             )
             outcome.error, outcome.provider = f"{exc.code}: {exc}" if exc.code else str(exc), spec.name
             if exc.deactivate_device:
-                for device in Device.objects.filter(recipient=message.recipient, token=out.to):
-                    device.deactivate(exc.code or "provider_rejected_token")
+                dead_token(message, out.to, exc.code or "provider_rejected_token")
             outcome.retry_after = max(outcome.retry_after or 0, exc.retry_after or 0) or None
             if exc.fault == Fault.PROVIDER:
                 # Credentials, account, configuration, rate or outage: the next provider may take
@@ -258,6 +288,17 @@ def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec
         )
         return outcome
     return outcome
+
+
+def dead_token(message: Message, token: str, reason: str) -> None:
+    """A provider said this push token will never work: deactivate its device and suppress the
+    token (a `dead_token` row the tenant sees in GET /suppressions, and that its
+    `suppression.created` webhook announces), together. Re-registering the token through the
+    API reactivates the device and lifts this suppression (preferences.services.register_device)."""
+    with transaction.atomic():
+        for device in Device.objects.filter(recipient=message.recipient, token=token):
+            device.deactivate(reason)
+        suppressions.suppress(message.tenant_id, message.channel, [token], Suppression.Reason.DEAD_TOKEN)
 
 
 def attempt(

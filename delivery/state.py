@@ -152,6 +152,8 @@ class Outcome:
     provider_message_id: str = ""
     error: str = ""
     attempts: list = field(default_factory=list)
+    # The suppression that stopped the message before any provider call (`suppressed:complaint`).
+    suppressed: str = ""
 
 
 SETTLED_FIELDS = [
@@ -254,7 +256,12 @@ def settle(message: Message, outcome: Outcome) -> None:
         outcome.provider_message_id,
         outcome.error,
     )
-    if outcome.sent:
+    if outcome.suppressed:
+        # Suppressed after the fan-out (a bounce or a STOP since): no provider was called, so
+        # the claim's attempt is given back.
+        message.attempts -= 1
+        message.status, message.reason, message.next_attempt = Message.Status.SUPPRESSED, outcome.suppressed, None
+    elif outcome.sent:
         message.status, message.sent, message.next_attempt, message.reason = Message.Status.SENT, now, None, ""
     elif not outcome.permanent and not outcome.attempts:
         # No provider was tried (breakers open, rate limits full): not an attempt, so it does not

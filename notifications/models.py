@@ -181,7 +181,7 @@ class Message(models.Model):
     # entered from, and every status write puts them in its WHERE clause (`objects.move`, or the
     # claim and the batch record in delivery/state.py), so a late or repeated write changes
     # nothing: a batch recording `sent` after a receipt said `delivered`, a cancel racing a
-    # claim, a worker whose lease ran out. `scheduled` and `suppressed` are only ever inserted.
+    # claim, a worker whose lease ran out. `scheduled` is only ever inserted.
     # Replay (`failed -> queued`) is the one way back, and only when asked for.
     ENTERED_FROM = {
         Status.QUEUED: (Status.SCHEDULED, Status.RETRYING, Status.FAILED, Status.EXPIRED),
@@ -198,6 +198,8 @@ class Message(models.Model):
         Status.BOUNCED: (Status.SENDING, Status.SENT, Status.DELIVERED),
         Status.COMPLAINED: (Status.SENT, Status.DELIVERED, Status.READ),
         Status.READ: (Status.SENT, Status.DELIVERED),
+        # Inserted by planning; from `sending` when the worker finds the address suppressed since.
+        Status.SUPPRESSED: (Status.SENDING,),
     }
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

@@ -9,7 +9,7 @@ crash resumes where it stopped instead of starting over or sending twice.
 import hashlib
 import json
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from alertflow.channels import CHANNELS
 from alertflow.errors import ApiError
+from preferences import suppressions
 from preferences.models import Device, Recipient
 from preferences.services import cached_preferences_many, decide, upsert_recipient
 from templates_app.models import Template
@@ -169,6 +170,14 @@ def _plan_single(notification: Notification, target) -> tuple[list[Message], dic
                 "The recipient's preferences block every channel asked for.",
                 {"channels": reasons},
             )
+        if any(reason.startswith(suppressions.REASON_PREFIX) for reason in reasons.values()):
+            raise ApiError(
+                422,
+                "address_suppressed",
+                "The recipient's addresses on the channels asked for are suppressed (a bounce, a complaint, "
+                "an SMS STOP) or missing.",
+                {"channels": reasons},
+            )
         raise ApiError(
             422,
             "no_deliverable_channel",
@@ -213,11 +222,23 @@ def plan(notification: Notification, recipients: list[Recipient], send_times: di
     send_at = max(notification.send_at or now, now)
     expires_at = notification.message_expiry()
     batched = notification.audience != Notification.Audience.SINGLE
-    with_devices = set()
+    devices = defaultdict(list)
     if any(CHANNELS[channel].uses_devices for channel in notification.channels):
-        with_devices = set(
-            Device.objects.active().filter(recipient__in=recipients).values_list("recipient_id", flat=True)
-        )
+        for device in (
+            Device.objects.active().filter(recipient__in=recipients).only("recipient_id", "platform", "token")
+        ):
+            devices[device.recipient_id].append(device)
+    # Every address of the chunk checked against the suppression list in one query.
+    destinations = {
+        (recipient.pk, channel): [d.to for d in CHANNELS[channel].destinations(recipient, devices[recipient.pk])]
+        for recipient in recipients
+        for channel in notification.channels
+    }
+    suppressed = suppressions.blocked(
+        notification.tenant_id,
+        {(channel, to) for (_pk, channel), tos in destinations.items() for to in tos},
+        [notification.category_id],
+    )
     versions = {}
     # A critical category ignores preferences (decide() returns before reading them).
     critical = notification.category is not None and notification.category.critical
@@ -246,18 +267,30 @@ def plan(notification: Notification, recipients: list[Recipient], send_times: di
                     f"template_unavailable: {notification.template!r} was deleted after the send was accepted"
                 )
             else:
-                has_device = recipient.pk in with_devices
-                _settle_plan(message, recipient, notification, at, now, has_device, preferences.get(recipient.pk))
+                has_device = bool(devices[recipient.pk])
+                suppression = suppressions.reason_for_all(
+                    suppressed, channel, destinations[recipient.pk, channel], notification.category_id
+                )
+                _settle_plan(
+                    message, recipient, notification, at, now, has_device, preferences.get(recipient.pk), suppression
+                )
             messages.append(message)
     return messages
 
 
-def _settle_plan(message, recipient, notification, at: datetime, now: datetime, has_device: bool, preferences):
+def _settle_plan(
+    message, recipient, notification, at: datetime, now: datetime, has_device: bool, preferences, suppression
+):
     address = CHANNELS[message.channel].address(recipient, has_device)
     if address is None:
         message.status, message.reason = Message.Status.SUPPRESSED, "no_address"
         return
     message.to = address
+    if suppression:
+        # Before preferences, and for critical categories too: a bounce, a complaint or a STOP
+        # is the provider's or the law's word, which no category overrides.
+        message.status, message.reason = Message.Status.SUPPRESSED, suppression
+        return
     decision = decide(recipient, notification.category, message.channel, at=at, entry=preferences)
     if decision.outcome == "blocked":
         message.status, message.reason = Message.Status.SUPPRESSED, decision.reason

@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from alertflow.admin import OperatorAdmin
 
-from .models import Device, Preference, Recipient, Subscription, Topic
+from .models import Device, Preference, Recipient, Subscription, Suppression, Topic
 
 
 class PreferenceInline(admin.StackedInline):
@@ -76,3 +76,18 @@ class SubscriptionAdmin(OperatorAdmin):
     list_select_related = ["topic", "recipient"]
     search_fields = ["topic__key", "recipient__external_id"]
     raw_id_fields = ["topic", "recipient"]
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(OperatorAdmin):
+    list_display = ["channel", "address", "category", "reason", "tenant", "created"]
+    list_filter = ["channel", "reason"]
+    search_fields = ["=address"]
+    list_select_related = ["tenant", "category"]
+    fields = ["tenant", "channel", "address", "category", "reason", "created"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        # Added through the API or by providers' answers, which normalise the address and send
+        # `suppression_created`; an operator may only look, and delete one added in error.
+        return False

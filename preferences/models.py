@@ -171,3 +171,62 @@ class Subscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.recipient_id} in {self.topic_id}"
+
+
+class Suppression(models.Model):
+    """An address a tenant must not contact on a channel: for every category (`category` null:
+    a hard bounce, a spam complaint, an SMS STOP, a dead push token; the law or the provider
+    requires it, so it blocks critical categories too) or for one category only.
+
+    `address` is normalised as the channel addresses recipients (`Message.to`): emails lower-cased,
+    phone numbers in E.164, push tokens as registered; see `preferences.suppressions.normalise`.
+    Written and read through `preferences.suppressions`, which sends `suppression_created`.
+    """
+
+    class Reason(models.TextChoices):
+        HARD_BOUNCE = "hard_bounce"
+        COMPLAINT = "complaint"
+        SMS_STOP = "sms_stop"
+        DEAD_TOKEN = "dead_token"  # noqa: S105 (a reason, not a secret)
+        MANUAL = "manual"
+        IMPORT = "import"
+
+    # No index of its own: every index below starts with tenant.
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="suppressions", db_index=False)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    # Long enough for a Web Push subscription (its canonical JSON, as `Device.token` stores it).
+    address = models.CharField(max_length=2000)
+    # A category's suppressions go with it; a global one (null) is never widened from a scoped one.
+    category = models.ForeignKey(
+        "tenants.Category", models.CASCADE, null=True, blank=True, related_name="+", db_index=False
+    )
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    created = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            # One row per (tenant, channel, address, category), a NULL category counted once: two
+            # partial unique indexes, which PostgreSQL and SQLite both have (NULLS NOT DISTINCT is
+            # PostgreSQL 15+ only). They also serve the send-time check, `WHERE tenant_id = %s AND
+            # channel = %s AND address IN (...)`, once per fan-out chunk and once per worker batch.
+            models.UniqueConstraint(
+                fields=["tenant", "channel", "address"],
+                condition=Q(category__isnull=True),
+                name="suppression_unique_global",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "channel", "address", "category"],
+                condition=Q(category__isnull=False),
+                name="suppression_unique_category",
+            ),
+        ]
+        indexes = [
+            # GET /api/v1/suppressions: a tenant's list, newest first (filters narrow it further).
+            models.Index(fields=["tenant", "-created", "-id"], name="suppression_list_idx"),
+            # Deleting a category deletes its suppressions: `WHERE category_id IN (...)`.
+            models.Index(fields=["category"], condition=Q(category__isnull=False), name="suppression_category_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.address}"

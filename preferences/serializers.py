@@ -12,7 +12,8 @@ from alertflow.errors import ApiError
 from tenants.models import Category
 from tenants.serializers import validate_category_key
 
-from .models import CHANNELS, DEFAULT_TIMEZONE, Device, Recipient, Topic
+from . import suppressions
+from .models import CHANNELS, DEFAULT_TIMEZONE, Device, Recipient, Suppression, Topic
 
 EXTERNAL_ID_PATTERN = re.compile(r"^[^/\x00-\x1f\x7f]{1,128}$")
 # BCP 47 as used for content: language, optional script, optional region, optional variants
@@ -318,3 +319,92 @@ class SubscribersResultSerializer(serializers.Serializer):
     added = serializers.IntegerField(help_text="Recipients newly subscribed")
     removed = serializers.IntegerField(help_text="Recipients unsubscribed")
     subscribers = serializers.IntegerField(help_text="Subscribers of the topic now")
+
+
+# --- Suppressions -------------------------------------------------------------------------------
+
+MAX_SUPPRESSIONS_PER_IMPORT = 10_000
+# Reasons a tenant may give; the others come from providers' answers. Any is allowed: a tenant
+# moving from another platform brings its bounces and complaints with their reason.
+SUPPRESSION_REASONS = [r.value for r in Suppression.Reason]
+
+
+def suppression_category(tenant, key):
+    """The tenant's category named `key`, or None for no key (a suppression of every category)."""
+    if key in (None, ""):
+        return None
+    category = Category.objects.filter(tenant=tenant, key=key).first()
+    if category is None:
+        raise ApiError(400, "unknown_category", f"No category with key {key!r}.", {"category": key})
+    return category
+
+
+def suppression_address(channel: str, address) -> str:
+    try:
+        return suppressions.normalise(channel, address)
+    except suppressions.InvalidAddress as exc:
+        raise serializers.ValidationError({"address": str(exc)}) from None
+
+
+class SuppressionSerializer(serializers.ModelSerializer):
+    """One suppression. `category` is a category key; null (the default) suppresses the address
+    for every category, critical ones included."""
+
+    channel = serializers.ChoiceField(choices=list(suppressions.ADDRESSED))
+    address = serializers.CharField(max_length=2000, help_text="Email, E.164 phone number or push token.")
+    category = serializers.CharField(max_length=64, required=False, allow_null=True, default=None)
+    reason = serializers.ChoiceField(choices=SUPPRESSION_REASONS, default=Suppression.Reason.MANUAL)
+
+    class Meta:
+        model = Suppression
+        fields = ["id", "channel", "address", "category", "reason", "created"]
+        read_only_fields = ["id", "created"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["category"] = instance.category.key if instance.category_id else None
+        return data
+
+    def validate(self, attrs):
+        attrs["address"] = suppression_address(attrs["channel"], attrs["address"])
+        attrs["category"] = suppression_category(self.context["tenant"], attrs.get("category"))
+        return attrs
+
+
+class SuppressionImportSerializer(serializers.Serializer):
+    """Many addresses of one channel at once. Every address is checked before anything is
+    written; one that is not an address of the channel refuses the whole import."""
+
+    channel = serializers.ChoiceField(choices=list(suppressions.ADDRESSED))
+    addresses = serializers.ListField(
+        child=serializers.JSONField(), min_length=1, max_length=MAX_SUPPRESSIONS_PER_IMPORT
+    )
+    category = serializers.CharField(max_length=64, required=False, allow_null=True, default=None)
+    reason = serializers.ChoiceField(choices=SUPPRESSION_REASONS, default=Suppression.Reason.IMPORT)
+
+    def validate(self, attrs):
+        normalised = []
+        for index, address in enumerate(attrs["addresses"]):
+            try:
+                normalised.append(suppressions.normalise(attrs["channel"], address))
+            except suppressions.InvalidAddress as exc:
+                raise ApiError(
+                    400, "invalid_address", f"addresses[{index}]: {exc}", {"index": index, "field": "addresses"}
+                ) from None
+        attrs["addresses"] = normalised
+        attrs["category"] = suppression_category(self.context["tenant"], attrs.get("category"))
+        return attrs
+
+
+class SuppressionImportResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField(help_text="Addresses newly suppressed.")
+    existing = serializers.IntegerField(help_text="Addresses already suppressed the same way (and repeats).")
+
+
+class SuppressionFilterSerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=list(suppressions.ADDRESSED), required=False)
+    address = serializers.CharField(max_length=2000, required=False)
+    category = serializers.CharField(max_length=64, required=False)
+    reason = serializers.ChoiceField(choices=SUPPRESSION_REASONS, required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)

@@ -17,10 +17,12 @@ from django.db import models, transaction
 from django.utils import timezone
 from rest_framework import serializers
 
+from alertflow.choices import Channel
 from alertflow.errors import ApiError
 from tenants.models import Category, Tenant
 
-from .models import CHANNELS, DEFAULT_TIMEZONE, Device, Preference, Recipient, Subscription, Topic
+from . import suppressions
+from .models import CHANNELS, DEFAULT_TIMEZONE, Device, Preference, Recipient, Subscription, Suppression, Topic
 from .serializers import RecipientSerializer, validate_external_id
 
 logger = logging.getLogger(__name__)
@@ -120,6 +122,9 @@ def register_device(recipient: Recipient, platform: str, token: str) -> tuple[De
         device.recipient = recipient
         device.active, device.reason, device.last_seen = True, "", timezone.now()
         device.save(update_fields=["recipient", "active", "reason", "last_seen"])
+        # The app says the token works again: the dead-token suppression a provider's answer
+        # left goes with the deactivation (one the tenant added by hand stays).
+        suppressions.lift(recipient.tenant_id, Channel.PUSH, token, [Suppression.Reason.DEAD_TOKEN])
     return device, created
 
 

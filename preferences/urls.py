@@ -7,5 +7,6 @@ router = SimpleRouter()
 router.trailing_slash = "/?"
 router.register("recipients", views.RecipientViewSet, basename="recipient")
 router.register("topics", views.TopicViewSet, basename="topic")
+router.register("suppressions", views.SuppressionViewSet, basename="suppression")
 
 urlpatterns = router.urls

@@ -1,5 +1,6 @@
-from django.db.models import F
+from django.db.models import F, Q
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -7,8 +8,8 @@ from rest_framework.response import Response
 
 from alertflow.views import TenantViewSet
 
-from . import services
-from .models import Recipient, Topic
+from . import services, suppressions
+from .models import Recipient, Suppression, Topic
 from .serializers import (
     DeviceSerializer,
     PreferencesSerializer,
@@ -16,6 +17,10 @@ from .serializers import (
     RecipientSerializer,
     SubscribersResultSerializer,
     SubscribersSerializer,
+    SuppressionFilterSerializer,
+    SuppressionImportResultSerializer,
+    SuppressionImportSerializer,
+    SuppressionSerializer,
     TopicSerializer,
 )
 
@@ -129,3 +134,88 @@ class TopicViewSet(
         serializer = SubscribersSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return Response(services.change_subscribers(topic, **serializer.validated_data))
+
+
+class SuppressionViewSet(
+    TenantViewSet, mixins.ListModelMixin, mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin
+):
+    """Addresses the tenant's messages must not go to (preferences/suppressions.py). Providers'
+    answers add most of them (bounces, complaints, STOP, dead tokens); the tenant adds its own,
+    one at a time or by import, and deletes them (a START over SMS lifts a STOP itself)."""
+
+    queryset = Suppression.objects.select_related("category")
+    serializer_class = SuppressionSerializer
+    lookup_value_regex = "[0-9]+"
+
+    def filter_queryset(self, queryset):
+        if self.action != "list":
+            return queryset
+        params = SuppressionFilterSerializer(data=self.request.query_params)
+        params.is_valid(raise_exception=True)
+        filters = params.validated_data
+        for name in ("channel", "reason"):
+            if name in filters:
+                queryset = queryset.filter(**{name: filters[name]})
+        if "address" in filters:
+            # As stored (normalised) when the channel says how; else as given or lower-cased.
+            address = filters["address"]
+            try:
+                normalised = {suppressions.normalise(filters.get("channel", ""), address)}
+            except suppressions.InvalidAddress:
+                normalised = set()
+            queryset = queryset.filter(Q(address__in={address, address.lower(), *normalised}))
+        if "category" in filters:
+            queryset = queryset.filter(category__key=filters["category"])
+        if "created_after" in filters:
+            queryset = queryset.filter(created__gte=filters["created_after"])
+        if "created_before" in filters:
+            queryset = queryset.filter(created__lt=filters["created_before"])
+        return queryset
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("channel", str, enum=list(suppressions.ADDRESSED)),
+            OpenApiParameter("address", str, description="An address (normalised like the stored ones)"),
+            OpenApiParameter("category", str, description="A category key (global suppressions have none)"),
+            OpenApiParameter("reason", str, enum=[r.value for r in Suppression.Reason]),
+            OpenApiParameter("created_after", OpenApiTypes.DATETIME, description="Inclusive"),
+            OpenApiParameter("created_before", OpenApiTypes.DATETIME, description="Exclusive"),
+        ]
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(responses={200: SuppressionSerializer, 201: SuppressionSerializer})
+    def create(self, request, *args, **kwargs):
+        """Suppress one address; an address already suppressed the same way answers 200 with it."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        category = data["category"]
+        added = suppressions.suppress(
+            self.tenant.pk, data["channel"], [data["address"]], data["reason"], category.pk if category else None
+        )
+        if added.created:
+            row = added.created[0]
+            row.category = category
+        else:
+            row = self.get_queryset().get(channel=data["channel"], address=data["address"], category=category)
+        return Response(
+            self.get_serializer(row).data, status=status.HTTP_201_CREATED if added.created else status.HTTP_200_OK
+        )
+
+    @extend_schema(request=SuppressionImportSerializer, responses={200: SuppressionImportResultSerializer})
+    @action(detail=False, methods=["post"], url_path="import", serializer_class=SuppressionImportSerializer)
+    def bulk_import(self, request):
+        """Suppress up to 10,000 addresses of one channel at once, all or none: every address is
+        checked first, and one that is not valid refuses the import (`invalid_address`, naming
+        its index). Addresses already suppressed, or repeated, are counted as `existing`."""
+        serializer = SuppressionImportSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        category = data["category"]
+        added = suppressions.suppress(
+            self.tenant.pk, data["channel"], data["addresses"], data["reason"], category.pk if category else None
+        )
+        existing = len(data["addresses"]) - len(added.created)
+        return Response({"created": len(added.created), "existing": existing})

@@ -16,7 +16,7 @@ from delivery.models import InboxItem, InboxSecret, Provider, WebhookAttempt, We
 from delivery.webhooks import events as webhook_events
 from notifications import campaigns
 from notifications.models import Campaign, CampaignRun, DeliveryAttempt, Message, Notification
-from preferences.models import Preference, Subscription
+from preferences.models import Preference, Subscription, Suppression
 from tenants.models import Quota
 from tenants.usage import charge
 from tests.delivery_config.conftest import make_provider
@@ -54,6 +54,7 @@ def world(tenant, superuser):
     key, secret = api_key(tenant)
     ada = RecipientFactory(tenant=tenant, external_id="ada", email="ada@example.com", phone="+14155552671")
     Preference.objects.create(recipient=ada, channels={"sms": False})
+    Suppression.objects.create(tenant=tenant, channel="email", address="bounced@example.com", reason="hard_bounce")
     DeviceFactory(recipient=ada)
     topic = TopicFactory(tenant=tenant)
     Subscription.objects.create(topic=topic, recipient=ada)

@@ -1,0 +1,185 @@
+"""The suppression list: addresses a tenant must not contact (DESIGN section 3, step 6).
+
+Every writer goes through `suppress` (the API, the import, provider receipts, inbound SMS
+keywords, dead push tokens) and every reader through `blocked` (the fan-out, once per chunk, and
+the worker, once per batch, just before the provider calls).
+
+`suppression_created` is sent by `suppress` inside the caller's transaction, right after the rows
+are inserted, with the new rows: a receiver that writes (an outbox row for the tenant's
+`suppression.created` webhook) commits or rolls back with them, so no event is lost and none
+names a row that does not exist. Receivers must not call anything slow or external.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import connection, transaction
+from django.db.models import Q
+from django.dispatch import Signal
+from django.utils import timezone
+
+from .models import Suppression
+
+# Sent with `tenant_id` and `suppressions` (the list of `Suppression` rows just inserted; never
+# empty), inside the transaction that inserted them. See the module docstring.
+suppression_created = Signal()
+
+# Reasons a message records when a suppression stops it: `suppressed:hard_bounce`.
+REASON_PREFIX = "suppressed:"
+# Channels addressed by something a suppression can name. In-app reaches the recipient itself.
+ADDRESSED = ("email", "sms", "push")
+# Rows per INSERT statement: 5 parameters a row stays far below PostgreSQL's 65,535.
+INSERT_BATCH = 1000
+
+
+class InvalidAddress(ValueError):
+    pass
+
+
+def normalise(channel: str, address: str) -> str:
+    """The address as the channel stores it on a recipient or device (and `Message.to`):
+    emails lower-cased, phone numbers in E.164, push tokens unchanged. Raises `InvalidAddress`."""
+    # Imported here: the serializers module pulls in DRF, which the models do not need.
+    from rest_framework.exceptions import ValidationError as DrfValidationError
+
+    from .serializers import normalize_phone
+
+    if channel not in ADDRESSED:
+        raise InvalidAddress(f"{channel!r} is not a channel with addresses ({', '.join(ADDRESSED)})")
+    if not isinstance(address, str) or not address.strip():
+        raise InvalidAddress("an address is required")
+    address = address.strip()
+    max_length = Suppression._meta.get_field("address").max_length
+    if len(address.encode()) > max_length:
+        raise InvalidAddress(f"an address is at most {max_length} bytes")
+    if channel == "email":
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise InvalidAddress(f"{address!r} is not an email address") from None
+        return address.lower()
+    if channel == "sms":
+        try:
+            return normalize_phone(address)
+        except DrfValidationError as exc:
+            raise InvalidAddress(str(exc.detail[0])) from None
+    return address
+
+
+@dataclass(frozen=True)
+class Added:
+    created: list[Suppression]
+    existing: int
+
+
+def suppress(tenant_id, channel: str, addresses: Iterable[str], reason: str, category_id=None) -> Added:
+    """Suppress normalised `addresses` on `channel` for the tenant, for every category
+    (`category_id` None) or one. Addresses already suppressed the same way are left as they are
+    (their reason and date stay); returns the rows created and how many already existed.
+
+    One `INSERT ... ON CONFLICT DO NOTHING RETURNING` per thousand addresses: concurrent writers
+    of the same address (a bounce and a complaint at once) meet at the unique indexes, and only
+    the rows really inserted are announced.
+    """
+    unique = list(dict.fromkeys(addresses))
+    if not unique:
+        return Added([], 0)
+    now = timezone.now()
+    table = connection.ops.quote_name(Suppression._meta.db_table)
+    columns = ("tenant_id", "channel", "address", "category_id", "reason", "created")
+    created: list[Suppression] = []
+    created_field = Suppression._meta.get_field("created")
+    moment = created_field.get_db_prep_value(now, connection)
+    with transaction.atomic(), connection.cursor() as cursor:
+        for start in range(0, len(unique), INSERT_BATCH):
+            batch = unique[start : start + INSERT_BATCH]
+            values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(batch))
+            params = [p for a in batch for p in (tenant_id, channel, a, category_id, reason, moment)]
+            # No conflict target: either partial unique index may be the one hit (PostgreSQL and
+            # SQLite 3.35+ both take ON CONFLICT DO NOTHING with RETURNING).
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} "  # noqa: S608 (no input in the SQL)
+                "ON CONFLICT DO NOTHING RETURNING id, address",
+                params,
+            )
+            for pk, address in cursor.fetchall():
+                created.append(
+                    Suppression(
+                        pk=pk,
+                        tenant_id=tenant_id,
+                        channel=channel,
+                        address=address,
+                        category_id=category_id,
+                        reason=reason,
+                        created=now,
+                    )
+                )
+        if created:
+            suppression_created.send(Suppression, tenant_id=tenant_id, suppressions=created)
+    return Added(created, len(unique) - len(created))
+
+
+def suppress_one(tenant_id, channel: str, address: str, reason: str) -> bool:
+    """A global suppression of one address from a provider's word (a bounce, a complaint, a
+    STOP, a dead token); True if it is new. An address the channel cannot name is ignored."""
+    try:
+        address = normalise(channel, address)
+    except InvalidAddress:
+        return False
+    return bool(suppress(tenant_id, channel, [address], reason).created)
+
+
+def blocked(tenant_id, pairs: Iterable[tuple[str, str]], category_ids: Iterable) -> dict[tuple, dict]:
+    """Which of `pairs` ((channel, address)) the tenant suppressed, in one query:
+    `{(channel, address): {category_id or None: reason}}`. Only global suppressions and those of
+    `category_ids` are read; `reason_for` picks the one that applies to a message."""
+    pairs = {(c, a) for c, a in pairs if c in ADDRESSED and a}
+    if not pairs:
+        return {}
+    wanted = Q(category__isnull=True)
+    categories = [c for c in set(category_ids) if c is not None]
+    if categories:
+        wanted |= Q(category_id__in=categories)
+    by_channel: dict[str, set] = {}
+    for channel, address in pairs:
+        by_channel.setdefault(channel, set()).add(address)
+    where = Q()
+    for channel, addresses in by_channel.items():
+        where |= Q(channel=channel, address__in=addresses)
+    found: dict[tuple, dict] = {}
+    rows = Suppression.objects.filter(where, wanted, tenant_id=tenant_id).values_list(
+        "channel", "address", "category_id", "reason"
+    )
+    for channel, address, category_id, reason in rows:
+        found.setdefault((channel, address), {})[category_id] = reason
+    return found
+
+
+def reason_for(found: dict, channel: str, address: str, category_id) -> str | None:
+    """The message reason (`suppressed:complaint`) if `found` (from `blocked`) suppresses
+    `address` on `channel` for the category, else None. A global suppression wins."""
+    rows = found.get((channel, address))
+    if not rows:
+        return None
+    reason = rows.get(None) or (rows.get(category_id) if category_id is not None else None)
+    return f"{REASON_PREFIX}{reason}" if reason else None
+
+
+def lift(tenant_id, channel: str, address: str, reasons: Iterable[str]) -> int:
+    """Remove the tenant's suppressions of `address` on `channel` that came for `reasons` (an
+    SMS START lifts what STOP set, not a bounce or a manual entry); return how many went."""
+    deleted, _ = Suppression.objects.filter(
+        tenant_id=tenant_id, channel=channel, address=address, reason__in=list(reasons)
+    ).delete()
+    return deleted
+
+
+def reason_for_all(found: dict, channel: str, addresses: list[str], category_id) -> str | None:
+    """The message reason when every one of a message's `addresses` (one for email and SMS, one
+    per device for push) is suppressed, else None: a push still goes to the devices left."""
+    reasons = [reason_for(found, channel, address, category_id) for address in addresses]
+    return reasons[0] if reasons and all(reasons) else None
