@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from alertflow.health import HealthView, ReadyView
 from alertflow.metrics import metrics_view
 from delivery.demo import inbox_demo
-from delivery.receipt_views import provider_receipts
+from delivery.receipt_views import provider_inbound, provider_receipts
 from notifications.compat.alertora import AlertoraPreferencesView
 from notifications.dashboard import dashboard
 from notifications.views import AlertoraNotifyView
@@ -37,6 +37,8 @@ urlpatterns = [
     path("preferences", AlertoraPreferencesView.as_view(), name="alertora-preferences"),
     # Provider receipts (delivery status callbacks, ESP tracking webhooks): signed by the provider.
     path("webhooks/providers/<uuid:provider_id>/receipts", provider_receipts, name="provider-receipts"),
+    # People's replies (Twilio's "A message comes in"): STOP suppresses, START lifts it. Signed too.
+    path("webhooks/providers/<uuid:provider_id>/inbound", provider_inbound, name="provider-inbound"),
     # One-click unsubscribe (RFC 8058): the URL in every non-critical email's List-Unsubscribe.
     # Short, because it sits in a mail header and a person may read it.
     path("u/<str:token>", unsubscribe, name="unsubscribe"),

@@ -17,8 +17,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from notifications.models import Message
+from preferences import suppressions
+from preferences.models import Suppression
 
-from .channels.base import Receipt
+from .channels.base import Inbound, Receipt
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +49,22 @@ def receipt_url(provider_id: str, request=None) -> str:
 
 def apply(tenant_id, channel: str, receipts: list[Receipt]) -> int:
     """Move the tenant's messages on `channel` that the receipts name; return how many moved.
+    A receipt that says the address must not be contacted again (a hard bounce, a complaint)
+    also suppresses it, for every category (preferences/suppressions.py); run it in a
+    transaction, which `suppression_created` receivers write in.
 
     Unknown provider message ids and receipts the message's status no longer allows are
     skipped: providers resend what they do not see acknowledged, so the caller answers 200.
+
+    Known gap: a receipt that arrives before the worker has recorded the message's
+    `provider_message_id` (a batch writes every `FLUSH_EVERY` sends) matches nothing, and its
+    status is dropped; the provider does not resend a receipt we answered 200. Its suppression
+    is not lost when the receipt names its recipient (every ESP event and Twilio callback does).
     """
     moved = 0
     for receipt in receipts:
+        if receipt.suppress:
+            suppress(tenant_id, channel, receipt)
         if receipt.status not in RECEIPT_STATUSES or not receipt.provider_message_id:
             continue
         now = timezone.now()
@@ -71,3 +83,43 @@ def apply(tenant_id, channel: str, receipts: list[Receipt]) -> int:
             logger.info("receipt_unmatched: %s %s (unknown id or already past it)", channel, receipt.status)
         moved += count
     return moved
+
+
+def suppress(tenant_id, channel: str, receipt: Receipt) -> None:
+    """Suppress the address a receipt names, or else the address its message was sent to."""
+    addresses = [receipt.address] if receipt.address else []
+    if not addresses and receipt.provider_message_id:
+        addresses = list(
+            Message.objects.filter(
+                tenant_id=tenant_id, channel=channel, provider_message_id=receipt.provider_message_id
+            ).values_list("to", flat=True)
+        )
+    for address in addresses:
+        suppressions.suppress_one(tenant_id, channel, address, receipt.suppress)
+
+
+def apply_inbound(tenant_id, channel: str, messages: list[Inbound]) -> None:
+    """Act on people's replies to the tenant: an opt-out suppresses the sender's address on the
+    channel for every category (`sms_stop`, which carriers and the law require to block even
+    critical messages), an opt-in lifts what an opt-out set (a bounce or a manual suppression
+    stays). Run it in a transaction, which `suppression_created` receivers write in."""
+    for message in messages:
+        if message.opt == "out":
+            suppressions.suppress_one(tenant_id, channel, message.address, Suppression.Reason.SMS_STOP)
+        elif message.opt == "in":
+            try:
+                address = suppressions.normalise(channel, message.address)
+            except suppressions.InvalidAddress:
+                continue
+            suppressions.lift(tenant_id, channel, address, [Suppression.Reason.SMS_STOP])
+
+
+def inbound_url(provider_id: str, request=None) -> str:
+    """The public URL where the provider row `provider_id` posts people's replies (Twilio's
+    "A message comes in" webhook); "" when unknown, like `receipt_url`."""
+    if provider_id.startswith("default:"):
+        return ""
+    path = reverse("provider-inbound", kwargs={"provider_id": provider_id})
+    if settings.ALERTFLOW_PUBLIC_URL:
+        return settings.ALERTFLOW_PUBLIC_URL.rstrip("/") + path
+    return request.build_absolute_uri(path) if request is not None else ""

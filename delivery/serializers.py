@@ -24,12 +24,16 @@ class ProviderSerializer(serializers.ModelSerializer):
         help_text="Where the provider posts delivery receipts (Twilio status callbacks, ESP tracking "
         "webhooks): point the ESP's webhook at it, with the basic auth of config.webhook_secret."
     )
+    inbound_url = serializers.SerializerMethodField(
+        help_text="Where the provider posts people's replies (Twilio's \"A message comes in\" webhook: "
+        "STOP suppresses the number, START lifts it); empty for kinds that take none."
+    )
 
     class Meta:
         model = Provider
         fields = [
             "id", "channel", "kind", "name", "priority", "enabled", "rate_limit", "config", "secrets_set",
-            "receipt_url", "created", "updated",
+            "receipt_url", "inbound_url", "created", "updated",
         ]  # fmt: skip
         extra_kwargs = {"rate_limit": {"min_value": 0.01, "max_value": 100_000}}
         read_only_fields = ["id", "created", "updated"]
@@ -51,6 +55,14 @@ class ProviderSerializer(serializers.ModelSerializer):
     def get_receipt_url(self, provider: Provider) -> str:
         request = self.context.get("request")
         return receipts.receipt_url(str(provider.pk), request=request)
+
+    def get_inbound_url(self, provider: Provider) -> str:
+        from .channels.base import Provider as ProviderKind  # loaded with the registry, when needed
+
+        kind = provider_class(provider.channel, provider.kind)
+        if kind is None or kind.read_inbound.__func__ is ProviderKind.read_inbound.__func__:
+            return ""  # the kind takes no inbound messages
+        return receipts.inbound_url(str(provider.pk), request=self.context.get("request"))
 
     def to_representation(self, provider: Provider) -> dict:
         body = super().to_representation(provider)

@@ -14,7 +14,7 @@ import copy
 
 from django.conf import settings
 
-from .base import BuiltinDelivery, Code, Outgoing, Provider, ProviderError, Receipt, ReceiptRefused, Sent
+from .base import BuiltinDelivery, Code, Inbound, Outgoing, Provider, ProviderError, Receipt, ReceiptRefused, Sent
 from .email import (
     AmazonSesProvider,
     ConsoleEmailProvider,
@@ -103,6 +103,7 @@ __all__ = [
     "PROVIDERS",
     "BuiltinDelivery",
     "Code",
+    "Inbound",
     "Outgoing",
     "Provider",
     "ProviderError",

@@ -152,12 +152,27 @@ class Receipt:
 
     `status` is a `Message.Status` value that delivery/receipts.py accepts; `reason` a short code for the history
     (`twilio_30003`, `hard_bounce`); `error` the provider's short description, if any.
+    `suppress` is set when the event says the address must not be contacted again, as the
+    `Suppression.Reason` to record (`hard_bounce`, `complaint`, `sms_stop`): only the provider
+    kind can tell a hard bounce from a soft one. `address` is the recipient the event names,
+    when it names one (else the matched message's address is suppressed).
     """
 
     provider_message_id: str
     status: str
     reason: str = ""
     error: str = ""
+    suppress: str = ""
+    address: str = ""
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """What a provider says a person told us by replying: `opt` is "out" (they want nothing more
+    on this channel: SMS STOP), "in" (they take it back: START) or "" (anything else)."""
+
+    address: str
+    opt: str = ""
 
 
 class ReceiptRefused(Exception):
@@ -242,6 +257,14 @@ class Provider:
         account. A kind that posts no receipts refuses everything (this default).
         """
         raise ReceiptRefused(f"{cls.channel}/{cls.kind} posts no receipts")
+
+    @classmethod
+    def read_inbound(cls, request, config: dict, url: str) -> list[Inbound]:
+        """Verify an inbound message request (a person's reply, posted to `url`, the public
+        inbound URL of the provider row whose complete config is `config`) and return what it
+        says. Raises `ReceiptRefused` like `read_receipts`; a kind that takes no inbound
+        messages refuses everything (this default)."""
+        raise ReceiptRefused(f"{cls.channel}/{cls.kind} takes no inbound messages")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.channel}/{self.kind}>"

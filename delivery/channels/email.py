@@ -375,8 +375,21 @@ class AnymailProvider(EmailProvider):
             status, reason = cls.RECEIPT_STATUSES.get(event.event_type, (None, ""))
             if status and event.message_id:
                 error = clean_text(event.description or event.mta_response or "")
-                receipts.append(Receipt(str(event.message_id), status, reason, error))
+                if status == "bounced" and not cls.hard_bounce(event):
+                    reason = "soft_bounce"
+                # A hard bounce or a spam complaint: the ESP itself stops mailing the address,
+                # and goes on counting sends to it against the account's reputation.
+                suppress = reason if reason in ("hard_bounce", "complaint") else ""
+                address = event.recipient if isinstance(event.recipient, str) else ""
+                receipts.append(Receipt(str(event.message_id), status, reason, error, suppress, address))
         return receipts
+
+    @classmethod
+    def hard_bounce(cls, event) -> bool:
+        """Whether a `bounced` event (anymail's normalised type) is permanent. anymail counts
+        some temporary failures as bounces too; a kind whose ESP says which it was overrides
+        this. The default: anymail already sent the ESP's soft bounces as `deferred`."""
+        return True
 
     def __init__(self, config: dict, **kwargs) -> None:
         super().__init__(config, **kwargs)
@@ -452,6 +465,12 @@ class SendGridProvider(AnymailProvider):
             kwargs["api_url"] = self.config["api_url"] + "/"  # e.g. https://api.sendgrid.com/v3/
         return kwargs
 
+    @classmethod
+    def hard_bounce(cls, event) -> bool:
+        # A bounce event's `type` is "bounce" (permanent) or "blocked" (a temporary refusal the
+        # receiving server may lift); SendGrid docs, "Event Webhook Reference", Delivery events.
+        return (event.esp_event or {}).get("type", "bounce") != "blocked"
+
 
 class MailgunProvider(AnymailProvider):
     kind = "mailgun"
@@ -492,6 +511,12 @@ class PostmarkProvider(AnymailProvider):
         if self.config["api_url"]:
             kwargs["api_url"] = self.config["api_url"] + "/"
         return kwargs
+
+    @classmethod
+    def hard_bounce(cls, event) -> bool:
+        # anymail maps SoftBounce (and VirusNotification) to `bounced` too; only HardBounce is
+        # permanent (Postmark docs, "Bounce webhook", bounce types).
+        return (event.esp_event or {}).get("Type") == "HardBounce"
 
 
 class AmazonSesProvider(AnymailProvider):
@@ -548,6 +573,13 @@ class AmazonSesProvider(AnymailProvider):
     @classmethod
     def tracking_view_kwargs(cls, config: dict) -> dict:
         return {**super().tracking_view_kwargs(config), "session_params": cls.session_params(config)}
+
+    @classmethod
+    def hard_bounce(cls, event) -> bool:
+        # SES bounceType: Permanent, Transient or Undetermined; only Permanent should be
+        # suppressed (SES docs, "Bounce types" in the notification contents).
+        bounce = (event.esp_event or {}).get("bounce") or {}
+        return bounce.get("bounceType") == "Permanent"
 
     def classify(self, exc: AnymailError) -> ProviderError:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -17,6 +17,7 @@ from twilio.rest import Client
 
 from .base import (
     Code,
+    Inbound,
     Outgoing,
     Provider,
     ProviderError,
@@ -172,10 +173,12 @@ class TwilioProvider(SmsProvider):
     # others (queued, sending, sent, accepted, scheduled, canceled) say nothing we record.
     RECEIPT_STATUSES = {"delivered": "delivered", "read": "read", "undelivered": "failed", "failed": "failed"}
 
-    @classmethod
-    def read_receipts(cls, request, config: dict, url: str) -> list[Receipt]:
-        # A status callback is signed with the account's auth token over the URL it was posted
-        # to and its form parameters (https://www.twilio.com/docs/usage/security#validating-requests).
+    @staticmethod
+    def verify(request, config: dict, url: str) -> None:
+        """Raise `ReceiptRefused` unless Twilio sent this request for this account. Status
+        callbacks and inbound messages are both signed with the account's auth token over the
+        URL they were posted to and their form parameters
+        (https://www.twilio.com/docs/usage/security#validating-requests)."""
         signature = request.headers.get("X-Twilio-Signature")
         if not signature:
             raise ReceiptRefused("X-Twilio-Signature is missing", status=401)
@@ -183,6 +186,10 @@ class TwilioProvider(SmsProvider):
             raise ReceiptRefused("X-Twilio-Signature does not match")
         if request.POST.get("AccountSid") != config["account_sid"]:
             raise ReceiptRefused("AccountSid is not this provider's account")
+
+    @classmethod
+    def read_receipts(cls, request, config: dict, url: str) -> list[Receipt]:
+        cls.verify(request, config, url)
         status = cls.RECEIPT_STATUSES.get(request.POST.get("MessageStatus", ""))
         if status is None:
             return []
@@ -193,8 +200,34 @@ class TwilioProvider(SmsProvider):
                 status=status,
                 reason=f"twilio_{error_code}" if error_code.isdigit() else "undelivered",
                 error=f"Twilio error {error_code}" if error_code.isdigit() else "",
+                # 21610: the number replied STOP to this sender; Twilio refuses every send to it
+                # until it replies START, which our inbound URL hears too.
+                suppress="sms_stop" if error_code == "21610" else "",
+                address=request.POST.get("To", ""),
             )
         ]
+
+    # Twilio's default opt-out and opt-in keywords: a reply that is one of them, whole and in
+    # any case, opts the number out of (or back into) every message from this sender
+    # (https://help.twilio.com/articles/223134027, "Twilio support for opt-out keywords").
+    OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+    OPT_IN = frozenset({"START", "YES", "UNSTOP"})
+
+    @classmethod
+    def read_inbound(cls, request, config: dict, url: str) -> list[Inbound]:
+        # "A message comes in" webhook: From is the person, Body what they wrote. With Advanced
+        # Opt-Out on, Twilio names the keyword's kind itself in OptOutType (STOP, START, HELP).
+        cls.verify(request, config, url)
+        sender = request.POST.get("From", "")
+        if not sender:
+            return []
+        kind = request.POST.get("OptOutType", "").upper()
+        word = request.POST.get("Body", "").strip().upper()
+        if kind == "STOP" or (not kind and word in cls.OPT_OUT):
+            return [Inbound(sender, "out")]
+        if kind == "START" or (not kind and word in cls.OPT_IN):
+            return [Inbound(sender, "in")]
+        return [Inbound(sender)]
 
     @classmethod
     def classify(cls, exc: TwilioException, headers: dict) -> ProviderError:
