@@ -11,6 +11,7 @@ nothing and changes nothing.
 from __future__ import annotations
 
 import logging
+import uuid
 
 from django.conf import settings
 from django.urls import reverse
@@ -56,10 +57,12 @@ def apply(tenant_id, channel: str, receipts: list[Receipt]) -> int:
     Unknown provider message ids and receipts the message's status no longer allows are
     skipped: providers resend what they do not see acknowledged, so the caller answers 200.
 
-    Known gap: a receipt that arrives before the worker has recorded the message's
-    `provider_message_id` (a batch writes every `FLUSH_EVERY` sends) matches nothing, and its
-    status is dropped; the provider does not resend a receipt we answered 200. Its suppression
-    is not lost when the receipt names its recipient (every ESP event and Twilio callback does).
+    A receipt may arrive before the worker has recorded the message's `provider_message_id` (a
+    batch writes every `FLUSH_EVERY` sends). An ESP's receipt still finds it by our message id,
+    which the send put in anymail's metadata and the ESP echoes; the batch's later record then
+    matches nothing (the message is no longer `sending`) and keeps the receipt's word. Known
+    gap: a Twilio callback carries no id of ours, so its status is dropped then (answered 200,
+    never resent). A suppression is never lost: the receipt names its recipient.
     """
     moved = 0
     for receipt in receipts:
@@ -79,10 +82,23 @@ def apply(tenant_id, channel: str, receipts: list[Receipt]) -> int:
         count = Message.objects.filter(
             tenant_id=tenant_id, channel=channel, provider_message_id=receipt.provider_message_id
         ).move(receipt.status, **fields)
+        if not count and (ours := message_pk(receipt.message_id)):
+            # Not recorded yet: the message is still `sending` without the provider's id.
+            count = Message.objects.filter(
+                tenant_id=tenant_id, channel=channel, pk=ours, status=Message.Status.SENDING, provider_message_id=""
+            ).move(receipt.status, provider_message_id=receipt.provider_message_id[:255], **fields)
         if not count:
             logger.info("receipt_unmatched: %s %s (unknown id or already past it)", channel, receipt.status)
         moved += count
     return moved
+
+
+def message_pk(value: str) -> uuid.UUID | None:
+    """Our message id as a provider echoed it, or None when it is not one."""
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
 
 
 def suppress(tenant_id, channel: str, receipt: Receipt) -> None:

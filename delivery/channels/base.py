@@ -155,7 +155,9 @@ class Receipt:
     `suppress` is set when the event says the address must not be contacted again, as the
     `Suppression.Reason` to record (`hard_bounce`, `complaint`, `sms_stop`): only the provider
     kind can tell a hard bounce from a soft one. `address` is the recipient the event names,
-    when it names one (else the matched message's address is suppressed).
+    when it names one (else the matched message's address is suppressed). `message_id` is our
+    `Message.id` when the provider echoes it back (anymail metadata): it matches a receipt that
+    beats the worker's record of `provider_message_id`.
     """
 
     provider_message_id: str
@@ -164,6 +166,7 @@ class Receipt:
     error: str = ""
     suppress: str = ""
     address: str = ""
+    message_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -381,7 +381,10 @@ class AnymailProvider(EmailProvider):
                 # and goes on counting sends to it against the account's reputation.
                 suppress = reason if reason in ("hard_bounce", "complaint") else ""
                 address = event.recipient if isinstance(event.recipient, str) else ""
-                receipts.append(Receipt(str(event.message_id), status, reason, error, suppress, address))
+                ours = (event.metadata or {}).get("alertflow_message_id") if isinstance(event.metadata, dict) else ""
+                receipts.append(
+                    Receipt(str(event.message_id), status, reason, error, suppress, address, str(ours or ""))
+                )
         return receipts
 
     @classmethod

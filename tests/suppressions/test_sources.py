@@ -270,3 +270,29 @@ def test_the_provider_api_shows_the_inbound_url_where_there_is_one(admin, tenant
 
     assert admin.get(f"/api/v1/providers/{twilio.pk}").json()["inbound_url"] == PUBLIC_URL + inbound_path(twilio)
     assert admin.get(f"/api/v1/providers/{console.pk}").json()["inbound_url"] == ""
+
+
+def test_an_esp_receipt_that_beats_the_workers_record_still_moves_its_message(
+    admin, tenant, ada, sendgrid_fake, public_url
+):
+    provider, message = sent_email(admin, tenant, sendgrid_fake, "postmark")
+    esp_id = message.provider_message_id
+    # As the row is between the ESP's answer and the batch's record: `sending`, no ESP id yet.
+    Message.objects.filter(pk=message.pk).update(status="sending", provider_message_id="")
+    event = postmark_event(esp_id, "Bounce", Type="HardBounce", Metadata={"alertflow_message_id": str(message.id)})
+
+    assert post_json(provider, event, **basic_auth()).status_code == 200
+
+    message = reload(message)
+    assert (message.status, message.reason, message.provider_message_id) == ("bounced", "hard_bounce", esp_id)
+
+
+@pytest.mark.parametrize("ours", ["not-a-uuid", "c2f5b6a0-0000-4000-8000-000000000000"])
+def test_an_early_receipt_naming_no_message_of_ours_moves_nothing(admin, tenant, ada, sendgrid_fake, public_url, ours):
+    provider, message = sent_email(admin, tenant, sendgrid_fake, "postmark")
+    Message.objects.filter(pk=message.pk).update(status="sending", provider_message_id="")
+    event = postmark_event("another-esp-id", "Delivery", Metadata={"alertflow_message_id": ours})
+
+    assert post_json(provider, event, **basic_auth()).status_code == 200
+
+    assert reload(message).status == "sending"
