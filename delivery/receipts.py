@@ -36,13 +36,14 @@ RECEIPT_STATUSES = {
 }
 
 
-def receipt_url(provider_id: str, request=None) -> str:
+def receipt_url(provider_id: str, request=None, name: str = "provider-receipts") -> str:
     """The public URL a provider posts its receipts for the tenant's provider row `provider_id`
-    to: on `ALERTFLOW_PUBLIC_URL`, else on the host `request` came to; "" when neither is known
-    (a worker without the setting) or for a deployment default, which has no row to verify against."""
+    to (or, with `name="provider-inbound"`, people's replies): on `ALERTFLOW_PUBLIC_URL`, else on
+    the host `request` came to; "" when neither is known (a worker without the setting) or for a
+    deployment default, which has no row to verify against."""
     if provider_id.startswith("default:"):
         return ""
-    path = reverse("provider-receipts", kwargs={"provider_id": provider_id})
+    path = reverse(name, kwargs={"provider_id": provider_id})
     if settings.ALERTFLOW_PUBLIC_URL:
         return settings.ALERTFLOW_PUBLIC_URL.rstrip("/") + path
     return request.build_absolute_uri(path) if request is not None else ""
@@ -128,14 +129,3 @@ def apply_inbound(tenant_id, channel: str, messages: list[Inbound]) -> None:
             except suppressions.InvalidAddress:
                 continue
             suppressions.lift(tenant_id, channel, address, [Suppression.Reason.SMS_STOP])
-
-
-def inbound_url(provider_id: str, request=None) -> str:
-    """The public URL where the provider row `provider_id` posts people's replies (Twilio's
-    "A message comes in" webhook); "" when unknown, like `receipt_url`."""
-    if provider_id.startswith("default:"):
-        return ""
-    path = reverse("provider-inbound", kwargs={"provider_id": provider_id})
-    if settings.ALERTFLOW_PUBLIC_URL:
-        return settings.ALERTFLOW_PUBLIC_URL.rstrip("/") + path
-    return request.build_absolute_uri(path) if request is not None else ""

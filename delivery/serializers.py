@@ -62,7 +62,7 @@ class ProviderSerializer(serializers.ModelSerializer):
         kind = provider_class(provider.channel, provider.kind)
         if kind is None or kind.read_inbound.__func__ is ProviderKind.read_inbound.__func__:
             return ""  # the kind takes no inbound messages
-        return receipts.inbound_url(str(provider.pk), request=self.context.get("request"))
+        return receipts.receipt_url(str(provider.pk), self.context.get("request"), "provider-inbound")
 
     def to_representation(self, provider: Provider) -> dict:
         body = super().to_representation(provider)
