@@ -28,7 +28,7 @@ from templates_app.rendering import build_context, render_channel
 
 from . import guards
 from .channels import builtin_delivery, provider_class
-from .channels.base import DEFAULT_TIMEOUT, Fault, Outgoing, Provider, ProviderError
+from .channels.base import DEFAULT_TIMEOUT, Code, Fault, Outgoing, Provider, ProviderError
 from .crypto import SecretsUnreadable
 from .providers import ProviderSpec, providers_for
 from .state import Outcome
@@ -250,6 +250,10 @@ def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec
             outcome.error, outcome.provider = f"{exc.code}: {exc}" if exc.code else str(exc), spec.name
             if exc.deactivate_device:
                 dead_token(message, out.to, exc.code or "provider_rejected_token")
+            elif exc.code == Code.UNSUBSCRIBED:
+                # The address opted out with the provider (Twilio 21610: the number replied STOP
+                # before we heard it): suppress it, so the next send stops before any call.
+                suppressions.suppress_one(message.tenant_id, message.channel, out.to, Suppression.Reason.SMS_STOP)
             outcome.retry_after = max(outcome.retry_after or 0, exc.retry_after or 0) or None
             if exc.fault == Fault.PROVIDER:
                 # Credentials, account, configuration, rate or outage: the next provider may take

@@ -38,7 +38,7 @@ class Code:
 
     # The address's fault: no provider can reach it.
     INVALID_ADDRESS = "invalid_address"  # malformed or non-existent address, number or token
-    UNSUBSCRIBED = "unsubscribed"  # the recipient opted out at the provider (SMS STOP)
+    UNSUBSCRIBED = "unsubscribed"  # the recipient opted out at the provider (SMS STOP): suppressed
     UNREGISTERED = "unregistered"  # the push token is dead: deactivate the device
     REJECTED = "rejected"  # the provider refused this recipient (SMTP 550 at RCPT, a hard bounce)
     # The message's fault: its content would be refused by any provider.

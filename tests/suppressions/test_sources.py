@@ -296,3 +296,16 @@ def test_an_early_receipt_naming_no_message_of_ours_moves_nothing(admin, tenant,
     assert post_json(provider, event, **basic_auth()).status_code == 200
 
     assert reload(message).status == "sending"
+
+
+def test_twilio_refusing_a_number_that_replied_stop_suppresses_it(admin, tenant, ada, twilio_fake):
+    twilio_account(tenant, twilio_fake)
+    twilio_fake.fail_next(400, 21610, "Attempt to send to unsubscribed recipient")
+    [message] = accept(admin, ["sms"])
+
+    pipeline.deliver([message.id])
+
+    assert reload(message).status == "failed"
+    assert suppressed(tenant) == [("sms", "+14155552671", None, "sms_stop")]
+    [again] = accept(admin, ["sms", "email"])[1:]
+    assert (again.channel, again.status, again.reason) == ("sms", "suppressed", "suppressed:sms_stop")
