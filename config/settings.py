@@ -233,6 +233,7 @@ SPECTACULAR_SETTINGS = {
         "PriorityEnum": "alertflow.choices.Priority",
         "RoleEnum": "alertflow.choices.Role",
         "ProviderChannelEnum": "delivery.models.PROVIDER_CHANNELS",
+        "SuppressionChannelEnum": "preferences.suppressions.ADDRESSED",
         "MessageStatusEnum": "notifications.models.Message.Status",
         "NotificationStatusEnum": "notifications.progress.Summary",
         "KafkaChannelEnum": "notifications.compat.kafka.CHANNELS",
