@@ -92,13 +92,16 @@ def suppress(tenant_id, channel: str, addresses: Iterable[str], reason: str, cat
     table = connection.ops.quote_name(Suppression._meta.db_table)
     columns = ("tenant_id", "channel", "address", "category_id", "reason", "created")
     created: list[Suppression] = []
-    created_field = Suppression._meta.get_field("created")
-    moment = created_field.get_db_prep_value(now, connection)
+    # Prepared by the fields, as the ORM would: SQLite's driver takes no UUID (a tenant's pk).
+    field = Suppression._meta.get_field
+    tenant = field("tenant").get_db_prep_value(tenant_id, connection)
+    category = field("category").get_db_prep_value(category_id, connection)
+    moment = field("created").get_db_prep_value(now, connection)
     with transaction.atomic(), connection.cursor() as cursor:
         for start in range(0, len(unique), INSERT_BATCH):
             batch = unique[start : start + INSERT_BATCH]
             values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(batch))
-            params = [p for a in batch for p in (tenant_id, channel, a, category_id, reason, moment)]
+            params = [p for a in batch for p in (tenant, channel, a, category, reason, moment)]
             # No conflict target: either partial unique index may be the one hit (PostgreSQL and
             # SQLite 3.35+ both take ON CONFLICT DO NOTHING with RETURNING).
             cursor.execute(

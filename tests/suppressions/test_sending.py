@@ -14,7 +14,9 @@ from tests.factories import CategoryFactory, DeviceFactory, RecipientFactory
 
 from .conftest import accept, add_provider, smtp_config
 
-pytestmark = pytest.mark.django_db
+# Also run on SQLite, the database of `make run` (make test's second pass): the check and the
+# INSERT ... ON CONFLICT of `suppress` are written for both.
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
 
 def reload(message) -> Message:
