@@ -267,7 +267,9 @@ class InboxPreferencesView(RecipientView):
         data = dict(request.data) if isinstance(request.data, dict) else request.data
         if isinstance(data, dict):
             data.pop("critical_categories", None)  # what GET showed may come back as is
-        serializer = PreferencesSerializer(data=data, context={"tenant": self.recipient.tenant})
+        serializer = PreferencesSerializer(
+            data=data, context={"tenant": self.recipient.tenant, "recipient": self.recipient}
+        )
         serializer.is_valid(raise_exception=True)
         critical = set(self.critical_categories())
         refused = sorted(

@@ -13,7 +13,7 @@ from tenants.models import Category
 from tenants.serializers import validate_category_key
 
 from . import suppressions
-from .models import CHANNELS, DEFAULT_TIMEZONE, Device, Recipient, Suppression, Topic
+from .models import CHANNELS, DEFAULT_TIMEZONE, Device, Preference, Recipient, Suppression, Topic
 
 EXTERNAL_ID_PATTERN = re.compile(r"^[^/\x00-\x1f\x7f]{1,128}$")
 # BCP 47 as used for content: language, optional script, optional region, optional variants
@@ -230,7 +230,10 @@ class QuietHoursSerializer(serializers.Serializer):
 
 
 class PreferencesSerializer(serializers.Serializer):
-    """The whole preference document; what is left out takes its default (PUT replaces)."""
+    """The whole preference document; what is left out takes its default (PUT replaces).
+
+    Context: `tenant`, and `recipient` when the document replaces that recipient's.
+    """
 
     channels = serializers.DictField(child=serializers.BooleanField(), required=False, default=dict)
     categories = serializers.DictField(
@@ -251,10 +254,23 @@ class PreferencesSerializer(serializers.Serializer):
             Category.objects.filter(tenant=self.context["tenant"], key__in=list(value)).values_list("key", flat=True)
         )
         if unknown:
+            unknown -= self.kept_categories()
+        if unknown:
             raise serializers.ValidationError(
                 f"Unknown category key(s): {', '.join(sorted(unknown))}.", code="unknown_category"
             )
         return value
+
+    def kept_categories(self) -> set[str]:
+        """The category keys the recipient's stored document holds already. A category deleted
+        after the recipient set it stays in their document (an unsubscribe from it must outlive
+        the category being recreated), so a document sent back as it was read must not fail on
+        it: only a key it does not hold yet must name a category."""
+        recipient = self.context.get("recipient")
+        if recipient is None:
+            return set()
+        stored = Preference.objects.filter(recipient_id=recipient.pk).values_list("categories", flat=True).first()
+        return set(stored or ())
 
     def validate(self, attrs):
         # A typo such as "chanels" would otherwise silently reset the channels to their defaults.

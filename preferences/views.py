@@ -110,7 +110,8 @@ class RecipientViewSet(TenantViewSet, mixins.ListModelMixin, mixins.RetrieveMode
         recipient = self.get_object()
         if request.method == "GET":
             return Response(services.get_preferences(recipient))
-        serializer = PreferencesSerializer(data=request.data, context=self.get_serializer_context())
+        context = {**self.get_serializer_context(), "recipient": recipient}
+        serializer = PreferencesSerializer(data=request.data, context=context)
         serializer.is_valid(raise_exception=True)
         return Response(services.set_preferences(recipient, serializer.validated_data))
 

@@ -85,7 +85,7 @@ class AlertoraPreferencesView(TenantScopedMixin, APIView):
             "categories": {**document["categories"], **fields.get("notification_types", {})},
             "quiet_hours": document["quiet_hours"],
         }
-        preferences = PreferencesSerializer(data=merged, context={"tenant": self.tenant})
+        preferences = PreferencesSerializer(data=merged, context={"tenant": self.tenant, "recipient": recipient})
         if not preferences.is_valid():
             errors = {("notification_types" if k == "categories" else k): v for k, v in preferences.errors.items()}
             name = next(iter(errors))

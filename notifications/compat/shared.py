@@ -106,7 +106,7 @@ class UserPreferencesView(TenantScopedMixin, APIView):
             changes = hng.preference_changes(request.data)
         document = preference_services.get_preferences(recipient)
         document["channels"].update(changes)
-        preferences = PreferencesSerializer(data=document, context={"tenant": self.tenant})
+        preferences = PreferencesSerializer(data=document, context={"tenant": self.tenant, "recipient": recipient})
         preferences.is_valid(raise_exception=True)
         updated = preference_services.set_preferences(recipient, preferences.validated_data)
         return self.answer(recipient, updated, "Preferences updated successfully")

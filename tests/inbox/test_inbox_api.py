@@ -345,6 +345,19 @@ def test_recipient_reads_and_writes_own_preferences(admin, tenant, ada_inbox):
     assert accepted.json()["error"]["code"] == "preference_rejected"
 
 
+def test_the_recipients_own_round_trip_keeps_an_opt_out_of_a_deleted_category(admin, tenant, ada_inbox):
+    CategoryFactory(tenant=tenant, key="promo", channels=["inapp"])
+    ada_inbox.put("/api/v1/inbox/preferences", {"categories": {"promo": {"inapp": False}}}, format="json")
+    assert admin.delete("/api/v1/categories/promo").status_code == 204
+
+    document = ada_inbox.get("/api/v1/inbox/preferences").json()
+    document["channels"]["email"] = False
+    response = ada_inbox.put("/api/v1/inbox/preferences", document, format="json")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["categories"] == {"promo": {"inapp": False}}
+
+
 def test_critical_categories_are_read_only(tenant, ada_inbox):
     CategoryFactory(tenant=tenant, key="security", channels=["inapp"], critical=True)
     response = ada_inbox.put("/api/v1/inbox/preferences", {"categories": {"security": {"inapp": False}}}, format="json")

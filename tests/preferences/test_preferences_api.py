@@ -81,3 +81,40 @@ def test_outsider_gets_404_on_preferences(outsider, recipient):
     response = outsider.put("/api/v1/recipients/u1/preferences", {"channels": {"email": False}}, format="json")
     assert response.status_code == 404
     assert not Preference.objects.exists()
+
+
+def test_a_deleted_categorys_opt_out_survives_a_get_then_put_round_trip(admin, recipient, promo, tenant):
+    """A recipient's document keeps an opt-out of a category the tenant deleted afterwards (an
+    unsubscribe must outlive a category recreated later): sending it back is not an unknown key."""
+    document = {"channels": {}, "categories": {"promo": {"email": False}}, "quiet_hours": None}
+    assert admin.put("/api/v1/recipients/u1/preferences", document, format="json").status_code == 200
+    assert admin.delete("/api/v1/categories/promo").status_code == 204
+
+    shown = admin.get("/api/v1/recipients/u1/preferences").json()
+    shown["channels"]["sms"] = False
+    response = admin.put("/api/v1/recipients/u1/preferences", shown, format="json")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["categories"] == {"promo": {"email": False}}
+    assert response.json()["channels"]["sms"] is False
+    # Adding a key that is no category, and was not there, is still refused.
+    shown["categories"]["gone"] = {"email": False}
+    assert admin.put("/api/v1/recipients/u1/preferences", shown, format="json").status_code == 400
+
+
+def test_a_seed_clients_channel_switch_works_after_a_category_the_recipient_opted_out_of_is_deleted(
+    admin, recipient, promo
+):
+    document = {"categories": {"promo": {"email": False}}}
+    assert admin.put("/api/v1/recipients/u1/preferences", document, format="json").status_code == 200
+    assert admin.delete("/api/v1/categories/promo").status_code == 204
+
+    # The Kafka service's and HNG's PUT change one channel and keep the rest of the document.
+    kafka = admin.put("/api/v1/users/u1/preferences", {"channels": {"sms": False}}, format="json")
+    hng = admin.put("/api/v1/users/u1/preferences", {"push": False}, format="json")
+    alertora = admin.post("/preferences", {"recipient_id": "u1", "channels": {"inapp": False}}, format="json")
+
+    assert (kafka.status_code, hng.status_code, alertora.status_code) == (200, 200, 200), alertora.content
+    stored = Preference.objects.get(recipient=recipient)
+    assert stored.categories == {"promo": {"email": False}}
+    assert stored.channels == {"email": True, "sms": False, "push": False, "inapp": False}
