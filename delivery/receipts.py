@@ -59,11 +59,11 @@ def apply(tenant_id, channel: str, receipts: list[Receipt]) -> int:
     skipped: providers resend what they do not see acknowledged, so the caller answers 200.
 
     A receipt may arrive before the worker has recorded the message's `provider_message_id` (a
-    batch writes every `FLUSH_EVERY` sends). An ESP's receipt still finds it by our message id,
-    which the send put in anymail's metadata and the ESP echoes; the batch's later record then
-    matches nothing (the message is no longer `sending`) and keeps the receipt's word. Known
-    gap: a Twilio callback carries no id of ours, so its status is dropped then (answered 200,
-    never resent). A suppression is never lost: the receipt names its recipient.
+    batch writes every `FLUSH_EVERY` sends). It still finds the message by our message id, which
+    the send gave the provider (anymail's metadata, which the ESP echoes; the query of Twilio's
+    signed StatusCallback URL); the batch's later record then matches nothing (the message is
+    no longer `sending`) and keeps the receipt's word. A receipt with neither id matching is
+    answered 200 and dropped. Its suppression is not: the receipt names its recipient.
     """
     moved = 0
     for receipt in receipts:

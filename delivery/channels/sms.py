@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from datetime import UTC, datetime
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
 from django.conf import settings
@@ -157,8 +157,10 @@ class TwilioProvider(SmsProvider):
         else:
             params["from_"] = out.sender or self.config["from_number"]
         if self.receipt_url:
-            # Twilio posts this message's status changes there, signed (read_receipts).
-            params["status_callback"] = self.receipt_url
+            # Twilio posts this message's status changes there, signed over the whole URL
+            # (read_receipts). Our message id rides along: a callback that beats the worker's
+            # record of the SID still finds its message.
+            params["status_callback"] = f"{self.receipt_url}?{urlencode({'message': out.message_id})}"
         try:
             message = self._client.messages.create(**params)
         except TwilioException as exc:
@@ -204,6 +206,7 @@ class TwilioProvider(SmsProvider):
                 # until it replies START, which our inbound URL hears too.
                 suppress="sms_stop" if error_code == "21610" else "",
                 address=request.POST.get("To", ""),
+                message_id=request.GET.get("message", ""),
             )
         ]
 

@@ -70,9 +70,9 @@ def twilio_callback(provider, sid, status, *, token=AUTH_TOKEN, signature=None, 
 
 
 def test_each_sms_carries_its_providers_receipt_url(admin, tenant, ada, twilio_fake):
-    provider, _message = sent_sms(admin, tenant, twilio_fake)
+    provider, message = sent_sms(admin, tenant, twilio_fake)
     [request] = twilio_fake.sent
-    assert request.form()["StatusCallback"] == PUBLIC_URL + path_of(provider)
+    assert request.form()["StatusCallback"] == PUBLIC_URL + path_of(provider) + f"?message={message.id}"
 
 
 def test_the_provider_api_shows_the_receipt_url(admin, tenant, twilio_fake):

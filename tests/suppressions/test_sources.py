@@ -309,3 +309,39 @@ def test_twilio_refusing_a_number_that_replied_stop_suppresses_it(admin, tenant,
     assert suppressed(tenant) == [("sms", "+14155552671", None, "sms_stop")]
     [again] = accept(admin, ["sms", "email"])[1:]
     assert (again.channel, again.status, again.reason) == ("sms", "suppressed", "suppressed:sms_stop")
+
+
+def test_a_twilio_callback_that_beats_the_workers_record_still_moves_its_message(
+    admin, tenant, ada, twilio_fake, public_url
+):
+    _provider, message = sent_sms(admin, tenant, twilio_fake)
+    sid = message.provider_message_id
+    callback_url = twilio_fake.sent[0].form()["StatusCallback"]  # as the send gave it, with our id
+    Message.objects.filter(pk=message.pk).update(status="sending", provider_message_id="")
+    params = {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": ACCOUNT_SID, "To": "+14155552671"}
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(callback_url, params)
+
+    response = Client().post(
+        callback_url.removeprefix(PUBLIC_URL), urlencode(params),
+        content_type="application/x-www-form-urlencoded", HTTP_X_TWILIO_SIGNATURE=signature,
+    )  # fmt: skip
+
+    assert response.status_code == 200
+    message = reload(message)
+    assert (message.status, message.provider_message_id) == ("delivered", sid)
+
+
+def test_a_twilio_callback_whose_message_id_was_changed_is_refused(admin, tenant, ada, twilio_fake, public_url):
+    provider, message = sent_sms(admin, tenant, twilio_fake)
+    callback_url = twilio_fake.sent[0].form()["StatusCallback"]
+    params = {"MessageSid": message.provider_message_id, "MessageStatus": "delivered", "AccountSid": ACCOUNT_SID}
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(callback_url, params)
+    other = f"{PUBLIC_URL}/webhooks/providers/{provider.pk}/receipts?message=c2f5b6a0-0000-4000-8000-000000000000"
+
+    response = Client().post(
+        other.removeprefix(PUBLIC_URL), urlencode(params),
+        content_type="application/x-www-form-urlencoded", HTTP_X_TWILIO_SIGNATURE=signature,
+    )  # fmt: skip
+
+    assert response.status_code == 403
+    assert reload(message).status == "sent"
