@@ -1,6 +1,6 @@
 """Make every process reload a tenant's providers whenever one changes or goes, and its webhook
 subscriptions whenever an endpoint does; collect the ESPs' tracking events for delivery receipts;
-check for a completed notification when a fan-out ends.
+check for a completed notification when a fan-out ends; write `suppression.created` events.
 
 Writers bump the tenant's provider version so every process drops its cached list (see
 delivery/providers.py). After commit: a reader that saw the bump before the commit would cache
@@ -13,6 +13,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from notifications.signals import fanned_out
+from preferences.suppressions import suppression_created
 
 from . import tracking as tracking_events
 from .models import Provider, WebhookEndpoint
@@ -43,3 +44,10 @@ def notification_fanned_out(sender, notification_id, **kwargs) -> None:
     """A bulk, topic or campaign send wrote its last messages: it may be complete already, with
     no message move left to write its `notification.completed` (delivery/webhooks/events.py)."""
     webhook_events.check_completed({notification_id})
+
+
+@receiver(suppression_created, dispatch_uid="delivery.webhooks_suppression_created")
+def suppressions_added(sender, tenant_id, suppressions, **kwargs) -> None:
+    """New rows of a tenant's suppression list: its `suppression.created` webhook events, written
+    in the transaction that inserted them (delivery/webhooks/events.py)."""
+    webhook_events.suppressions_created(tenant_id, suppressions)

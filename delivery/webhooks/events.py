@@ -23,9 +23,10 @@ from notifications.models import Message, Notification
 from notifications.progress import message_counts, summarise
 from notifications.transitions import Moved
 from preferences.models import Recipient
+from tenants.models import Category
 
 from .models import WebhookDelivery, WebhookEndpoint, WebhookEvent
-from .types import MESSAGE_EVENTS, NOTIFICATION_COMPLETED
+from .types import MESSAGE_EVENTS, NOTIFICATION_COMPLETED, SUPPRESSION_CREATED
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +184,35 @@ def _recheck(notification_id) -> None:
             check_completed({notification_id}, recheck=False)
     except Exception:  # after the caller's commit: its work is done, whatever happens here
         logger.exception("Could not check whether notification %s completed", notification_id)
+
+
+def suppressions_created(tenant_id, suppressions: list) -> int:
+    """`suppression.created` for each new row of the tenant's suppression list (the receiver of
+    `preferences.suppressions.suppression_created`, inside the transaction that inserted them);
+    returns how many deliveries it made. The address is the tenant's own data; the event says
+    which one may no longer be contacted, and why."""
+    subs = subscriptions([tenant_id])
+    if not endpoints_for(subs, tenant_id, SUPPRESSION_CREATED):
+        return 0
+    keys = dict(
+        Category.objects.filter(pk__in={s.category_id for s in suppressions if s.category_id}).values_list("pk", "key")
+    )
+    events = [
+        (
+            tenant_id,
+            SUPPRESSION_CREATED,
+            {
+                "suppression_id": suppression.pk,
+                "channel": suppression.channel,
+                "address": suppression.address,
+                "category": keys.get(suppression.category_id),
+                "reason": suppression.reason,
+                "created": _iso(suppression.created),
+            },
+        )
+        for suppression in suppressions
+    ]
+    return _write(events, subs)
 
 
 # --- writing --------------------------------------------------------------------------------------

@@ -224,3 +224,37 @@ def test_a_bulk_send_whose_every_message_was_suppressed_completes_when_its_fan_o
 
     [completed] = WebhookEvent.objects.filter(type="notification.completed")
     assert completed.payload["data"]["counts"] == {"suppressed": 1}
+
+
+def test_a_new_suppression_writes_suppression_created_in_its_transaction(admin, webhook_receiver):
+    subscribe(admin, webhook_receiver.endpoint, ["suppression.created"])
+
+    response = admin.post("/api/v1/suppressions", {"channel": "email", "address": "Ada@Example.com"}, format="json")
+    assert response.status_code == 201, response.content
+    again = admin.post("/api/v1/suppressions", {"channel": "email", "address": "ada@example.com"}, format="json")
+    assert again.status_code == 200  # already suppressed: the existing row, and no second event
+
+    [event] = WebhookEvent.objects.all()
+    assert event.type == "suppression.created"
+    assert event.payload["data"] == {
+        "suppression_id": response.json()["id"],
+        "channel": "email",
+        "address": "ada@example.com",
+        "category": None,
+        "reason": "manual",
+        "created": event.payload["data"]["created"],
+    }
+    assert WebhookDelivery.objects.get().event_type == "suppression.created"
+
+
+def test_a_suppression_rolled_back_leaves_no_event(admin, tenant, webhook_receiver):
+    from preferences import suppressions
+
+    subscribe(admin, webhook_receiver.endpoint, ["suppression.created"])
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        suppressions.suppress(tenant.pk, "sms", ["+14155552671"], "sms_stop")
+        assert WebhookEvent.objects.count() == 1
+        raise RuntimeError("the inbound request failed after the insert")
+
+    assert not WebhookEvent.objects.exists()
