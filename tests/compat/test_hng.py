@@ -1,13 +1,14 @@
 """The HNG distributed notification system (shared/seeds/002): its README's requests as written."""
 
 import pytest
+from django.contrib.auth.hashers import make_password
 from rest_framework.test import APIClient
 
 from alertflow.choices import Role
 from delivery import pipeline
 from notifications.models import Message, Notification
 from tests.compat.hng_readme import SEND, USER_ID
-from tests.factories import RecipientFactory, api_key
+from tests.factories import MembershipFactory, RecipientFactory, api_key
 from tests.pipeline.conftest import add_provider, smtp_config
 
 pytestmark = pytest.mark.django_db
@@ -202,3 +203,21 @@ def test_outsider_tenant_gets_404_on_user_preferences(hng, outsider):
     assert outsider.get(path).status_code == 404
     assert outsider.put(path, {"email": False}, format="json").status_code == 404
     assert hng.get(path).json()["data"]["email"] is True
+
+
+def test_the_readmes_login_then_bearer_token_flow_works(hng, tenant):
+    """ "JWT Token Authentication": log in, then send with the token. A member of the tenant logs
+    in at the same path with the same body; AlertFlow's session token stands for the JWT."""
+    MembershipFactory(
+        tenant=tenant, email="john@example.com", role=Role.ADMIN, password=make_password("SecurePass123!")
+    )
+    login = APIClient(headers={"Content-Type": "application/json"}).post(
+        "/api/v1/auth/login", {"email": "john@example.com", "password": "SecurePass123!"}, format="json"
+    )
+    assert login.status_code == 200, login.content
+
+    client = APIClient(headers={"Authorization": f"Bearer {login.json()['token']}", "Content-Type": "application/json"})
+    response = client.post("/api/v1/notifications", SEND, format="json")
+
+    assert response.status_code == 202
+    assert client.get(f"/api/v1/notifications/{response.json()['data']['notification_id']}").status_code == 200
