@@ -23,7 +23,7 @@ from tenants.models import Category, Tenant
 
 from . import suppressions
 from .models import CHANNELS, DEFAULT_TIMEZONE, Device, Preference, Recipient, Subscription, Suppression, Topic
-from .serializers import RecipientSerializer, validate_external_id
+from .serializers import PreferencesSerializer, RecipientSerializer, validate_external_id
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +204,18 @@ def opt_out(recipient: Recipient, category: Category | None, channel: str, *, so
 
     opted_out.send(sender=Recipient, recipient=recipient, category=category, channel=channel, source=source)
     return True
+
+
+def switch_channels(recipient: Recipient, switches: dict) -> dict:
+    """Turn the channels `switches` names on or off (`{"sms": false}`) and keep the rest of the
+    recipient's document: the seed adapters' channel switches. Returns the document. Raises DRF's
+    ValidationError for an unknown channel, before writing anything."""
+    document = get_preferences(recipient)
+    document["channels"].update(switches)
+    context = {"tenant": recipient.tenant_id, "recipient": recipient}
+    serializer = PreferencesSerializer(data=document, context=context)
+    serializer.is_valid(raise_exception=True)
+    return set_preferences(recipient, serializer.validated_data)
 
 
 def cache_key(tenant_id, recipient_id) -> str:

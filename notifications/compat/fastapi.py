@@ -24,7 +24,6 @@ from alertflow.errors import ApiError
 from alertflow.views import TenantScopedMixin
 from preferences import services as preference_services
 from preferences.models import Device, Recipient
-from preferences.serializers import PreferencesSerializer
 
 from . import hng, validated
 
@@ -75,11 +74,7 @@ def save_user(tenant, external_id: str, fields: dict) -> Recipient:
         if fields.get("push_token"):
             preference_services.register_device(recipient, Device.Platform.FCM, fields["push_token"])
         if "preferences" in fields:
-            document = preference_services.get_preferences(recipient)
-            document["channels"].update(fields["preferences"])
-            preferences = PreferencesSerializer(data=document, context={"tenant": tenant})
-            preferences.is_valid(raise_exception=True)
-            preference_services.set_preferences(recipient, preferences.validated_data)
+            preference_services.switch_channels(recipient, fields["preferences"])
     return recipient
 
 

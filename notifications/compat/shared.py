@@ -19,7 +19,6 @@ from alertflow.errors import ApiError
 from alertflow.views import TenantScopedMixin
 from preferences import services as preference_services
 from preferences.models import Recipient
-from preferences.serializers import PreferencesSerializer
 from templates_app.serializers import TemplateCreateSerializer, TemplateDetailSerializer, TemplateUpdateSerializer
 from templates_app.views import LOCALE_PARAM, TemplateViewSet, actor
 
@@ -104,11 +103,7 @@ class UserPreferencesView(TenantScopedMixin, APIView):
             changes = kafka.preference_changes(recipient, request.data)
         else:
             changes = hng.preference_changes(request.data)
-        document = preference_services.get_preferences(recipient)
-        document["channels"].update(changes)
-        preferences = PreferencesSerializer(data=document, context={"tenant": self.tenant, "recipient": recipient})
-        preferences.is_valid(raise_exception=True)
-        updated = preference_services.set_preferences(recipient, preferences.validated_data)
+        updated = preference_services.switch_channels(recipient, changes)
         return self.answer(recipient, updated, "Preferences updated successfully")
 
 

@@ -162,6 +162,7 @@ def test_get_shows_a_confirmation_page_whose_button_posts_and_changes_nothing(
     assert '<form method="post">' in page and "Promotions" in page and "Acme" in page
     assert "src=" not in page and "<link" not in page  # no external assets
     assert "no-cache" in response["Cache-Control"]
+    assert not response.cookies  # no session, no CSRF cookie: nothing for a mail client to keep
     assert not Preference.objects.filter(recipient=ada).exists()
     [message] = send(admin, "promo")
     assert message.status == "sent"
