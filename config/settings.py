@@ -368,6 +368,8 @@ LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 # `GET /metrics` answers only a scraper sending `Authorization: Bearer <this>`; unset, the
 # endpoint does not exist (404). Metrics name queues, providers and volumes: not for tenants.
 ALERTFLOW_METRICS_TOKEN = env_str("ALERTFLOW_METRICS_TOKEN", "")
+# The longest range GET /api/v1/analytics/deliveries answers (a quarter, in hourly aggregates).
+ALERTFLOW_ANALYTICS_MAX_DAYS = env_int("ALERTFLOW_ANALYTICS_MAX_DAYS", 92)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

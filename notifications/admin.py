@@ -6,7 +6,7 @@ from alertflow.admin import OperatorAdmin
 from alertflow.errors import ApiError
 
 from . import campaigns, lifecycle
-from .models import Campaign, CampaignRun, DeliveryAttempt, Message, Notification
+from .models import Campaign, CampaignRun, DeliveryAttempt, DeliveryCount, DeliveryLatency, Message, Notification
 
 ATTEMPT_FIELDS = ["started", "provider", "outcome", "duration_ms", "provider_message_id", "error"]
 
@@ -100,6 +100,37 @@ class DeliveryAttemptAdmin(OperatorAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class AggregateAdmin(OperatorAdmin):
+    """The analytics aggregates (notifications/analytics.py), kept by status writes: shown, never
+    edited (an edit would make the reports disagree with what happened)."""
+
+    list_filter = ["channel", "tenant", "hour"]
+    list_select_related = ["tenant"]
+    search_fields = ["tenant__name", "category", "provider"]
+    date_hierarchy = "hour"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DeliveryCount)
+class DeliveryCountAdmin(AggregateAdmin):
+    list_display = ["hour", "tenant", "channel", "category", "provider", "status", "n"]
+    list_filter = ["status", *AggregateAdmin.list_filter]
+
+
+@admin.register(DeliveryLatency)
+class DeliveryLatencyAdmin(AggregateAdmin):
+    list_display = ["hour", "tenant", "channel", "category", "provider", "stage", "bucket", "n"]
+    list_filter = ["stage", *AggregateAdmin.list_filter]
 
 
 class CampaignRunInline(admin.TabularInline):

@@ -9,7 +9,7 @@ class NotificationsConfig(AppConfig):
         from alertflow.metrics import register_scrape_collector
         from templates_app.hooks import register_body_adapter
 
-        from . import stats, transitions
+        from . import analytics, stats, transitions
         from .compat.shared import adapt_template_body
 
         # templates_app may not import the seed adapters: they register with its hook instead.
@@ -20,6 +20,8 @@ class NotificationsConfig(AppConfig):
         from .lifecycle import withdraw_opted_out
 
         opted_out.connect(withdraw_opted_out, dispatch_uid="notifications.withdraw_opted_out")
-        # Due-but-unsent messages on every scrape; every status write counted.
+        # Due-but-unsent messages on every scrape; every status write counted (Prometheus) and
+        # aggregated (analytics), in the write's transaction.
         register_scrape_collector(stats.collect_due_unsent)
         transitions.listen(stats.moved)
+        transitions.listen(analytics.moved)

@@ -393,3 +393,70 @@ class CampaignRun(models.Model):
         if self.notification.status == Notification.Status.ACCEPTED:
             return self.notification.progressed
         return None
+
+
+class DeliveryCount(models.Model):
+    """How many messages entered a status in one hour, per tenant, channel, category and
+    provider: the aggregates GET /api/v1/analytics/deliveries and the admin dashboard read
+    (notifications/analytics.py), never the message table.
+
+    `status` is a message status, or `accepted` for every message written at accept or fan-out.
+    Rows are only ever incremented, with `INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n`
+    inside the transaction of the status write itself, so concurrent workers add up and a
+    rolled-back write counts nothing.
+    """
+
+    tenant = models.ForeignKey("tenants.Tenant", models.CASCADE, related_name="+")
+    hour = models.DateTimeField(help_text="The start of the hour (UTC) the messages entered the status in.")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    # The category's key then, and the provider's name: "" for none (a unique key must not be NULL).
+    category = models.CharField(max_length=64, blank=True)
+    provider = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=12)
+    n = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # The upsert's conflict target. Tenant and hour first: every report reads
+            # `tenant = ? AND hour BETWEEN ? AND ?` through this index.
+            models.UniqueConstraint(
+                fields=["tenant", "hour", "channel", "category", "provider", "status"], name="delivery_count_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.channel} {self.status}: {self.n}"
+
+
+class DeliveryLatency(models.Model):
+    """A latency histogram per hour, tenant, channel, category and provider: how many messages
+    took from acceptance to `stage` (`sent`: the provider took it; `delivered`: its receipt
+    said so) a time in `bucket` (notifications/analytics.py, log-spaced buckets).
+
+    Fixed buckets rather than stored latencies or percentiles: counts per bucket add up across
+    rows (hours, channels, providers) and across concurrent writers with the same atomic
+    increment as `DeliveryCount`, and any percentile of any grouping is read from the sums,
+    within a bucket's width.
+    """
+
+    tenant = models.ForeignKey("tenants.Tenant", models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    category = models.CharField(max_length=64, blank=True)
+    provider = models.CharField(max_length=100, blank=True)
+    stage = models.CharField(max_length=10)
+    bucket = models.PositiveSmallIntegerField()
+    n = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "delivery latencies"
+        constraints = [
+            # The upsert's conflict target, and the reports' index (tenant and hour first).
+            models.UniqueConstraint(
+                fields=["tenant", "hour", "channel", "category", "provider", "stage", "bucket"],
+                name="delivery_latency_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.channel} {self.stage} bucket {self.bucket}: {self.n}"

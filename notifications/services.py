@@ -28,7 +28,7 @@ from templates_app.services import resolve_version
 from tenants import usage
 from tenants.models import Tenant
 
-from . import campaigns, queue, signals, stats
+from . import analytics, campaigns, queue, signals, stats
 from .expiry import expires_in_for
 from .models import Message, Notification
 from .progress import summarise
@@ -83,6 +83,7 @@ def accept(tenant: Tenant, payload: dict) -> Accepted:
             notification.save(force_insert=True)
             Message.objects.bulk_create(messages)
             stats.written(messages)
+            analytics.written(messages)
             queue.enqueue_on_commit(messages)
     except IntegrityError:
         # A concurrent request with the same key committed first: answer what it answered.
@@ -418,6 +419,7 @@ def write_chunk(notification: Notification, audience: "Audience") -> Chunk | Non
             campaigns.pace(notification, messages, now)
     Message.objects.bulk_create(messages)
     stats.written(messages)
+    analytics.written(messages)
     notification.fanned_out, notification.progressed = cursor, now
     notification.save(update_fields=["fanned_out", "progressed"])
     queue.enqueue_on_commit(messages)

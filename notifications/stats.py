@@ -39,23 +39,19 @@ def written(messages: list[Message]) -> None:
 
 
 def moved(status: str, rows: list[transitions.Moved]) -> None:
-    """A transition listener (notifications/apps.py): count every status write's moves, and the
-    accept-to-sent time of the messages just sent."""
+    """A transition listener (notifications/apps.py): count every status write's moves."""
     count((row.channel, status) for row in rows)
-    if status != Message.Status.SENT:
+
+
+def observe_sent(latencies: list[tuple[str, float]]) -> None:
+    """(channel, seconds from acceptance) of messages just sent, observed once the write commits
+    (measured by notifications/analytics.py, which reads what the moved rows lack)."""
+    if not latencies:
         return
-    sent = {row.id: row.sent for row in rows}
-    latencies = [
-        (channel, (sent[pk] - max(created, send_at) if send_at else sent[pk] - created).total_seconds())
-        for pk, channel, created, send_at in Message.objects.filter(pk__in=sent).values_list(
-            "pk", "channel", "created", "notification__send_at"
-        )
-        if sent[pk] is not None
-    ]
 
     def publish():
         for channel, seconds in latencies:
-            metrics.ACCEPT_TO_SENT.labels(channel).observe(max(seconds, 0))
+            metrics.ACCEPT_TO_SENT.labels(channel).observe(seconds)
 
     transaction.on_commit(publish)
 

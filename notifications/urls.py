@@ -1,3 +1,4 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from . import views
@@ -8,4 +9,7 @@ router.register("notifications", views.NotificationViewSet, basename="notificati
 router.register("campaigns", views.CampaignViewSet, basename="campaign")
 router.register("messages", views.MessageViewSet, basename="message")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("analytics/deliveries", views.DeliveryAnalyticsView.as_view(), name="analytics-deliveries"),
+    *router.urls,
+]

@@ -15,7 +15,7 @@ from alertflow.choices import Role
 from alertflow.errors import ApiError
 from alertflow.views import TenantScopedMixin, TenantViewSet
 
-from . import campaigns, compat, lifecycle, services
+from . import analytics, campaigns, compat, lifecycle, services
 from .compat import alertora, hng, kafka
 from .models import Campaign, CampaignRun, Message, Notification
 from .progress import message_counts
@@ -342,3 +342,25 @@ class CampaignViewSet(
     def cancel_run(self, request, pk=None, run_id=None):
         """Stop the fan-out and cancel every message not sent yet."""
         return Response(CampaignRunSerializer(campaigns.cancel(self._run(run_id))).data)
+
+
+RANGE_HELP = (
+    "An ISO 8601 date (a whole day, UTC) or date-time. Hours are the unit: a range counts the hours starting in it."
+)
+
+
+class DeliveryAnalyticsView(TenantScopedMixin, APIView):
+    """Counts per status, success and delivery rates, and accept-to-sent / accept-to-delivered
+    latency percentiles of the tenant's messages, per group, read from hourly aggregates
+    (notifications/analytics.py). Any role may read it."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("from", OpenApiTypes.STR, description=f"Start (default: `to` - 7 days). {RANGE_HELP}"),
+            OpenApiParameter("to", OpenApiTypes.STR, description=f"End (default: now). {RANGE_HELP}"),
+            OpenApiParameter("group_by", OpenApiTypes.STR, enum=list(analytics.GROUPS), description="Default channel."),
+        ],
+        responses={200: dict},
+    )
+    def get(self, request):
+        return Response(analytics.report(self.tenant, request.query_params))

@@ -14,8 +14,16 @@ from alertflow.broker import priority_lists
 from delivery.inbox_auth import rotate_inbox_secret
 from delivery.models import InboxItem, InboxSecret, Provider, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from delivery.webhooks import events as webhook_events
-from notifications import campaigns
-from notifications.models import Campaign, CampaignRun, DeliveryAttempt, Message, Notification
+from notifications import analytics, campaigns
+from notifications.models import (
+    Campaign,
+    CampaignRun,
+    DeliveryAttempt,
+    DeliveryCount,
+    DeliveryLatency,
+    Message,
+    Notification,
+)
 from preferences.models import Preference, Subscription, Suppression
 from tenants.models import Quota
 from tenants.usage import charge
@@ -68,6 +76,13 @@ def world(tenant, superuser):
         tenant=tenant, notification=notification, recipient=ada, channel="inapp", status="sent"
     )
     InboxItem.objects.create(message=inapp, tenant=tenant, recipient=ada, title="Hello")
+    # What the status writes above would have aggregated (the dashboard reads the aggregates).
+    hour = analytics.hour_of(timezone.now())
+    DeliveryCount.objects.create(tenant=tenant, hour=hour, channel="email", category="alerts", status="failed", n=1)
+    DeliveryCount.objects.create(tenant=tenant, hour=hour, channel="inapp", category="alerts", status="sent", n=1)
+    DeliveryLatency.objects.create(
+        tenant=tenant, hour=hour, channel="inapp", category="alerts", stage="sent", bucket=3, n=1
+    )
     make_provider(
         tenant,
         config={
