@@ -22,6 +22,8 @@ from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
 
+from alertflow.channels import CHANNELS
+
 from .models import Suppression
 
 # Sent with `tenant_id` and `suppressions` (the list of `Suppression` rows just inserted; never
@@ -30,9 +32,10 @@ suppression_created = Signal()
 
 # Reasons a message records when a suppression stops it: `suppressed:hard_bounce`.
 REASON_PREFIX = "suppressed:"
-# Channels addressed by something a suppression can name. In-app reaches the recipient itself.
-ADDRESSED = ("email", "sms", "push")
-# Rows per INSERT statement: 5 parameters a row stays far below PostgreSQL's 65,535.
+# Channels addressed by something a suppression can name: a contact field or a device token
+# (email, sms, push). In-app reaches the recipient itself, who has no address to suppress.
+ADDRESSED = tuple(c.name for c in CHANNELS.values() if c.contact_field or c.uses_devices)
+# Rows per INSERT statement: 6 parameters a row stay far below PostgreSQL's 65,535.
 INSERT_BATCH = 1000
 
 
@@ -41,13 +44,9 @@ class InvalidAddress(ValueError):
 
 
 def normalise(channel: str, address: str) -> str:
-    """The address as the channel stores it on a recipient or device (and `Message.to`):
-    emails lower-cased, phone numbers in E.164, push tokens unchanged. Raises `InvalidAddress`."""
-    # Imported here: the serializers module pulls in DRF, which the models do not need.
-    from rest_framework.exceptions import ValidationError as DrfValidationError
-
-    from .serializers import normalize_phone
-
+    """The address as the channel stores it on a recipient or device (and `Message.to`), by the
+    recipient field that holds it: emails lower-cased, phone numbers in E.164; device tokens
+    (push) unchanged. Raises `InvalidAddress`."""
     if channel not in ADDRESSED:
         raise InvalidAddress(f"{channel!r} is not a channel with addresses ({', '.join(ADDRESSED)})")
     if not isinstance(address, str) or not address.strip():
@@ -56,18 +55,32 @@ def normalise(channel: str, address: str) -> str:
     max_length = Suppression._meta.get_field("address").max_length
     if len(address.encode()) > max_length:
         raise InvalidAddress(f"an address is at most {max_length} bytes")
-    if channel == "email":
-        try:
-            validate_email(address)
-        except ValidationError:
-            raise InvalidAddress(f"{address!r} is not an email address") from None
-        return address.lower()
-    if channel == "sms":
-        try:
-            return normalize_phone(address)
-        except DrfValidationError as exc:
-            raise InvalidAddress(str(exc.detail[0])) from None
-    return address
+    contact_field = CHANNELS[channel].contact_field
+    return CONTACT_NORMALISERS[contact_field](address) if contact_field else address
+
+
+def _email(address: str) -> str:
+    try:
+        validate_email(address)
+    except ValidationError:
+        raise InvalidAddress(f"{address!r} is not an email address") from None
+    return address.lower()
+
+
+def _phone(address: str) -> str:
+    # Imported here: the serializers import this module.
+    from rest_framework.exceptions import ValidationError as DrfValidationError
+
+    from .serializers import normalize_phone
+
+    try:
+        return normalize_phone(address)
+    except DrfValidationError as exc:
+        raise InvalidAddress(str(exc.detail[0])) from None
+
+
+# How each recipient contact field is normalised, as `RecipientSerializer` stores it.
+CONTACT_NORMALISERS = {"email": _email, "phone": _phone}
 
 
 @dataclass(frozen=True)
