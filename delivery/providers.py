@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from django.core.cache import cache
 
 from . import crypto
-from .models import Provider
+from .models import Provider, WebhookEndpoint
 
 if TYPE_CHECKING:
     from .channels.base import Provider as ProviderClient
@@ -119,14 +119,16 @@ def clear_cache() -> None:
 def reencrypt_secrets() -> int:
     """Re-encrypt every stored secret under the first key, the last step of a key rotation.
 
-    Returns how many providers were rewritten. Raises `crypto.SecretsUnreadable` for a secret no
-    configured key opens (nothing after it is rewritten; fix the keys and run it again).
+    Returns how many providers and webhook endpoints were rewritten. Raises
+    `crypto.SecretsUnreadable` for a secret no configured key opens (nothing after it is
+    rewritten; fix the keys and run it again).
     """
     count = 0
-    for pk, secrets in Provider.objects.exclude(secrets="").values_list("pk", "secrets").iterator():
-        # Compare-and-set: a concurrent API write of new secrets wins over this rewrite. The
-        # plaintext is unchanged, so no cached list needs invalidating.
-        count += Provider.objects.filter(pk=pk, secrets=secrets).update(secrets=crypto.rotate(secrets))
+    for model in (Provider, WebhookEndpoint):
+        for pk, secrets in model.objects.exclude(secrets="").values_list("pk", "secrets").iterator():
+            # Compare-and-set: a concurrent API write of new secrets wins over this rewrite. The
+            # plaintext is unchanged, so no cached list needs invalidating.
+            count += model.objects.filter(pk=pk, secrets=secrets).update(secrets=crypto.rotate(secrets))
     return count
 
 

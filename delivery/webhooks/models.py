@@ -80,7 +80,11 @@ class WebhookEndpoint(models.Model):
         """Make a new current secret; the old one keeps signing for `overlap`. Returns the new one
         (the caller saves)."""
         now = now or timezone.now()
-        current = crypto.decrypt_json(self.secrets)["current"]
+        try:
+            current = crypto.decrypt_json(self.secrets)["current"]
+        except crypto.SecretsUnreadable:
+            # The encryption keys changed: the old secret is gone, and a new one is the way out.
+            current, overlap = None, timedelta(0)
         secret = new_secret()
         self.set_secret(secret, previous=current if overlap > timedelta(0) else None, previous_expires=now + overlap)
         return secret

@@ -3,7 +3,7 @@ from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from delivery import crypto
-from delivery.models import Provider
+from delivery.models import Provider, WebhookEndpoint
 from delivery.providers import reencrypt_secrets
 
 from .conftest import SMTP_PASSWORD, make_provider
@@ -90,3 +90,17 @@ def test_reencrypt_moves_stored_secrets_to_the_first_key(settings, tenant):
 
     settings.ALERTFLOW_ENCRYPTION_KEY = [NEW_KEY]
     assert Provider.objects.get(pk=provider.pk).full_config()["password"] == SMTP_PASSWORD
+
+
+@pytest.mark.django_db
+def test_reencrypt_moves_webhook_secrets_to_the_first_key_too(settings, tenant):
+    settings.ALERTFLOW_ENCRYPTION_KEY = [OLD_KEY]
+    endpoint = WebhookEndpoint(tenant=tenant, url="https://example.com/hooks", events=["message.sent"])
+    endpoint.set_secret("whsec_kept")
+    endpoint.save()
+
+    settings.ALERTFLOW_ENCRYPTION_KEY = [NEW_KEY, OLD_KEY]
+    assert reencrypt_secrets() == 1
+
+    settings.ALERTFLOW_ENCRYPTION_KEY = [NEW_KEY]
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).signing_secrets() == ["whsec_kept"]

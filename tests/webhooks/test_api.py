@@ -4,6 +4,7 @@ tenant-scoped (an outsider gets 404), admins only, errors in the one shape."""
 import uuid
 
 import pytest
+from cryptography.fernet import Fernet
 from django.utils import timezone
 
 from delivery.webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -179,3 +180,13 @@ def test_delete_removes_the_endpoint_and_its_deliveries(admin):
     assert admin.delete(f"/api/v1/webhooks/{created['id']}").status_code == 204
 
     assert not WebhookEndpoint.objects.exists() and not WebhookDelivery.objects.exists()
+
+
+def test_rotate_after_the_encryption_keys_changed_gives_a_working_secret(admin, settings):
+    created = subscribe(admin, URL, ["message.sent"])
+    settings.ALERTFLOW_ENCRYPTION_KEY = [Fernet.generate_key().decode()]  # the old key is gone
+
+    response = admin.post(f"/api/v1/webhooks/{created['id']}/rotate-secret", {}, format="json")
+
+    assert response.status_code == 200 and response.json()["previous_secret_expires"] is None
+    assert WebhookEndpoint.objects.get().signing_secrets() == [response.json()["secret"]]
