@@ -1,6 +1,8 @@
 """The operator's console: every registered model's changelist and change form answer 200 for a
 superuser, the actions do what they say, no secret reaches a page, the dashboard draws."""
 
+from datetime import timedelta
+
 import pytest
 import redis
 from django.contrib import admin
@@ -217,6 +219,21 @@ def test_dashboard_draws_messages_and_queue_depths(console, world):
         'xmlns="http://www.w3.org/2000/svg"', ""
     )
     assert "email failed: 1" in page and "inapp sent: 1" in page
+
+
+def test_dashboard_counts_come_from_the_aggregates_of_the_last_24_hours(console, tenant):
+    now = timezone.now()
+    DeliveryCount.objects.create(tenant=tenant, hour=analytics.hour_of(now), channel="sms", status="accepted", n=7)
+    DeliveryCount.objects.create(tenant=tenant, hour=analytics.hour_of(now), channel="sms", status="sent", n=5)
+    old = analytics.hour_of(now - timedelta(hours=30))
+    DeliveryCount.objects.create(tenant=tenant, hour=old, channel="sms", status="sent", n=100)
+
+    response = console.get(reverse("admin-dashboard"))
+
+    [sms] = [row for row in response.context["table"] if row["channel"] == "sms"]
+    assert sms["total"] == 7
+    assert sms["counts"][list(response.context["statuses"]).index("sent")] == 5
+    assert "sms sent: 5" in response.content.decode()
 
 
 def test_dashboard_counts_every_priority_list_of_a_queue(console, settings):
