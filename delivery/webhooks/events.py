@@ -230,10 +230,17 @@ def emit(tenant_id, event_type: str, data: dict, *, key: str = "", endpoints: li
 
 def _write(events: list[tuple], subs: Subscriptions, *, key: str = "") -> int:
     """Insert events and one pending delivery per subscribed endpoint; returns the deliveries."""
+    wanted = {pk for tenant_id, event_type, _data in events for pk in endpoints_for(subs, tenant_id, event_type)}
+    if not wanted:
+        return 0
+    # The subscriptions come from the cache, which may still name an endpoint deleted since (its
+    # drop runs on the deleting commit; a reload racing it keeps it for CACHE_TTL): a delivery
+    # to it would fail the deferred foreign key at commit, and the status change with it.
+    alive = {str(pk) for pk in WebhookEndpoint.objects.filter(pk__in=wanted).values_list("pk", flat=True)}
     now = timezone.now()
     rows, deliveries = [], []
     for tenant_id, event_type, data in events:
-        endpoints = endpoints_for(subs, tenant_id, event_type)
+        endpoints = [pk for pk in endpoints_for(subs, tenant_id, event_type) if pk in alive]
         if not endpoints:
             continue
         event = WebhookEvent(tenant_id=tenant_id, type=event_type, key=key, created=now)

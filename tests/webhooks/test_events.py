@@ -261,3 +261,24 @@ def test_a_suppression_rolled_back_leaves_no_event(admin, tenant, webhook_receiv
         raise RuntimeError("the inbound request failed after the insert")
 
     assert not WebhookEvent.objects.exists()
+
+
+def test_a_status_change_survives_the_cached_subscriptions_of_an_endpoint_deleted_meanwhile(admin, ada, endpoint):
+    from django.db import connection
+
+    endpoint_row, _secret = endpoint
+    email, sms = accept(admin, ["email", "sms"])
+    Message.objects.filter(pk__in=[email.pk, sms.pk]).update(status="sent")
+    Message.objects.filter(pk=email.pk).move("delivered")  # reads (and caches) the endpoint
+    # Deleted through the API: the cached subscriptions are dropped on commit only, so a worker
+    # or a receipt whose transaction read them before (or a reload that raced the drop) still
+    # names the endpoint for up to CACHE_TTL.
+    assert admin.delete(f"/api/v1/webhooks/{endpoint_row.pk}").status_code == 204
+
+    Message.objects.filter(pk=sms.pk).move("failed", reason="twilio_30003")
+
+    # The status change commits: no delivery points at the endpoint that is gone (a deferred
+    # foreign key would fail the whole transaction, the status write with it).
+    connection.check_constraints()
+    assert Message.objects.get(pk=sms.pk).status == "failed"
+    assert not WebhookDelivery.objects.filter(endpoint_id=endpoint_row.pk).exists()
