@@ -68,6 +68,14 @@ def test_make_run_allows_private_networks_unless_told_otherwise():
     assert env["ALERTFLOW_ALLOW_PRIVATE_NETWORKS"] == "false"
 
 
+def test_public_url_is_the_printed_address_unless_set():
+    # Without it, mail under `make run` would carry no one-click unsubscribe link.
+    env = child_environment({}, Addresses("127.0.0.1", 8610, 8611), redis_url=None)
+    assert env["ALERTFLOW_PUBLIC_URL"] == "http://127.0.0.1:8610"
+    env = child_environment({"ALERTFLOW_PUBLIC_URL": "https://af.example.com"}, LOCAL, redis_url=None)
+    assert env["ALERTFLOW_PUBLIC_URL"] == "https://af.example.com"
+
+
 def test_embedded_redis_url_is_exported_to_children():
     env = child_environment({}, LOCAL, redis_url="unix:///srv/af/var/redis.sock")
     assert env["REDIS_URL"] == "unix:///srv/af/var/redis.sock"

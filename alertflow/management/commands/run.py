@@ -101,6 +101,10 @@ def child_environment(environ: Mapping[str, str], addresses: Addresses, redis_ur
         env["REDIS_URL"] = redis_url
     if is_unset(environ, "ALERTFLOW_WS_URL"):
         env["ALERTFLOW_WS_URL"] = base_url("ws", addresses.host, addresses.ws_port)
+    if is_unset(environ, "ALERTFLOW_PUBLIC_URL"):
+        # The address we print: emails then carry their one-click unsubscribe link, and
+        # providers are handed receipt URLs, both on this machine (a tunnel sets the real one).
+        env["ALERTFLOW_PUBLIC_URL"] = base_url("http", addresses.host, addresses.port)
     if is_unset(environ, "ALERTFLOW_ALLOW_PRIVATE_NETWORKS"):
         # Development talks to servers on this machine (the README's local SMTP server).
         env["ALERTFLOW_ALLOW_PRIVATE_NETWORKS"] = "true"
