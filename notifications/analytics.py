@@ -183,6 +183,10 @@ class Range:
             start, _ = self.moment(params.get("from"), "from")
             end = end or timezone.now()
             start = start or end - timedelta(days=7)
+            # Both in UTC too (the database's), and the aggregates' first whole hour in the range
+            # (an hour counts if it starts in it): an offset can move either past year 1 or 9999.
+            end.astimezone(UTC)
+            first_hour = start if start == hour_of(start) else hour_of(start) + timedelta(hours=1)
         except OverflowError:
             raise ApiError(400, "invalid_range", "from and to must be dates between years 1 and 9999.") from None
         # `to` as a day ends where the next day starts: from=2026-12-02&to=2026-12-01 is inverted.
@@ -191,7 +195,7 @@ class Range:
         most = settings.ALERTFLOW_ANALYTICS_MAX_DAYS
         if end - start > timedelta(days=most):
             raise ApiError(400, "range_too_long", f"from and to may be at most {most} days apart.", {"max_days": most})
-        self.start, self.end = start, end
+        self.start, self.end, self.first_hour = start, end, first_hour
 
     @staticmethod
     def moment(value: str | None, param: str, end: bool = False) -> tuple[datetime | None, bool]:
@@ -257,9 +261,7 @@ def report(tenant, params) -> dict:
     a range, per group. Raises ApiError 400 naming the parameter that is wrong."""
     span, group = Range(params), group_by_param(params)
     # Whole hours: the aggregates' unit. An hour counts if it starts within the range.
-    window = {"tenant": tenant, "hour__gte": span.start, "hour__lt": span.end}
-    if span.start != hour_of(span.start):
-        window["hour__gte"] = hour_of(span.start) + timedelta(hours=1)
+    window = {"tenant": tenant, "hour__gte": span.first_hour, "hour__lt": span.end}
     field = "day" if group == "day" else group
     annotate = {"day": TruncDate("hour", tzinfo=UTC)} if group == "day" else {}
 

@@ -153,6 +153,10 @@ def test_a_refused_send_counts_nothing(admin, tenant):
         ({"from": "2026-12-02T10:00:00Z", "to": "2026-12-02T09:00:00+00:00"}, "invalid_range", None),
         ({"from": "2026-01-01", "to": "2026-12-01"}, "range_too_long", None),
         ({"to": "0001-01-02"}, "invalid_range", None),
+        # An offset that moves a moment out of years 1..9999 in UTC, or a first whole hour past 9999.
+        ({"from": "0001-01-01T00:30:00+01:00", "to": "0001-01-02"}, "invalid_range", None),
+        ({"from": "9999-12-30", "to": "9999-12-31T23:59:59-01:00"}, "invalid_range", None),
+        ({"from": "9999-12-31T23:30:00Z", "to": "9999-12-31T23:59:00Z"}, "invalid_range", None),
         ({"group_by": "hour"}, "invalid_group_by", "group_by"),
     ],
 )
