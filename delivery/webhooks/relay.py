@@ -164,6 +164,10 @@ def record(delivery: WebhookDelivery, result: Result, started: datetime) -> None
     else:
         changes = {"next_attempt": now + timedelta(seconds=retry_delay(attempts))}
     with transaction.atomic():
+        # Locked first: a tenant who deletes the endpoint during the POST deletes its deliveries
+        # too, and an attempt logged against one that is gone would fail this commit.
+        if not list(WebhookDelivery.objects.select_for_update().filter(pk=delivery.pk).values_list("pk")):
+            return
         WebhookAttempt.objects.create(
             delivery=delivery,
             started=started,

@@ -245,3 +245,23 @@ def test_old_events_are_pruned_but_never_a_pending_one(admin, ada, delivered_onl
     assert set(WebhookEvent.objects.values_list("pk", flat=True)) == {also_old.pk, pending.pk}
     assert not WebhookDelivery.objects.filter(event_id=old.pk).exists()
     assert WebhookAttempt.objects.count() == 1  # the attempt of the kept delivered one
+
+
+def test_an_endpoint_deleted_while_its_post_was_in_flight_ends_the_attempt_quietly(
+    admin, ada, delivered_only, webhook_receiver
+):
+    from django.db import connection
+
+    endpoint, _secret = delivered_only
+    delivered_message(admin)
+    delivery = relay.claim()
+    # The tenant deletes the endpoint (its deliveries and attempts go with it) while the relay
+    # waits for the endpoint's answer.
+    assert admin.delete(f"/api/v1/webhooks/{endpoint.pk}").status_code == 204
+
+    relay.send(delivery)
+
+    # Nothing left pointing at the deleted delivery (a deferred foreign key would fail the
+    # relay's commit, and its whole run with it).
+    connection.check_constraints()
+    assert not WebhookAttempt.objects.exists() and not WebhookDelivery.objects.exists()
