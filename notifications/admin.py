@@ -1,4 +1,4 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import transaction
 from django.utils import timezone
 
@@ -177,8 +177,15 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.action(description="Run the selected campaigns now")
     def run_now(self, request, queryset):
-        started = sum(1 for campaign in queryset if campaigns.start_run(campaign, *[timezone.now()] * 2))
+        started, refused = 0, []
+        for campaign in queryset:
+            try:
+                started += bool(campaigns.start_run(campaign, *[timezone.now()] * 2))
+            except ApiError as exc:  # over its tenant's monthly quota
+                refused.append(f"{campaign.name}: {exc.detail}")
         self.message_user(request, f"Started {started} run(s).")
+        if refused:
+            self.message_user(request, "Not started: " + "; ".join(refused), messages.WARNING)
 
     @admin.action(description="Pause: no new runs, and stop the runs in progress")
     def pause(self, request, queryset):

@@ -7,6 +7,7 @@ its messages may leave (`timing`, `pace`). The notification's row is the run's c
 """
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -19,11 +20,14 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Periodic
 from alertflow.errors import ApiError
 from alertflow.queues import CAMPAIGN_TASK, DEFAULT_QUEUE
 from preferences.models import Recipient
+from tenants import usage
 
 from . import queue
 from .expiry import expires_in_for
 from .models import Campaign, CampaignRun, Message, Notification
 from .progress import message_counts
+
+logger = logging.getLogger(__name__)
 
 # `"timezone": "recipient"`: beat triggers the run at the cron time of the earliest timezone on
 # Earth (UTC+14, Etc/GMT-14 in POSIX's inverted sign); each recipient's messages then wait in
@@ -184,7 +188,12 @@ def trigger(campaign_id, now: datetime | None = None) -> CampaignRun | None:
             return None  # an old tick for a one-off moved later since
     else:
         slot = latest_slot(campaign.schedule, now)
-    return start_run(campaign, slot, now)
+    try:
+        return start_run(campaign, slot, now)
+    except ApiError as exc:
+        # Over the monthly quota: this slot's run starts nothing (no one to answer a 429 to).
+        logger.warning("campaign %s: run at %s not started: %s", campaign.pk, slot.isoformat(), exc.error_code)
+        return None
 
 
 def run_now(campaign: Campaign) -> CampaignRun:
@@ -196,9 +205,13 @@ def run_now(campaign: Campaign) -> CampaignRun:
 
 
 def start_run(campaign: Campaign, slot: datetime, now: datetime) -> CampaignRun | None:
-    """Write the run and its notification, and queue the fan-out; None if the slot has one."""
+    """Write the run and its notification, and queue the fan-out; None if the slot has one.
+    Charged against the monthly quotas as a bulk send is, one per recipient per channel:
+    raises ApiError 429 `quota_exceeded` (nothing written) when the run would go over."""
     try:
         with transaction.atomic():
+            size = audience(campaign).count()
+            usage.charge(campaign.tenant, dict.fromkeys(campaign.channels, size))
             notification = Notification.objects.create(
                 tenant_id=campaign.tenant_id,
                 category=campaign.category,
@@ -219,7 +232,7 @@ def start_run(campaign: Campaign, slot: datetime, now: datetime) -> CampaignRun 
                 campaign=campaign,
                 notification=notification,
                 slot=slot,
-                audience_size=audience(campaign).count(),
+                audience_size=size,
                 started=now,
             )
             transaction.on_commit(lambda: queue.fan_out(notification.id))

@@ -8,7 +8,8 @@ import pytest
 from django.db import connection, transaction
 
 from alertflow.errors import ApiError
-from notifications.models import Message, Notification
+from notifications import campaigns
+from notifications.models import CampaignRun, Message, Notification
 from preferences.models import Recipient
 from tenants.models import Quota, Usage
 from tenants.usage import charge, next_period_start, period_start
@@ -146,3 +147,42 @@ def test_concurrent_sends_never_overshoot_the_quota(tenant):
     assert outcomes.count("ok") == 10
     assert outcomes.count("refused") == 14
     assert Usage.objects.get(tenant=tenant, channel="email").used == 10
+
+
+def start_campaign(admin, tenant, recipients: int) -> str:
+    """A campaign to `recipients` recipients (email), created but not run."""
+    for n in range(recipients):
+        RecipientFactory(tenant=tenant, external_id=f"c{n}", email=f"c{n}@example.com")
+    template = {"code": "digest", "name": "Digest", "channels": EMAIL}
+    assert admin.post("/api/v1/templates", template, format="json").status_code == 201
+    body = {"name": "Weekly", "template": "digest", "channels": ["email"], "audience": {"all": True}}
+    body["schedule"] = {"cron": "0 9 * * MON", "timezone": "UTC"}
+    response = admin.post("/api/v1/campaigns", body, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def test_a_campaign_run_is_charged_and_refused_whole_over_quota(admin, member, tenant):
+    campaign_id = start_campaign(admin, tenant, 3)
+    Quota.objects.create(tenant=tenant, channel="email", monthly_limit=2)
+
+    refused = admin.post(f"/api/v1/campaigns/{campaign_id}/run")
+
+    assert refused.status_code == 429, refused.content
+    assert refused.json()["error"]["code"] == "quota_exceeded"
+    assert not CampaignRun.objects.exists()
+    assert not Notification.objects.exists()
+
+    Quota.objects.filter(tenant=tenant).update(monthly_limit=3)
+    assert admin.post(f"/api/v1/campaigns/{campaign_id}/run").status_code == 202
+    assert member.get("/api/v1/usage").json()["channels"]["email"]["used"] == 3
+
+
+def test_a_scheduled_campaign_run_over_quota_starts_nothing(admin, tenant):
+    campaign_id = start_campaign(admin, tenant, 3)
+    Quota.objects.create(tenant=tenant, channel="email", monthly_limit=2)
+
+    assert campaigns.trigger(campaign_id, datetime(2026, 12, 7, 9, 0, 30, tzinfo=UTC)) is None
+
+    assert not CampaignRun.objects.exists()
+    assert not Usage.objects.filter(used__gt=0).exists()
