@@ -17,6 +17,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
+from alertflow.input_limits import UNSTORABLE
 from notifications.models import Message
 from preferences import suppressions
 from preferences.models import Suppression
@@ -67,6 +68,10 @@ def apply(tenant_id, channel: str, receipts: list[Receipt]) -> int:
     """
     moved = 0
     for receipt in receipts:
+        if UNSTORABLE.search(receipt.provider_message_id):
+            # No id we stored holds a NUL, and PostgreSQL cannot even compare one: an unknown id.
+            logger.info("receipt_unmatched: %s %s (unstorable provider id)", channel, receipt.status)
+            continue
         if receipt.suppress:
             suppress(tenant_id, channel, receipt)
         if receipt.status not in RECEIPT_STATUSES or not receipt.provider_message_id:

@@ -311,3 +311,14 @@ def test_an_esp_receipt_for_another_tenants_message_changes_nothing(admin, tenan
 
     assert response.status_code == 200
     assert reload(message).status == "sent"
+
+
+def test_a_signed_callback_whose_message_sid_holds_a_nul_is_dropped_not_a_500(admin, tenant, ada, twilio_fake):
+    # Signed with the account's own token, so only its holder (the tenant) can send one: a 500
+    # would still be ours. It names no message we could have stored, so it is an unknown id.
+    provider, message = sent_sms(admin, tenant, twilio_fake)
+
+    response = twilio_callback(provider, message.provider_message_id + "\x00", "undelivered", ErrorCode="30003")
+
+    assert response.status_code == 200
+    assert reload(message).status == "sent"
