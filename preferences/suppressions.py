@@ -46,7 +46,8 @@ class InvalidAddress(ValueError):
 def normalise(channel: str, address: str) -> str:
     """The address as the channel stores it on a recipient or device (and `Message.to`), by the
     recipient field that holds it: emails lower-cased, phone numbers in E.164; device tokens
-    (push) unchanged. Raises `InvalidAddress`."""
+    (push) as their device stores them (APNs hex lower-cased, others unchanged). Raises
+    `InvalidAddress`."""
     if channel not in ADDRESSED:
         raise InvalidAddress(f"{channel!r} is not a channel with addresses ({', '.join(ADDRESSED)})")
     if not isinstance(address, str) or not address.strip():
@@ -56,7 +57,13 @@ def normalise(channel: str, address: str) -> str:
     if len(address.encode()) > max_length:
         raise InvalidAddress(f"an address is at most {max_length} bytes")
     contact_field = CHANNELS[channel].contact_field
-    return CONTACT_NORMALISERS[contact_field](address) if contact_field else address
+    if contact_field:
+        return CONTACT_NORMALISERS[contact_field](address)
+    from .serializers import APNS_TOKEN_PATTERN  # the serializers import this module
+
+    # An APNs token (hex) is stored lower-cased on its device (DeviceSerializer); other tokens
+    # (FCM, Web Push) are case-sensitive and kept as they are.
+    return address.lower() if APNS_TOKEN_PATTERN.match(address) else address
 
 
 def _email(address: str) -> str:

@@ -175,3 +175,16 @@ def test_suppress_announces_only_the_rows_it_created(tenant):
     assert (len(added.created), added.existing) == (1, 1)
     assert announced == [(tenant.pk, ["a@example.com"]), (tenant.pk, ["b@example.com"])]
     assert Suppression.objects.get(address="a@example.com").reason == "manual"
+
+
+def test_an_apns_token_suppressed_in_upper_case_blocks_its_device(admin, tenant, ada):
+    # APNs tokens are hex, upper or lower case by client library; devices store them lower-cased
+    # (DeviceSerializer), so a suppression of the same token must match whatever its case.
+    token = "AB12" * 16
+    registered = admin.post("/api/v1/recipients/ada/devices", {"platform": "apns", "token": token}, format="json")
+    assert registered.status_code == 201, registered.content
+    assert admin.post("/api/v1/suppressions", {"channel": "push", "address": token}, format="json").status_code == 201
+
+    _email, push = accept(admin, ["email", "push"])
+
+    assert (push.status, push.reason) == ("suppressed", "suppressed:manual")
