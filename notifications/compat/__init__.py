@@ -12,6 +12,9 @@ from rest_framework import serializers
 from alertflow.errors import ApiError
 from templates_app.serializers import CODE_PATTERN
 
+from .. import services
+from ..serializers import SendSerializer
+
 ALERTFLOW = "alertflow"
 HNG = "hng"
 KAFKA = "kafka"
@@ -52,6 +55,15 @@ def refuse_unknown_fields(body: dict, allowed, why: str = "unknown field") -> No
             f"{unknown[0]}: {why}.",
             {"fields": {field: ["Unknown field."] for field in unknown}},
         )
+
+
+def accept(tenant, payload: dict):
+    """AlertFlow's own send of `payload` (a body of its API, mapped from a seed's), validated as
+    its API validates it: the one way a seed's send enters the pipeline. Returns `services.accept`'s
+    result; raises the 400 of AlertFlow's validation."""
+    send = SendSerializer(data=payload, context={"tenant": tenant})
+    send.is_valid(raise_exception=True)
+    return services.accept(tenant, send.validated_data)
 
 
 def validated(serializer_class, body, allowed=None) -> dict:

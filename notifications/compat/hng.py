@@ -33,10 +33,8 @@ from templates_app.serializers import LocaleField
 from tenants.models import Tenant
 from tenants.usage import usage_report
 
-from .. import services
 from ..models import Message, Notification
-from ..serializers import SendSerializer
-from . import template_code_field, validated
+from . import accept, template_code_field, validated
 
 ID_PREFIX = "notif_"
 
@@ -64,9 +62,7 @@ def priority_level(priority: int) -> str:
 
 def send(tenant: Tenant, body: dict) -> tuple[dict, bool]:
     """Accept an HNG send through AlertFlow's own; return HNG's envelope and whether it replayed."""
-    hng = HngNotificationSerializer(data=body)
-    hng.is_valid(raise_exception=True)
-    fields = hng.validated_data
+    fields = validated(HngNotificationSerializer, body)
     payload = {
         "recipient": fields["user_id"],
         "channels": [fields["notification_type"]],
@@ -78,9 +74,7 @@ def send(tenant: Tenant, body: dict) -> tuple[dict, bool]:
         payload["priority"] = priority_level(fields["priority"])
     if "request_id" in fields:
         payload["idempotency_key"] = fields["request_id"]
-    send = SendSerializer(data=payload, context={"tenant": tenant})
-    send.is_valid(raise_exception=True)
-    accepted = services.accept(tenant, send.validated_data)
+    accepted = accept(tenant, payload)
     envelope = {
         "success": True,
         "data": {

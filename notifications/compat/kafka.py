@@ -14,9 +14,7 @@ from preferences.models import Recipient
 from templates_app import services as template_services
 from tenants.models import Tenant
 
-from .. import services
-from ..serializers import SendSerializer
-from . import template_code_field, validated
+from . import accept, template_code_field, validated
 
 # The channels the Kafka service sends on; AlertFlow's in-app inbox is not one of them.
 CHANNELS = ["push", "sms", "email"]
@@ -31,18 +29,14 @@ class KafkaNotificationSerializer(serializers.Serializer):
 
 def send(tenant: Tenant, body: dict) -> tuple[dict, bool]:
     """Accept a Kafka send through AlertFlow's own; return the 202 body and whether it replayed."""
-    kafka = KafkaNotificationSerializer(data=body)
-    kafka.is_valid(raise_exception=True)
-    fields = kafka.validated_data
+    fields = validated(KafkaNotificationSerializer, body)
     payload = {
         "recipient": fields["user_id"],
         "channels": list(dict.fromkeys(fields["channels"])),
         "template": fields["template_id"],
         "data": fields["data"],
     }
-    send = SendSerializer(data=payload, context={"tenant": tenant})
-    send.is_valid(raise_exception=True)
-    accepted = services.accept(tenant, send.validated_data)
+    accepted = accept(tenant, payload)
     return {"notification_id": accepted.body["id"], **accepted.body}, accepted.replayed
 
 
