@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from notifications import transitions
-from notifications.models import DeliveryAttempt, Message, log_unmatched
+from notifications.models import DeliveryAttempt, Message, log_unmatched, moved_from, returning_columns
 
 from .channels import BUILTIN
 
@@ -85,7 +85,7 @@ def claim(message_ids: list) -> Lease:
     moment = Message._meta.get_field("expires_at").get_db_prep_value(now, connection)
     lease = Message._meta.get_field("lease_until").get_db_prep_value(until, connection)
     past_expiry = "expires_at IS NOT NULL AND expires_at <= %s"
-    returning = ", ".join(Message._meta.get_field(name).column for name in transitions.COLUMNS)
+    returning = returning_columns(connection)
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         # Both PostgreSQL and SQLite (3.35+) support UPDATE ... RETURNING.
         cursor.execute(
@@ -117,28 +117,12 @@ def claim(message_ids: list) -> Lease:
             # Claimed (`sending`) or expired by this statement: listeners hear of both in its
             # transaction, as of a move.
             for status in (Message.Status.SENDING, Message.Status.EXPIRED):
-                transitions.moved(status, returned([row for row in rows if row[status_at] == status]))
+                transitions.moved(status, moved_from([row for row in rows if row[status_at] == status], connection))
     claimed = [id_field.to_python(row[0]) for row in rows if row[status_at] == Message.Status.SENDING]
     if len(claimed) < len(rows):
         logger.info("Expired %d message(s) at claim: past their expires_at", len(rows) - len(claimed))
     log_unmatched(Message.Status.SENDING, len(ids), len(rows))
     return Lease(claimed, until)
-
-
-def returned(rows: list) -> list[transitions.Moved]:
-    """Raw rows of a `RETURNING` of `transitions.COLUMNS` as `Moved`, values converted as the ORM
-    would (SQLite returns UUIDs and datetimes as text)."""
-    converted = []
-    fields = [Message._meta.get_field(name) for name in transitions.COLUMNS]
-    for row in rows:
-        values = []
-        for f, value in zip(fields, row, strict=True):
-            expression = f.get_col(Message._meta.db_table)
-            for converter in connection.ops.get_db_converters(expression) + f.get_db_converters(connection):
-                value = converter(value, expression, connection)
-            values.append(value)
-        converted.append(transitions.Moved(*values))
-    return converted
 
 
 @dataclass

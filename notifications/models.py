@@ -144,18 +144,31 @@ class MessageQuerySet(models.QuerySet):
             return []
         if not sql:
             return []
-        table = self.model._meta.db_table
-        columns = [self.model._meta.get_field(name).get_col(table) for name in transitions.COLUMNS]
-        quote = compiler.connection.ops.quote_name
-        # Unqualified: SQLite's RETURNING takes no table name, and there is no join to confuse.
-        sql += " RETURNING " + ", ".join(quote(col.target.column) for col in columns)
+        sql += " RETURNING " + returning_columns(compiler.connection)
         with compiler.connection.cursor() as cursor:
             cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        converters = compiler.get_converters(columns)
-        if converters:
-            rows = compiler.apply_converters(rows, converters)
-        return [transitions.Moved(*row) for row in rows]
+            return moved_from(cursor.fetchall(), compiler.connection)
+
+
+def returning_columns(connection) -> str:
+    """The `RETURNING` list of `transitions.COLUMNS` for a status write on the message table.
+    Unqualified: SQLite's RETURNING takes no table name, and these writes have no join."""
+    quote = connection.ops.quote_name
+    return ", ".join(quote(Message._meta.get_field(name).column) for name in transitions.COLUMNS)
+
+
+def moved_from(rows: list, connection) -> list[transitions.Moved]:
+    """Raw rows of a `RETURNING {returning_columns()}` as `transitions.Moved`, each value converted
+    as the ORM converts it on read (SQLite returns UUIDs and datetimes as text). The one
+    conversion for both status writes that use RETURNING: `update_returning` and the claim
+    (delivery/state.py)."""
+    table = Message._meta.db_table
+    columns = [Message._meta.get_field(name).get_col(table) for name in transitions.COLUMNS]
+    compiler = Message.objects.none().query.get_compiler(connection=connection)
+    converters = compiler.get_converters(columns)
+    if converters:
+        rows = compiler.apply_converters(rows, converters)
+    return [transitions.Moved(*row) for row in rows]
 
 
 class Message(models.Model):
