@@ -1,22 +1,28 @@
-"""API accept throughput and latency: `POST /api/v1/notifications` single sends, no worker.
+"""API accept throughput and latency: `POST /api/v1/notifications` single sends.
 
 gunicorn (gthread) serves the real API; `--clients` keep-alive httpx clients (threads, spread
 over `--client-procs` processes so the load generator's GIL does not serialise them) POST
-single email sends for a fixed count after a warm-up. Nothing consumes the queue: this is the
-accept path alone (auth, throttle, validation, the transaction, the publish after commit).
+single email sends for a fixed count after a warm-up. By default nothing consumes the queue:
+this is the accept path alone (auth, throttle, validation, the transaction, the publish after
+commit). With `--worker`, a Celery worker (`-Q default,email`) delivers every accepted send to
+an SMTP sink while the load runs, as issue 14's goal is measured: the worker's share of the two
+cores is then part of the figure, and the table adds the deliveries.
 
-    .venv/bin/python -m bench.accept [--requests 4000] [--clients 32] [--workers 3] [--threads 8]
+    .venv/bin/python -m bench.accept [--requests 4000] [--clients 32] [--workers 3] [--threads 8] [--worker]
 """
 
 import argparse
+import contextlib
 import random
+import time
 from pathlib import Path
 
-from .client import create_recipients, email_send, register_tenant, run_load_processes
+from .client import create_recipients, create_smtp_provider, email_send, register_tenant, run_load_processes
 from .cpu import CpuMeter, PySpy
 from .env import log, prepare
-from .processes import Processes, free_port, start_gunicorn
+from .processes import Processes, free_port, start_gunicorn, start_worker
 from .report import latency_summary_ms, pct, print_table, summary_row, write_results
+from .smtp import SmtpSink
 
 TARGET_RATE = 400  # accepted/s
 TARGET_P99_MS = 100
@@ -36,17 +42,33 @@ def main(argv=None) -> dict:
     parser.add_argument("--recipients", type=int, default=1000)
     parser.add_argument("--quiet-wait", type=float, default=60, help="seconds to wait for an idle machine")
     parser.add_argument("--py-spy", metavar="FILE", help="record gunicorn with py-spy (collapsed stacks) into FILE")
+    parser.add_argument(
+        "--worker", action="store_true", help="a Celery worker delivers the accepted sends to an SMTP sink meanwhile"
+    )
+    parser.add_argument("--concurrency", type=int, default=4, help="celery worker processes (with --worker)")
+    parser.add_argument(
+        "--drain-timeout", type=float, default=300, help="seconds to wait for the last delivery (with --worker)"
+    )
     args = parser.parse_args(argv)
 
     busy = prepare(args.quiet_wait)
 
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    with Processes() as procs:
+    delivery: dict | None = None
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(SmtpSink()) if args.worker else None
+        procs = stack.enter_context(Processes())
         log(f"starting gunicorn: {args.workers} workers x {args.threads} threads on {base_url}")
         web = start_gunicorn(procs, port, args.workers, args.threads)
         tenant_id, api_key = register_tenant(base_url)
         ids = create_recipients(tenant_id, args.recipients)
+        pids = {"gunicorn": web.popen.pid}
+        if sink is not None:
+            create_smtp_provider(base_url, api_key, sink.port)
+            log(f"starting a worker -Q default,email -c {args.concurrency}, delivering to the sink")
+            pids["worker"] = start_worker(procs, "default,email", args.concurrency).popen.pid
+            pids["sink"] = sink.pid
         rng = random.Random(1)
 
         def bodies(n: int) -> list[dict]:
@@ -54,12 +76,18 @@ def main(argv=None) -> dict:
 
         log(f"warm-up: {args.warmup} requests")
         warm = run_load_processes(base_url, api_key, bodies(args.warmup), args.clients, args.client_procs)
+        if sink is not None:
+            # The warm-up's deliveries must not run into the measured phase.
+            sink.wait_count(len(warm.latencies), args.drain_timeout, procs)
+            sink.reset()
         log(f"measuring: {args.requests} requests, {args.clients} clients")
         with (
             PySpy(web.popen.pid, Path(args.py_spy) if args.py_spy else None),
-            CpuMeter(gunicorn=web.popen.pid) as cpu,
+            CpuMeter(**pids) as cpu,
         ):
             run = run_load_processes(base_url, api_key, bodies(args.requests), args.clients, args.client_procs)
+        if sink is not None:
+            delivery = drained(sink, procs, run, args.drain_timeout)
         procs.check()
 
     seconds = run.finished - run.started
@@ -85,7 +113,8 @@ def main(argv=None) -> dict:
     }
     table = print_table(
         f"bench.accept: POST /api/v1/notifications (single email send), {args.clients} clients, "
-        f"gunicorn gthread {args.workers}x{args.threads}, no worker",
+        f"gunicorn gthread {args.workers}x{args.threads}, "
+        + (f"worker -c {args.concurrency} delivering" if args.worker else "no worker"),
         ["requests", "accepted/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"],
         [[args.requests, rate, lat["p50"], lat["p95"], lat["p99"], lat["max"], errors]],
     )
@@ -117,8 +146,49 @@ def main(argv=None) -> dict:
         ),
         summary_row("accept errors", errors, "", "0", errors == 0),
     ]
-    write_results("accept", vars(args), results, summary, [table, cpu_table])
+    tables = [table, cpu_table]
+    if delivery is not None:
+        results["delivery"] = delivery
+        lat_d = delivery["accept_to_arrival_ms"]
+        tables.append(
+            print_table(
+                f"bench.accept --worker: deliveries of the accepted sends (worker -c {args.concurrency})",
+                ["figure", "value"],
+                [
+                    ["arrived while the load ran", delivery["arrived_during_load"]],
+                    ["arrived in all", delivery["arrived"]],
+                    ["first request -> last arrival, s", delivery["seconds"]],
+                    ["deliveries/s (first request -> last arrival)", delivery["deliveries_per_second"]],
+                    ["accept -> arrival p50 ms", lat_d["p50"]],
+                    ["accept -> arrival p99 ms", lat_d["p99"]],
+                ],
+            )
+        )
+        summary.append(summary_row("deliveries during accept", delivery["deliveries_per_second"], "emails/s"))
+    write_results("accept", vars(args), results, summary, tables)
     return results
+
+
+def drained(sink: SmtpSink, procs: Processes, run, timeout: float) -> dict:
+    """The accepted sends' deliveries: how many arrived while the load ran, then (after waiting
+    for the rest) the rate from the first request to the last arrival and each send's latency."""
+    during = sum(1 for t, _, _ in sink.arrivals() if t <= run.finished)
+    started = time.time()
+    all_arrived = sink.wait_count(len(run.accepted), timeout, procs)
+    log(f"the last deliveries took {time.time() - started:.1f}s after the load")
+    arrivals = sink.arrivals()
+    by_id = {key: t for t, key, _ in arrivals}
+    last = max((t for t, _, _ in arrivals), default=run.finished)
+    seconds = last - run.started
+    return {
+        "accepted": len(run.accepted),
+        "arrived_during_load": during,
+        "arrived": len(arrivals),
+        "all_arrived": all_arrived,
+        "seconds": round(seconds, 3),
+        "deliveries_per_second": round(len(arrivals) / seconds, 1),
+        "accept_to_arrival_ms": latency_summary_ms([by_id[m] - sent for sent, m in run.accepted if m in by_id]),
+    }
 
 
 if __name__ == "__main__":
