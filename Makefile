@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/alertflow
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test lint format bench venv clean
+.PHONY: run test lint format bench bench-deps venv clean
 
 venv: $(VENV)/.installed
 
@@ -42,8 +42,16 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: venv
+bench: venv bench-deps
 	$(BIN)/python -m bench.all
+
+# What only the benchmarks need (bench/requirements.txt: django-post_office for bench.postoffice),
+# into the same virtualenv: nothing of the product imports them.
+bench-deps: $(VENV)/.bench-installed
+
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	touch $@
 
 clean:
 	rm -rf var/ $(VENV)

@@ -24,6 +24,9 @@ PYTHON = sys.executable
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 DB_NAME = os.environ.get("BENCH_DB_NAME", "alertflow_bench")
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{DB_NAME}")
+# bench.postoffice's django-post_office side: a database of its own on the same server.
+POSTOFFICE_DB_NAME = f"{DB_NAME}_postoffice"
+POSTOFFICE_DATABASE_URL = DATABASE_URL.rsplit("/", 1)[0] + f"/{POSTOFFICE_DB_NAME}"
 # A Redis database number nobody else uses: FLUSHDB at the start of every benchmark.
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 
