@@ -15,7 +15,7 @@ import time
 from .env import PYTHON, RESULTS_DIR, ROOT
 from .report import print_table, write_results
 
-BENCHMARKS = ["accept", "bulkaccept", "e2e", "postoffice", "priority", "inbox"]
+BENCHMARKS = ["accept", "bulkaccept", "e2e", "postoffice", "makerun", "priority", "inbox"]
 # Run only when named: minutes long (`bench.all campaign`).
 LONG_BENCHMARKS = ["campaign"]
 
