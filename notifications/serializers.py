@@ -2,6 +2,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
+from django.utils.functional import cached_property
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -36,6 +37,12 @@ MAX_BULK_RECIPIENTS = 10_000
 class RecipientTarget(serializers.Field):
     """A recipient: an external id, or an object with `id` and contact fields that upserts."""
 
+    @cached_property
+    def contact_fields(self) -> RecipientSerializer:
+        # One for every object of a bulk list (this field is the list's child): building a
+        # serializer deep-copies its fields, ~0.5 ms, which made 10,000 objects cost 5 s of CPU.
+        return RecipientSerializer(partial=True)
+
     def to_internal_value(self, data):
         if isinstance(data, str):
             if not data or len(data) > 128:
@@ -45,8 +52,7 @@ class RecipientTarget(serializers.Field):
             if not isinstance(data.get("id"), str) or not data["id"]:
                 raise serializers.ValidationError("A recipient object needs an `id`.")
             fields = {k: v for k, v in data.items() if k != "id"}
-            checked = RecipientSerializer(data=fields, partial=True)
-            checked.is_valid(raise_exception=True)
+            self.contact_fields.run_validation(fields)
             return {"id": data["id"], **fields}
         raise serializers.ValidationError("Give a recipient id or an object with `id`.")
 
