@@ -20,7 +20,7 @@ from pathlib import Path
 from .client import create_recipients, create_smtp_provider, email_send, register_tenant, run_load_processes
 from .cpu import CpuMeter, PySpy
 from .env import log, prepare
-from .processes import Processes, free_port, start_gunicorn, start_worker
+from .processes import Processes, free_port, start_gunicorn, start_relay, start_worker
 from .report import latency_summary_ms, pct, print_table, summary_row, write_results
 from .smtp import SmtpSink
 
@@ -61,9 +61,10 @@ def main(argv=None) -> dict:
         procs = stack.enter_context(Processes())
         log(f"starting gunicorn: {args.workers} workers x {args.threads} threads on {base_url}")
         web = start_gunicorn(procs, port, args.workers, args.threads)
+        relay = start_relay(procs)
         tenant_id, api_key = register_tenant(base_url)
         ids = create_recipients(tenant_id, args.recipients)
-        pids = {"gunicorn": web.popen.pid}
+        pids = {"gunicorn": web.popen.pid, "relay": relay.popen.pid}
         if sink is not None:
             create_smtp_provider(base_url, api_key, sink.port)
             log(f"starting a worker -Q default,email -c {args.concurrency}, delivering to the sink")

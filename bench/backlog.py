@@ -7,8 +7,8 @@ directly every `--sweep-every` seconds) runs with `ALERTFLOW_STALE_QUEUED_SECOND
 `--stale` seconds, so the whole backlog is "stale" within the run. A sweeper that re-publishes
 every message queued longer than that adds the backlog to the broker again on each sweep; one
 that re-publishes only lost publishes leaves the queue to drain. `--lose` messages are written
-but never published (a web process killed between commit and publish): the sweeper must find
-those.
+but never published (the broker lost them: a Redis restarted without its data): the sweeper
+must find those.
 
     .venv/bin/python -m bench.backlog [--messages 20000] [--seconds 30] [--drain 300]
 """
@@ -55,8 +55,8 @@ def write_backlog(count: int, lost: int) -> tuple[list, list]:
         )
         for rid in recipient_ids
     ]
-    # The lost ones were queued a minute before the backlog (their process died before it could
-    # publish them): queued at the same moment as the backlog, nothing could tell them apart
+    # The lost ones were queued a minute before the backlog (the broker lost their tasks):
+    # queued at the same moment as the backlog, nothing could tell them apart
     # from it until the backlog has drained.
     for message in messages[count:]:
         message.updated = message.created = message.created - timedelta(minutes=1)
@@ -68,13 +68,16 @@ def take(client, lists: list[str], count: int) -> list[str]:
     """Pop up to `count` tasks the way the worker does (highest step first, oldest first) and
     return the message ids they carry."""
     ids: list[str] = []
+    taken = 0
     for name in lists:
-        while len(ids) < count:
+        while taken < count:
             raw = client.rpop(name)
             if raw is None:
                 break
-            args = json.loads(base64.b64decode(json.loads(raw)["body"]))[0]
-            ids.append(args[0])
+            taken += 1
+            # A single send's task carries one id, a batch of singles (the relay's) a list.
+            [carried] = json.loads(base64.b64decode(json.loads(raw)["body"]))[0]
+            ids.extend(carried if isinstance(carried, list) else [carried])
     return ids
 
 
@@ -115,7 +118,8 @@ def main() -> None:
     log(f"writing {args.messages:,} queued messages (+{args.lose} never published)")
     published, lost = write_backlog(args.messages, args.lose)
     started = time.monotonic()
-    queue.enqueue(published)
+    queue.enqueue_on_commit(published)  # autocommit: committed at once
+    queue.relay_all()
     log(f"published {len(published):,} tasks in {time.monotonic() - started:.1f} s")
 
     samples = []

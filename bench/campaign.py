@@ -19,7 +19,7 @@ from pathlib import Path
 from .client import create_recipients, create_smtp_provider, register_tenant
 from .cpu import CpuMeter
 from .env import PYTHON, log, prepare
-from .processes import Processes, free_port, start_gunicorn, start_worker
+from .processes import Processes, free_port, start_gunicorn, start_relay, start_worker
 from .report import pct, print_table, summary_row, write_results
 from .smtp import SmtpSink, measure_sink_ceiling
 
@@ -140,6 +140,7 @@ def main(argv=None) -> dict:
         ]
         log("starting gunicorn, beat, a fan-out worker and the email workers")
         web = start_gunicorn(procs, port, 2, 4)
+        start_relay(procs)
         tenant_id, api_key = register_tenant(base_url)
         log(f"writing {args.recipients} recipients")
         create_recipients(tenant_id, args.recipients)

@@ -32,6 +32,7 @@ import traceback
 
 from .client import address, create_recipients, create_smtp_provider, email_send, register_tenant
 from .drill_support import (
+    APP_ROLES,
     DATABASE_URL,
     DB_NAME,
     PacedSender,
@@ -176,7 +177,7 @@ def drill_redis(stack: Stack, tenant_id, api_key: str, args) -> dict:
     died = []
     while time.time() < down_at + args.redis_outage:
         # Watch, do not revive yet: a process that dies while Redis is away is a finding.
-        for role in ("web", "worker", "beat"):
+        for role in APP_ROLES:
             if not stack.alive(role) and role not in [d["role"] for d in died]:
                 died.append({"role": role, "at": round(time.time() - down_at, 1)})
                 log(f"{role} exited {time.time() - down_at:.1f}s into the Redis outage")
@@ -233,7 +234,7 @@ def drill_smtp(stack: Stack, tenant_id, api_key: str, args) -> dict:
     while time.time() < down_at + args.smtp_outage:
         snap = db_snapshot(tenant_id)
         peak_retrying = max(peak_retrying, snap["by_status"].get("retrying", 0))
-        for role in ("web", "worker", "beat"):
+        for role in APP_ROLES:
             if not stack.alive(role) and role not in [d["role"] for d in died]:
                 died.append({"role": role, "at": round(time.time() - down_at, 1)})
         time.sleep(1)

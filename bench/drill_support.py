@@ -80,6 +80,10 @@ def drill_redis_port() -> int:
 # --- The processes of one drill ---------------------------------------------------------------------
 
 
+# The product's own processes (not Redis, not the sink): watched and revived during a drill.
+APP_ROLES = ("web", "relay", "worker", "beat")
+
+
 class Stack(contextlib.AbstractContextManager):
     """Redis, the SMTP sink, gunicorn, a Celery worker and beat, as real subprocesses.
 
@@ -114,6 +118,7 @@ class Stack(contextlib.AbstractContextManager):
             self.start("redis")
             self.start("sink")
             self.start("web")
+            self.start("relay")
             self.start("worker")
             self.start("beat")
         except BaseException:
@@ -124,7 +129,7 @@ class Stack(contextlib.AbstractContextManager):
     def __exit__(self, *exc) -> None:
         # Producers and consumers first, Redis last: no process is left talking to a broker
         # that is already gone. Then whatever else is left (Processes stops it in any order).
-        for role in ("beat", "worker", "web", "sink", "redis"):
+        for role in ("beat", "worker", "relay", "web", "sink", "redis"):
             proc = self.roles.get(role)
             if proc is not None and proc in self.procs.procs:
                 try:
@@ -148,6 +153,8 @@ class Stack(contextlib.AbstractContextManager):
                 "--worker-class", "gthread", "--workers", "2", "--threads", "4",
                 "--graceful-timeout", "5", "--timeout", "60",
             ]  # fmt: skip
+        if role == "relay":
+            return [PYTHON, "manage.py", "relay"]
         if role == "worker":
             return [
                 PYTHON, "-m", "celery", "-A", "config", "worker", "-Q", "default,email", "-c", "2",
@@ -176,7 +183,8 @@ class Stack(contextlib.AbstractContextManager):
             "sink": lambda: port_open(self.sink_port),
             "web": self._web_up,
             "worker": lambda: "ready." in proc.log_path.read_text(errors="replace"),
-            # Beat has no readiness signal worth waiting for: its first tick is within a second.
+            # Neither has a readiness signal worth waiting for: both act within a second.
+            "relay": lambda: True,
             "beat": lambda: True,
         }
         ready = wait_for(lambda: checks[role]() or proc.popen.poll() is not None, timeout, interval=0.1)
@@ -212,7 +220,7 @@ class Stack(contextlib.AbstractContextManager):
     def alive(self, role: str) -> bool:
         return self.roles[role].popen.poll() is None
 
-    def revive(self, roles=("web", "worker", "beat")) -> list[dict]:
+    def revive(self, roles=APP_ROLES) -> list[dict]:
         """Start again the roles that exited on their own; return what was restarted."""
         restarted = []
         for role in roles:

@@ -18,7 +18,7 @@ from pathlib import Path
 from .client import create_recipients, create_smtp_provider, email_send, register_tenant, run_load
 from .cpu import CpuMeter, PySpy
 from .env import log, prepare
-from .processes import Processes, free_port, start_gunicorn, start_worker
+from .processes import Processes, free_port, start_gunicorn, start_relay, start_worker
 from .report import latency_summary_ms, pct, print_table, summary_row, write_results
 from .smtp import SmtpSink, measure_sink_ceiling
 
@@ -140,11 +140,12 @@ def main(argv=None) -> dict:
         ]
         log(f"starting gunicorn {args.workers}x{args.threads} and a worker -c {args.concurrency}")
         web = start_gunicorn(procs, port, args.workers, args.threads)
+        relay = start_relay(procs)
         tenant_id, api_key = register_tenant(base_url)
         ids = create_recipients(tenant_id, max(args.bulk, args.singles))
         create_smtp_provider(base_url, api_key, sink.port)
         worker = start_worker(procs, "default,email", args.concurrency, args.celery_conf)
-        pids = {"worker": worker.popen.pid, "gunicorn": web.popen.pid, "sink": sink.pid}
+        pids = {"worker": worker.popen.pid, "gunicorn": web.popen.pid, "relay": relay.popen.pid, "sink": sink.pid}
 
         log(f"(a) {args.singles} single sends through the API, {args.clients} clients")
         spy = Path(args.py_spy) if args.py_spy else None

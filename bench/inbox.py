@@ -27,7 +27,7 @@ import httpx
 
 from .client import create_recipients, register_tenant
 from .env import PYTHON, log, prepare
-from .processes import Processes, free_port, start_gunicorn, start_worker, wait_until
+from .processes import Processes, free_port, start_gunicorn, start_relay, start_worker, wait_until
 from .report import latency_summary_ms, print_table, summary_row, write_results
 
 TARGET_P99_MS = 250.0
@@ -225,6 +225,7 @@ def main(argv=None) -> dict:
     base_url = f"http://127.0.0.1:{web_port}"
     with Processes() as procs:
         start_gunicorn(procs, web_port, 2, 4)
+        start_relay(procs)
         for number, port in enumerate(ws_ports, 1):
             start_ws(procs, f"ws{number}", port)
         start_worker(procs, "default,inapp", args.concurrency)

@@ -21,7 +21,7 @@ import httpx
 
 from .client import create_recipients, create_smtp_provider, email_send, register_tenant
 from .env import REDIS_URL, log, prepare
-from .processes import Processes, free_port, start_gunicorn, start_worker, wait_until, worker_hostname
+from .processes import Processes, free_port, start_gunicorn, start_relay, start_worker, wait_until, worker_hostname
 from .report import print_table, summary_row, write_results
 from .smtp import SmtpSink
 
@@ -140,6 +140,7 @@ def main(argv=None) -> dict:
     rows: list[dict] = []
     with SmtpSink() as sink, Processes() as procs:
         start_gunicorn(procs, port, 2, 4)
+        start_relay(procs)
         tenant_id, api_key = register_tenant(base_url)
         backlog_ids = create_recipients(tenant_id, args.backlog)
         probe_ids = [f"probe{r}-{p}" for r in range(args.rounds) for p in range(len(PROBES))]

@@ -165,6 +165,12 @@ def start_gunicorn(procs: Processes, port: int, workers: int, threads: int) -> P
     return proc
 
 
+def start_relay(procs: Processes) -> Proc:
+    """The outbox relay (`manage.py relay`): nothing a request accepts reaches the broker
+    without it. Ready as soon as it runs (it publishes whatever committed before it started)."""
+    return procs.start("relay", [PYTHON, "manage.py", "relay"])
+
+
 def start_worker(
     procs: Processes, queues: str, concurrency: int, conf: dict | None = None, name: str = WORKER_NAME
 ) -> Proc:

@@ -2,8 +2,9 @@
 
 `enqueue_due` (every second) retries claims whose lease ran out (a killed worker), expires what
 waited past its `expires_at`, and moves messages whose `next_attempt` has come (scheduled sends,
-quiet-hours deferrals, retries) to `queued` and publishes them; `sweep_stale` re-publishes what
-the broker never got (a failed or lost publish, never a message merely waiting in a backlog).
+quiet-hours deferrals, retries) to `queued` and publishes them (through the outbox, as every
+publish); `sweep_stale` re-publishes what the broker lost (a Redis that lost its lists, never a
+message merely waiting in a backlog or in the outbox).
 Both lock rows with
 `FOR UPDATE SKIP LOCKED`, so several beat or worker processes never double-enqueue a row.
 """
@@ -122,7 +123,7 @@ LOST_PUBLISH_MARGIN = timedelta(seconds=30)
 
 
 def sweep_stale(now=None) -> dict:
-    """Re-publish messages whose publish failed or was lost, and resume fan-outs whose task
+    """Re-publish messages whose published task the broker lost, and resume fan-outs whose task
     died. A message waiting in a long backlog is left alone: each sweep publishing the backlog
     again would only make it longer (notifications/queue.py says how the two are told apart).
     (Messages a dead worker held come back sooner, when their lease runs out: `retry_lapsed`.)"""
@@ -130,16 +131,18 @@ def sweep_stale(now=None) -> dict:
     queued_cutoff = now - timedelta(seconds=settings.ALERTFLOW_STALE_QUEUED_SECONDS)
     try:
         waiting = queue.oldest_waiting([*CHANNEL_QUEUES.values(), DEFAULT_QUEUE])
-    except Exception as exc:  # the broker is down: publishing would fail too
-        logger.warning("Broker unreachable, only failed publishes are swept: %s", exc)
+    except Exception as exc:  # the broker is down: nothing can be told lost, nor published
+        logger.warning("Broker unreachable, nothing swept: %s", exc)
         waiting = None
+    # Whatever was queued after the oldest row still in the outbox may be waiting there (the
+    # relay is behind, or the broker was down): its publish is not lost, only not done yet.
+    unrelayed = queue.oldest_unrelayed()
+    if unrelayed is not None:
+        queued_cutoff = min(queued_cutoff, unrelayed - LOST_PUBLISH_MARGIN)
     with transaction.atomic():
         stale = list(
             Message.objects.select_for_update(skip_locked=True)
-            .filter(
-                # Its publish failed, for certain (notifications/queue.py, _leave_for_sweeper).
-                Q(status=Message.Status.QUEUED, next_attempt__lte=now) | _lost_publishes(queued_cutoff, waiting)
-            )
+            .filter(_lost_publishes(queued_cutoff, waiting))
             .only("id", "channel", "priority", "batched", "status", "updated")[:POLL_BATCH]
         )
         if stale:
@@ -147,11 +150,11 @@ def sweep_stale(now=None) -> dict:
             for message in stale:
                 message.updated = now
             queue.enqueue_on_commit(stale)
-    fan_outs = _stalled_fan_outs(queued_cutoff, waiting)
-    for notification_id, checkpoint in fan_outs:
-        # From its checkpoint: if its step was only waiting after all, whichever of the two runs
-        # second finds the checkpoint moved and stops (notifications/services.py, fan_out_step).
-        queue.fan_out(notification_id, after=checkpoint)
+        fan_outs = _stalled_fan_outs(queued_cutoff, waiting)
+        for notification_id, checkpoint in fan_outs:
+            # From its checkpoint: if its step was only waiting after all, whichever of the two
+            # runs second finds the checkpoint moved and stops (notifications/services.py, fan_out_step).
+            queue.fan_out(notification_id, after=checkpoint)
     if stale or fan_outs:
         logger.info("Swept %d stale message(s) and %d fan-out(s)", len(stale), len(fan_outs))
     return {"messages": len(stale), "fan_outs": len(fan_outs)}

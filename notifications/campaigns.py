@@ -235,7 +235,7 @@ def start_run(campaign: Campaign, slot: datetime, now: datetime) -> CampaignRun 
                 audience_size=size,
                 started=now,
             )
-            transaction.on_commit(lambda: queue.fan_out(notification.id))
+            queue.fan_out(notification.id)
     except IntegrityError:
         return None  # another tick (or another beat) started this slot's run
     return run
@@ -317,7 +317,7 @@ def resume(run: CampaignRun) -> CampaignRun:
     CampaignRun.objects.filter(pk=run.pk).update(paused_at=None, started=run.started + paused_for)
     # From the checkpoint: a step published before the pause and still waiting in the queue
     # meets this one there, and only the first continues (services.fan_out_step).
-    transaction.on_commit(lambda: queue.fan_out(notification.id, after=checkpoint))
+    queue.fan_out(notification.id, after=checkpoint)
     return CampaignRun.objects.select_related("notification").get(pk=run.pk)
 
 

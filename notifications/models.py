@@ -473,3 +473,31 @@ class DeliveryLatency(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H:00} {self.channel} {self.stage} bucket {self.bucket}: {self.n}"
+
+
+class Outbox(models.Model):
+    """Tasks to publish, written in the transaction that queued their messages (DESIGN section 3).
+
+    The request (or fan-out step, poller, sweeper) only commits rows; the relay
+    (notifications/outbox.py, `manage.py relay`) publishes committed rows and deletes them in
+    one transaction, so a task is published if and only if its messages were committed, and a
+    publish lost to a crash or a broker outage is retried from here, never guessed at.
+
+    One row per transaction and task group, not per message: a row holds every id of one
+    (task, queue, priority step) a transaction queued, so a 5,000-message fan-out adds a few
+    rows, not 5,000. Sends of one group from several rows are merged by the relay.
+    """
+
+    task = models.CharField(max_length=64)
+    queue = models.CharField(max_length=32)
+    # The priority step (alertflow/queues.py): which of the queue's Redis lists.
+    step = models.PositiveSmallIntegerField()
+    # A send's message ids, or a fan-out step's [notification id, checkpoint].
+    args = models.JSONField()
+    # Unix time the earliest of the messages was queued (notifications/queue.py, QUEUED_HEADER).
+    queued_at = models.FloatField()
+    request_id = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.task} -> {self.queue}:{self.step}"

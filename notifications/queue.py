@@ -1,35 +1,39 @@
 """Putting message ids on the broker. The only place `notifications` talks to Celery.
 
-Tasks are sent by name so `notifications` never imports `delivery` (DESIGN section 2). A failed
-publish is logged, not raised: the message is already committed as `queued`, and the sweeper
-re-enqueues whatever the broker never got.
+Nothing here publishes from inside a request. Whoever queues messages (an accept, a fan-out
+step, the due poller, the sweeper, a replay) writes `Outbox` rows in the same transaction
+(`enqueue_on_commit`, `fan_out`), and the relay (`relay_once`, run by `manage.py relay`)
+publishes committed rows and deletes them in one transaction: a task is published if and only
+if its messages were committed, and a broker outage only leaves rows waiting. Tasks are sent
+by name so `notifications` never imports `delivery` (DESIGN section 2).
 
 How the sweeper tells a lost publish from a message waiting in a long backlog (it must not
 publish the backlog again, DESIGN section 3):
 
-- a publish that failed is known for certain: the message is marked (`next_attempt` set on a
-  `queued` message, the one timer it can have) and the sweeper's next run publishes it;
-- a publish that never happened (the process died between commit and publish) or that the
-  broker lost leaves no mark. Every task carries when its messages were queued
-  (`QUEUED_HEADER`: their `updated`, the earliest of a batch's), and each (queue, priority
-  step) is a FIFO list on Redis: if the oldest task waiting in a message's list holds messages
-  queued well after it, the message cannot be waiting behind that task, so its publish was
-  lost. `oldest_waiting` reads the head of each list. (The time of the publish itself would not
-  do: a long transaction, such as 20,000 messages written at once, publishes its first task long
-  after it queued its messages, and they would all look lost.)
+- a publish that failed or never happened (the relay died, the broker was down) is still an
+  outbox row: nothing to sweep, the relay publishes it when it can. Messages queued after the
+  oldest waiting row may be in the outbox (`oldest_unrelayed`) and are never taken for lost;
+- a publish the broker lost (a Redis that lost its lists) leaves no mark. Every task carries
+  when its messages were queued (`QUEUED_HEADER`: their `updated`, the earliest of a batch's),
+  and each (queue, priority step) is a FIFO list on Redis: if the oldest task waiting in a
+  message's list holds messages queued well after it, the message cannot be waiting behind that
+  task, so its publish was lost. `oldest_waiting` reads the head of each list. (The time of the
+  publish itself would not do: a long transaction, such as 20,000 messages written at once,
+  publishes its first task long after it queued its messages, and they would all look lost.)
 """
 
 import json
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from celery import current_app
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from alertflow.logging import request_id_var
 from alertflow.queues import (
     BATCH_PRIORITY_OFFSET,
     CHANNEL_QUEUES,
@@ -40,54 +44,27 @@ from alertflow.queues import (
     SEND_BATCH_TASK,
     SEND_MESSAGE_TASK,
 )
+from alertflow.task_context import REQUEST_ID_HEADER
 
-from .models import Message
+from .models import Outbox
 
 logger = logging.getLogger(__name__)
-
-# After a failed publish, this process leaves the broker alone for a few seconds. Without it,
-# every request during a Redis outage waits out the connection retries (measured in the Redis
-# drill: p99 3.4 s at 20 sends/s), when the sweeper publishes those messages anyway.
-PUBLISH_BACKOFF_SECONDS = 5.0
-_broker_down_until = 0.0
 
 # One batch task sends this many messages over one provider connection. Small enough that a
 # critical single send waits at most one batch for a free worker.
 BATCH_SIZE = 100
-
+# Single sends waiting together are published in tasks of up to this many (at the single
+# sends' own priority step): a burst of OTPs is sent over a few provider connections instead of
+# one task and one connection each, and the first single is never held back for the others
+# (the relay publishes whatever is waiting when it wakes; a lone single is a task of one).
+SINGLES_PER_TASK = 20
+# Outbox rows one relay transaction takes; more are taken by the next, at once.
+RELAY_ROWS = 200
 
 # A message header: when the task's messages were queued (Unix time), read back by oldest_waiting.
 QUEUED_HEADER = "af_queued"
-
-
-def _publish(task: str, args: list, queue: str, priority: int, queued_at: float | None = None) -> bool:
-    global _broker_down_until
-    if time.monotonic() < _broker_down_until:
-        return False
-    try:
-        # The app config/celery.py composes (config/__init__.py makes it the current one).
-        headers = {QUEUED_HEADER: time.time() if queued_at is None else queued_at}
-        current_app.send_task(task, args=args, queue=queue, priority=priority, headers=headers)
-        return True
-    except Exception as exc:
-        _broker_down_until = time.monotonic() + PUBLISH_BACKOFF_SECONDS
-        logger.warning("Broker unavailable, %s left for the sweeper: %s", task, exc)
-        return False
-
-
-def reset_publish_backoff() -> None:
-    """Forget a past broker failure (the broker is known to be back)."""
-    global _broker_down_until
-    _broker_down_until = 0.0
-
-
-def _leave_for_sweeper(message_ids: list) -> None:
-    """Mark messages whose publish failed, for certain: the sweeper's next run publishes them
-    (`next_attempt` on a `queued` message means "publish again from then")."""
-    try:
-        Message.objects.filter(pk__in=message_ids, status=Message.Status.QUEUED).update(next_attempt=timezone.now())
-    except Exception:
-        logger.warning("Could not mark %d unpublished message(s); the sweeper finds them later", len(message_ids))
+# The channel the outbox's INSERT trigger notifies (notifications/migrations/0011_outbox.py).
+OUTBOX_CHANNEL = "alertflow_outbox"
 
 
 def priority_step(priority: str, batched: bool) -> int:
@@ -107,8 +84,8 @@ def oldest_waiting(queues: Iterable[str]) -> dict[tuple[str, int], datetime | No
     counts as queued at the epoch: nothing is taken for lost behind it. Raises if the broker
     cannot be reached."""
     keys = [(queue, step) for queue in dict.fromkeys(queues) for step in PRIORITY_STEPS]
-    with current_app.connection_for_read() as connection:
-        client = connection.default_channel.client
+    with current_app.connection_for_read() as broker:
+        client = broker.default_channel.client
         pipe = client.pipeline(transaction=False)
         for queue, step in keys:
             # kombu pushes on the left and pops on the right: the right end is the oldest.
@@ -124,51 +101,164 @@ def oldest_waiting(queues: Iterable[str]) -> dict[tuple[str, int], datetime | No
     return waiting
 
 
-def _queued_at(messages: list) -> float | None:
-    """When the earliest of these messages was queued (`updated`), if the caller loaded it."""
-    known = [m.updated for m in messages if "updated" not in m.get_deferred_fields()]
-    return min(known).timestamp() if known else None
+def oldest_unrelayed() -> datetime | None:
+    """When the oldest outbox row still waiting for the relay was written; None when none waits.
+    Messages queued after it may be waiting in the outbox, not lost."""
+    return Outbox.objects.order_by("created").values_list("created", flat=True).first()
 
 
-def send_message(message) -> bool:
-    step = priority_step(message.priority, batched=False)
-    queue = CHANNEL_QUEUES[message.channel]
-    return _publish(SEND_MESSAGE_TASK, [str(message.id)], queue, step, _queued_at([message]))
+def _queued_at(messages: list) -> float:
+    """When the earliest of these messages was queued (`updated`, if the caller loaded it)."""
+    known = [m.updated for m in messages if "updated" not in m.get_deferred_fields() and m.updated]
+    return (min(known) if known else timezone.now()).timestamp()
 
 
-def send_batch(messages: list, channel: str, priority: str) -> bool:
-    step = priority_step(priority, batched=True)
-    ids = [str(m.id) for m in messages]
-    return _publish(SEND_BATCH_TASK, [ids], CHANNEL_QUEUES[channel], step, _queued_at(messages))
-
-
-def fan_out(notification_id, after: int | None = None) -> bool:
-    """Publish a fan-out step; `after` is the checkpoint it continues from (None: wherever the
-    notification's checkpoint is when it runs)."""
-    return _publish(FAN_OUT_TASK, [str(notification_id), after], DEFAULT_QUEUE, PRIORITY_LEVELS["normal"])
-
-
-def enqueue(messages: Iterable) -> None:
-    """Publish queued messages: a transactional one as its own task, the messages of bulk and
-    topic sends (`Message.batched`) in batches per (channel, priority)."""
-    unpublished = []
-    batches = defaultdict(list)
+def enqueue_on_commit(messages: Iterable) -> None:
+    """Have the queued ones of these messages published once the caller's transaction commits
+    (never before, and not at all if it rolls back): one outbox row per (channel, priority,
+    transactional or batched) group, written now, in that transaction. A transactional send's
+    messages go out as single sends, the messages of bulk and topic sends (`Message.batched`)
+    in batches one priority step below."""
+    groups = defaultdict(list)
     for message in messages:
-        if message.batched:
-            batches[(message.channel, message.priority)].append(message)
-        elif not send_message(message):
-            unpublished.append(message.id)
-    for (channel, priority), batch in batches.items():
-        for start in range(0, len(batch), BATCH_SIZE):
-            chunk = batch[start : start + BATCH_SIZE]
-            if not send_batch(chunk, channel, priority):
-                unpublished.extend(m.id for m in chunk)
-    if unpublished:
-        _leave_for_sweeper(unpublished)
+        if message.status == "queued":
+            groups[(message.channel, message.priority, message.batched)].append(message)
+    if not groups:
+        return
+    request_id = request_id_var.get()
+    Outbox.objects.bulk_create(
+        Outbox(
+            task=SEND_BATCH_TASK if batched else SEND_MESSAGE_TASK,
+            queue=CHANNEL_QUEUES[channel],
+            step=priority_step(priority, batched),
+            args=[str(m.id) for m in group],
+            queued_at=_queued_at(group),
+            request_id=request_id,
+        )
+        for (channel, priority, batched), group in groups.items()
+    )
 
 
-def enqueue_on_commit(messages: list) -> None:
-    """Publish after the transaction that wrote the messages commits, never before."""
-    queued = [m for m in messages if m.status == "queued"]
-    if queued:
-        transaction.on_commit(lambda: enqueue(queued))
+def fan_out(notification_id, after: int | None = None) -> None:
+    """Have a fan-out step published once the caller's transaction commits; `after` is the
+    checkpoint it continues from (None: wherever the notification's checkpoint is when it runs)."""
+    Outbox.objects.create(
+        task=FAN_OUT_TASK,
+        queue=DEFAULT_QUEUE,
+        step=PRIORITY_LEVELS["normal"],
+        args=[str(notification_id), after],
+        queued_at=timezone.now().timestamp(),
+        request_id=request_id_var.get(),
+    )
+
+
+# --- The relay -------------------------------------------------------------------------------
+
+
+def relay_once(limit: int = RELAY_ROWS) -> int:
+    """Publish up to `limit` committed outbox rows, oldest first, and delete them; return how
+    many rows were relayed. The rows are deleted in the transaction that took them, and it
+    commits only after the broker took every task: a relay killed or a broker failing half-way
+    leaves the rows for the next try (tasks it did publish go out twice, which the claim makes
+    harmless). Rows another relay holds are skipped, so several relays never publish one row
+    twice. Raises if the broker cannot be reached."""
+    with transaction.atomic():
+        rows = _take(limit)
+        if rows:
+            _publish(_tasks_for(rows))
+    return len(rows)
+
+
+def relay_all() -> int:
+    """Relay until the outbox is empty (tests, benchmarks); return how many rows were relayed."""
+    relayed = 0
+    while taken := relay_once():
+        relayed += taken
+    return relayed
+
+
+def _take(limit: int) -> list[Outbox]:
+    """Delete and return the oldest rows, locking them for this transaction: one round trip
+    (rows another relay holds are skipped on PostgreSQL; SQLite has one writer at a time)."""
+    table = Outbox._meta.db_table
+    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    columns = ["id", "task", "queue", "step", "args", "queued_at", "request_id"]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT %s{skip_locked}) "  # noqa: S608 (our own table name)
+            f"RETURNING {', '.join(columns)}",
+            [limit],
+        )
+        found = cursor.fetchall()
+    rows = []
+    for values in sorted(found):
+        row = Outbox(**dict(zip(columns, values, strict=True)))
+        if isinstance(row.args, str):  # the raw cursor hands JSON back as text
+            row.args = json.loads(row.args)
+        rows.append(row)
+    return rows
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task to publish: what a Celery `send_task` takes."""
+
+    name: str
+    args: list
+    queue: str
+    step: int
+    queued_at: float
+    request_ids: tuple[str, ...]
+
+    def headers(self) -> dict:
+        headers = {QUEUED_HEADER: self.queued_at}
+        if self.request_ids:
+            # Singles of several requests share a task: each request's id still finds its lines.
+            headers[REQUEST_ID_HEADER] = ",".join(self.request_ids)
+        return headers
+
+
+def _request_ids(ids: Iterable[str]) -> tuple[str, ...]:
+    return tuple(rid for rid in dict.fromkeys(ids) if rid)
+
+
+def _tasks_for(rows: list[Outbox]) -> list[Task]:
+    """The tasks to publish for these rows, in row order: the sends of one (task, queue, step)
+    merged across rows into tasks of up to SINGLES_PER_TASK single sends or BATCH_SIZE batched
+    ones; a fan-out step as it is."""
+    tasks = []
+    sends = defaultdict(list)  # (task, queue, step) -> [(message id, queued at, request id)]
+    for row in rows:
+        if row.task in (SEND_MESSAGE_TASK, SEND_BATCH_TASK):
+            sends[(row.task, row.queue, row.step)].extend((i, row.queued_at, row.request_id) for i in row.args)
+        else:
+            tasks.append(Task(row.task, row.args, row.queue, row.step, row.queued_at, _request_ids([row.request_id])))
+    for (name, queue, step), entries in sends.items():
+        size = SINGLES_PER_TASK if name == SEND_MESSAGE_TASK else BATCH_SIZE
+        for start in range(0, len(entries), size):
+            chunk = entries[start : start + size]
+            ids = [entry[0] for entry in chunk]
+            queued_at = min(entry[1] for entry in chunk)
+            request_ids = _request_ids(entry[2] for entry in chunk)
+            if name == SEND_MESSAGE_TASK and len(ids) == 1:
+                tasks.append(Task(SEND_MESSAGE_TASK, ids, queue, step, queued_at, request_ids))
+            else:
+                # Several singles: one batch task, but at the single sends' own priority step.
+                tasks.append(Task(SEND_BATCH_TASK, [ids], queue, step, queued_at, request_ids))
+    return tasks
+
+
+def _publish(tasks: list[Task]) -> None:
+    """Every task in one pipelined round trip to Redis (kombu's producer batch), in the format
+    Celery's workers consume; nothing is sent unless the whole batch was buffered."""
+    app = current_app
+    with app.producer_or_acquire() as producer, producer.batch(max_size=max(len(tasks), 1) * 2):
+        for task in tasks:
+            app.send_task(
+                task.name,
+                args=task.args,
+                queue=task.queue,
+                priority=task.step,
+                headers=task.headers(),
+                producer=producer,
+            )

@@ -76,7 +76,7 @@ def accept(tenant: Tenant, payload: dict) -> Accepted:
                 messages, body = _plan_single(notification, payload["recipient"])
             else:
                 messages, body = [], {"id": str(notification.id), "status": summarise(notification, {})}
-                transaction.on_commit(lambda: queue.fan_out(notification.id))
+                queue.fan_out(notification.id)
             # Last before the writes: the quota's counter rows stay locked until the commit.
             usage.charge(tenant, send_cost(notification, payload, messages))
             notification.response = body
@@ -356,10 +356,12 @@ def fan_out_step(notification_id, after: int | None = None) -> int | None:
     is a twin (the sweeper resumed a fan-out whose step was only waiting) and stops, so one
     fan-out never runs as two chains. Returns the messages written, None when it stopped.
     """
-    chunk = fan_out_chunk(notification_id, after)
-    if chunk is None:
-        return None
-    transaction.on_commit(lambda: queue.fan_out(notification_id, after=chunk.cursor))
+    with transaction.atomic():
+        chunk = fan_out_chunk(notification_id, after)
+        if chunk is None:
+            return None
+        # Committed with the chunk: a step killed after its commit still has its successor.
+        queue.fan_out(notification_id, after=chunk.cursor)
     return chunk.written
 
 

@@ -145,10 +145,11 @@ def test_embedded_redis_url_is_absolute_in_redis_py_spelling():
 
 def test_processes_run_from_this_virtualenv(tmp_path):
     commands = process_commands(tmp_path, LOCAL, cpus=8)
-    assert set(commands) == {"web", "ws", "worker", "beat"}
+    assert set(commands) == {"web", "ws", "relay", "worker", "beat"}
     assert commands["web"][0] == str(tmp_path / "gunicorn")
     assert commands["ws"][0] == str(tmp_path / "uvicorn")
     assert commands["worker"][0] == commands["beat"][0] == str(tmp_path / "celery")
+    assert commands["relay"] == [str(tmp_path / "python"), "manage.py", "relay"]
 
 
 def test_web_is_gunicorn_gthread_sized_from_the_cpus(tmp_path):
@@ -207,6 +208,7 @@ def test_worker_and_beat_are_restarted_but_not_in_a_crash_loop():
 
     now = 1000.0
     assert may_restart("worker", [], now)
+    assert may_restart("relay", [], now)
     assert may_restart("beat", [now - 1] * (MAX_RESTARTS - 1), now)
     assert not may_restart("worker", [now - 1] * MAX_RESTARTS, now)
     assert may_restart("worker", [now - RESTART_WINDOW - 1] * MAX_RESTARTS, now)

@@ -4,7 +4,7 @@ import json
 import pytest
 from django.db import IntegrityError, transaction
 
-from notifications import services, tasks
+from notifications import queue, services, tasks
 from notifications.models import Message, Notification
 from preferences.models import Recipient
 from preferences.serializers import RecipientSerializer
@@ -168,16 +168,17 @@ def published_steps(broker) -> list:
     return [json.loads(base64.b64decode(json.loads(raw)["body"]))[0] for raw in broker.lrange("default:2", 0, -1)]
 
 
-def test_a_fan_out_task_writes_one_chunk_then_publishes_the_next_step(
-    admin, tenant, monkeypatch, broker, django_capture_on_commit_callbacks
-):
+def test_a_fan_out_task_writes_one_chunk_then_publishes_the_next_step(admin, tenant, monkeypatch, broker):
     monkeypatch.setattr(services, "FAN_OUT_CHUNK", 2)
     for n in range(5):
         RecipientFactory(tenant=tenant, external_id=f"u{n}")
     notification_id = bulk(admin, [f"u{n}" for n in range(5)]).json()["id"]
+    queue.relay_all()
+    assert published_steps(broker) == [[notification_id, None]]  # the accept's first step
+    broker.delete("default:2")  # taken by the worker that runs it, here:
 
-    with django_capture_on_commit_callbacks(execute=True):
-        assert tasks.fan_out(notification_id) == 2
+    assert tasks.fan_out(notification_id) == 2
+    queue.relay_all()
 
     # However large the audience, one task writes one chunk: a step stays far below the task
     # time limit, and the next step continues from the committed checkpoint.
@@ -187,11 +188,13 @@ def test_a_fan_out_task_writes_one_chunk_then_publishes_the_next_step(
     for expected_total in (4, 5):
         [[_, after]] = published_steps(broker)
         broker.delete("default:2")
-        with django_capture_on_commit_callbacks(execute=True):
-            tasks.fan_out(notification_id, after)
+        tasks.fan_out(notification_id, after)
+        queue.relay_all()
         assert Message.objects.count() == expected_total
-    with django_capture_on_commit_callbacks(execute=True):
-        assert tasks.fan_out(notification_id, 5) is None  # nothing left: the chain ends
+    broker.delete("default:2")
+    assert tasks.fan_out(notification_id, 5) is None  # nothing left: the chain ends
+    queue.relay_all()
+    assert published_steps(broker) == []
     assert Notification.objects.get(pk=notification_id).status == "accepted"
 
 

@@ -1,7 +1,12 @@
+import contextlib
+import threading
+
 import pytest
+from django.db import connection
 
 from delivery.models import Provider
 from delivery.providers import clear_cache
+from notifications import relay
 from notifications.models import Message
 from tests.factories import RecipientFactory
 from tests.fakes.fixtures import *  # noqa: F403
@@ -45,3 +50,29 @@ def accept(client, channels, recipient="ada", **extra) -> list[Message]:
     response = client.post("/api/v1/notifications", body, format="json")
     assert response.status_code == 202, response.content
     return list(Message.objects.filter(notification_id=response.json()["id"]).order_by("channel"))
+
+
+@contextlib.contextmanager
+def running_relay(stopping_within: float = 10):
+    """The outbox relay as production runs it (`manage.py relay`: LISTEN/NOTIFY on PostgreSQL),
+    in a thread with its own database connection, for tests whose transactions really commit."""
+    stop = threading.Event()
+    failures = []
+
+    def serve():
+        try:
+            relay.serve(stop.is_set)
+        except BaseException as exc:  # the test must see it, not a silent thread
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=serve, name="relay", daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        stop.set()
+        thread.join(stopping_within)
+    assert not thread.is_alive(), "the relay did not stop"
+    assert not failures, failures

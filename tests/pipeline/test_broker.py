@@ -1,10 +1,12 @@
-"""The real broker: priority lists on Redis, a real Celery worker, and a broker outage."""
+"""The real broker: priority lists on Redis, the outbox relay and a real Celery worker, and a
+broker outage."""
 
 import base64
 import json
 import time
 from datetime import timedelta
 
+import kombu.exceptions
 import kombu.pools
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -14,10 +16,10 @@ from django.utils import timezone
 from config.celery import app
 from delivery import timers
 from notifications import queue, services
-from notifications.models import Message
+from notifications.models import Message, Outbox
 from tests.factories import RecipientFactory
 
-from .conftest import CONTENT, accept, add_provider, smtp_config
+from .conftest import CONTENT, accept, add_provider, running_relay, smtp_config
 
 # Also run on SQLite, the database of `make run` (make test's second pass).
 pytestmark = pytest.mark.sqlite
@@ -38,20 +40,19 @@ def switch_broker(url: str) -> None:
     app._pool = None
     app.amqp._producer_pool = None
     kombu.pools.reset()  # kombu keeps producer pools per connection, closed ones included
-    queue.reset_publish_backoff()
 
 
 @pytest.mark.django_db
-def test_priorities_land_on_their_own_redis_lists(admin, tenant, ada, broker, django_capture_on_commit_callbacks):
+def test_priorities_land_on_their_own_redis_lists(admin, tenant, ada, broker):
     """0 is the highest step on Redis; bulk batches sit one step below single sends."""
     RecipientFactory(tenant=tenant, external_id="bob")
-    with django_capture_on_commit_callbacks(execute=True):
-        accept(admin, ["email"], priority="critical")
-        accept(admin, ["email"], priority="normal")
-        body = {"recipients": ["ada", "bob"], "channels": ["email"], "content": CONTENT, "priority": "low"}
-        notification_id = admin.post("/api/v1/notifications", body, format="json").json()["id"]
-    with django_capture_on_commit_callbacks(execute=True):
-        services.fan_out(notification_id)
+    accept(admin, ["email"], priority="critical")
+    accept(admin, ["email"], priority="normal")
+    body = {"recipients": ["ada", "bob"], "channels": ["email"], "content": CONTENT, "priority": "low"}
+    notification_id = admin.post("/api/v1/notifications", body, format="json").json()["id"]
+    services.fan_out(notification_id)
+    assert not broker.exists("email", "email:2", "email:4", "default:2")  # only outbox rows so far
+    queue.relay_all()
 
     assert broker.llen("email") == 1  # critical: step 0
     assert broker.llen("email:2") == 1  # normal single send
@@ -60,11 +61,9 @@ def test_priorities_land_on_their_own_redis_lists(admin, tenant, ada, broker, dj
 
 
 @pytest.mark.django_db
-def test_accepting_while_the_broker_is_down_answers_202_and_the_sweeper_catches_up(
-    admin, ada, broker, dead_broker, django_capture_on_commit_callbacks, monkeypatch
+def test_accepting_while_the_broker_is_down_answers_202_and_the_relay_catches_up(
+    admin, ada, broker, dead_broker, monkeypatch
 ):
-    # A backoff window no slow machine outlasts between the two requests.
-    monkeypatch.setattr(queue, "PUBLISH_BACKOFF_SECONDS", 600)
     publishes = []
     send_task = app.send_task
 
@@ -73,29 +72,29 @@ def test_accepting_while_the_broker_is_down_answers_202_and_the_sweeper_catches_
         return send_task(*args, **kwargs)
 
     monkeypatch.setattr(app, "send_task", counting_send_task)
-    with django_capture_on_commit_callbacks(execute=True):
-        [message] = accept(admin, ["email"])
-    assert len(publishes) == 1
-    with django_capture_on_commit_callbacks(execute=True):
-        [second] = accept(admin, ["email"])
-    # While backing off, a request does not wait on the dead broker at all: it does not try it.
-    assert len(publishes) == 1
-
+    [message] = accept(admin, ["email"])
+    [second] = accept(admin, ["email"])
+    # A request never talks to the broker: its messages wait in the outbox for the relay.
+    assert publishes == []
+    with pytest.raises(kombu.exceptions.OperationalError):  # a refused connection
+        queue.relay_once()
+    assert Outbox.objects.count() == 2  # kept: the relay's transaction rolled back
     assert Message.objects.filter(pk__in=[message.pk, second.pk], status="queued").count() == 2
     assert broker.llen("email:2") == 0
 
-    # Redis is back. The failed publishes marked the messages for the very next sweep, without
-    # waiting out ALERTFLOW_STALE_QUEUED_SECONDS.
+    # Redis is back: the relay publishes both (in one task) and empties the outbox. The
+    # sweeper has nothing to do, even long after: no publish was lost.
     switch_broker(settings.CELERY_BROKER_URL)
-    with django_capture_on_commit_callbacks(execute=True):
-        assert timers.sweep_stale()["messages"] == 2
-    assert broker.llen("email:2") == 2
+    assert queue.relay_all() == 2
+    assert waiting_ids(broker, "email:2") == [[str(message.id), str(second.id)]]
+    assert Outbox.objects.count() == 0
+    assert timers.sweep_stale(now=timezone.now() + timedelta(minutes=10))["messages"] == 0
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_delivers_through_the_broker(admin, tenant, ada, smtp_server, broker):
+def test_a_real_worker_delivers_through_the_relay_and_the_broker(admin, tenant, ada, smtp_server, broker):
     add_provider(tenant, "email", "smtp", smtp_config(smtp_server))
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+    with running_relay(), start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         [message] = accept(admin, ["email"])
         deadline = time.monotonic() + 15
         while Message.objects.get(pk=message.pk).status != "sent" and time.monotonic() < deadline:
@@ -103,41 +102,43 @@ def test_a_real_worker_delivers_through_the_broker(admin, tenant, ada, smtp_serv
 
     assert Message.objects.get(pk=message.pk).status == "sent"
     assert len(smtp_server.messages) == 1
+    assert Outbox.objects.count() == 0
 
 
-def waiting_ids(broker, name: str) -> list[str]:
-    """The message ids of the single-send tasks waiting in one Redis list."""
+def waiting_ids(broker, name: str) -> list:
+    """The message ids of the send tasks waiting in one Redis list, oldest last: an id for a
+    task of one single send, a list for a batch."""
     return [json.loads(base64.b64decode(json.loads(raw)["body"]))[0][0] for raw in broker.lrange(name, 0, -1)]
 
 
 @pytest.mark.django_db
-def test_the_sweeper_leaves_a_backlog_waiting_in_the_broker(admin, ada, broker, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
-        for _ in range(3):
-            accept(admin, ["email"])
+def test_the_sweeper_leaves_a_backlog_waiting_in_the_broker(admin, ada, broker):
+    for _ in range(3):
+        accept(admin, ["email"])
+        queue.relay_all()
     assert broker.llen("email:2") == 3
 
     # Ten minutes later the three still wait in the broker, behind a long backlog: publishing
     # them again would only make the backlog longer, at every sweep.
-    with django_capture_on_commit_callbacks(execute=True):
-        swept = timers.sweep_stale(now=timezone.now() + timedelta(minutes=10))
+    swept = timers.sweep_stale(now=timezone.now() + timedelta(minutes=10))
+    queue.relay_all()
 
     assert swept["messages"] == 0
     assert broker.llen("email:2") == 3
 
 
 @pytest.mark.django_db
-def test_the_sweeper_publishes_a_lost_publish_even_behind_newer_tasks(
-    admin, ada, broker, django_capture_on_commit_callbacks
-):
-    # Committed two minutes ago, but the process died before publishing (on_commit never ran).
+def test_the_sweeper_publishes_what_the_broker_lost_even_behind_newer_tasks(admin, ada, broker):
+    # Published two minutes ago, then lost by the broker (a Redis restarted without its data).
     [lost] = accept(admin, ["email"])
+    queue.relay_all()
+    broker.flushdb()
     Message.objects.filter(pk=lost.pk).update(updated=timezone.now() - timedelta(minutes=2))
-    with django_capture_on_commit_callbacks(execute=True):
-        [waiting] = accept(admin, ["email"])
+    [waiting] = accept(admin, ["email"])
+    queue.relay_all()
 
-    with django_capture_on_commit_callbacks(execute=True):
-        swept = timers.sweep_stale(now=timezone.now() + timedelta(minutes=10))
+    swept = timers.sweep_stale(now=timezone.now() + timedelta(minutes=10))
+    queue.relay_all()
 
     # The oldest task in the list was published after `lost` was queued: `lost` is not in it.
     assert swept["messages"] == 1
@@ -145,18 +146,14 @@ def test_the_sweeper_publishes_a_lost_publish_even_behind_newer_tasks(
 
 
 @pytest.mark.django_db
-def test_a_failed_publish_is_published_at_the_next_sweep_even_behind_a_backlog(
-    admin, ada, broker, dead_broker, django_capture_on_commit_callbacks
-):
-    with django_capture_on_commit_callbacks(execute=True):
-        [failed] = accept(admin, ["email"])
-    assert Message.objects.get(pk=failed.pk).next_attempt is not None  # marked, for certain
+def test_the_sweeper_leaves_what_waits_in_the_outbox_to_the_relay(admin, ada, broker, dead_broker):
+    [unpublished] = accept(admin, ["email"])
+    with pytest.raises(kombu.exceptions.OperationalError):
+        queue.relay_once()
     switch_broker(settings.CELERY_BROKER_URL)
-    with django_capture_on_commit_callbacks(execute=True):
-        [backlog] = accept(admin, ["email"])  # published after the failure
 
-    with django_capture_on_commit_callbacks(execute=True):
-        assert timers.sweep_stale()["messages"] == 1
-
-    assert waiting_ids(broker, "email:2") == [str(failed.id), str(backlog.id)]
-    assert Message.objects.get(pk=failed.pk).next_attempt is None
+    # Long after, with an empty broker list: its row still waits in the outbox (the relay was
+    # down too), so its publish is not lost, only not done yet; sweeping it would publish twice.
+    assert timers.sweep_stale(now=timezone.now() + timedelta(minutes=10))["messages"] == 0
+    assert queue.relay_all() == 1
+    assert waiting_ids(broker, "email:2") == [str(unpublished.id)]

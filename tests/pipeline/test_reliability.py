@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from delivery import guards, pipeline, timers
-from notifications import services
+from notifications import queue, services
 from notifications.models import Message, Notification
 from tests.factories import RecipientFactory
 
@@ -334,8 +334,11 @@ def test_sweeper_resumes_a_stalled_fan_out_but_not_one_that_progresses(admin, te
     # Both started long ago; only `busy` wrote a chunk recently.
     Notification.objects.filter(pk__in=[stalled, busy]).update(created=long_ago, progressed=long_ago)
     Notification.objects.filter(pk=busy).update(progressed=timezone.now())
+    queue.relay_all()
+    broker.delete("default:2")  # both first steps were taken; `stalled`'s died with its worker
 
     timers.sweep_stale()
+    queue.relay_all()
 
     published = [json.loads(body) for body in broker.lrange("default:2", 0, -1)]
     assert [json.loads(base64.b64decode(p["body"]))[0] for p in published] == [[stalled, 0]]

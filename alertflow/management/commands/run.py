@@ -1,6 +1,6 @@
 """`manage.py run` (what `make run` calls): the whole system in the foreground, for development.
 
-It starts web (gunicorn), ws (uvicorn), one Celery worker on every queue and beat, with their
+It starts web (gunicorn), ws (uvicorn), the outbox relay, one Celery worker on every queue and beat, with their
 output in this terminal, and stops them all on Ctrl-C or SIGTERM, or as soon as one of them dies,
 so a half-running system never hides behind a scrolling log. With no `REDIS_URL` it runs an
 embedded Redis on a unix socket under `var/`; with no `DATABASE_URL` settings use SQLite there.
@@ -167,7 +167,7 @@ def find_redis_server() -> str | None:
 
 
 def process_commands(bin_dir: Path, addresses: Addresses, cpus: int) -> dict[str, list[str]]:
-    """The four long-running processes of DESIGN section 1, sized for a developer's machine."""
+    """The long-running processes of DESIGN section 1, sized for a developer's machine."""
     pool = min(4, cpus)
     return {
         "web": [
@@ -189,6 +189,8 @@ def process_commands(bin_dir: Path, addresses: Addresses, cpus: int) -> dict[str
             # Channels' router has no lifespan handler; without this uvicorn logs that it tried.
             *["--lifespan", "off"],
         ],
+        # Publishes what the others commit to the outbox (polling every 200 ms on SQLite).
+        "relay": [str(bin_dir / "python"), "manage.py", "relay"],
         "worker": [
             str(bin_dir / "celery"),
             *["-A", "config", "worker"],
@@ -254,10 +256,10 @@ def answers_ping(socket_path: Path) -> bool:
         client.close()
 
 
-# The worker and beat lose nothing by a restart (PostgreSQL holds every message), and Celery's
-# Redis transport can exit when the broker vanishes (kombu 5.7, seen in the Redis fault drill):
-# restart them as a supervisor would, unless one keeps dying.
-RESTARTABLE = ("worker", "beat")
+# The relay, worker and beat lose nothing by a restart (PostgreSQL holds every message and every
+# unpublished task), and Celery's Redis transport can exit when the broker vanishes (kombu 5.7,
+# seen in the Redis fault drill): restart them as a supervisor would, unless one keeps dying.
+RESTARTABLE = ("relay", "worker", "beat")
 MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0
 
@@ -324,7 +326,10 @@ class ChildDied(Exception):
 
 
 class Command(BaseCommand):
-    help = "Run web, ws, a Celery worker and beat in the foreground (and an embedded Redis without REDIS_URL)."
+    help = (
+        "Run web, ws, the outbox relay, a Celery worker and beat in the foreground "
+        "(and an embedded Redis without REDIS_URL)."
+    )
 
     def handle(self, *args, **options):
         environ = dict(os.environ)

@@ -1,0 +1,236 @@
+"""The transactional outbox (notifications/queue.py) and its relay (notifications/relay.py): a
+request only commits rows; the relay publishes what committed, and only that, in batches."""
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from django.conf import settings
+from django.db import connection, transaction
+
+from alertflow.queues import SEND_BATCH_TASK, SEND_MESSAGE_TASK
+from delivery import pipeline
+from notifications import queue, relay
+from notifications.models import Message, Outbox
+from tests.factories import RecipientFactory
+
+from .conftest import accept, add_provider, running_relay, smtp_config
+
+
+def tasks_in(broker, name: str) -> list[dict]:
+    """The tasks waiting in one Redis list, oldest first: {task, args, headers}."""
+    tasks = []
+    for raw in reversed(broker.lrange(name, 0, -1)):
+        envelope = json.loads(raw)
+        args = json.loads(base64.b64decode(envelope["body"]))[0]
+        tasks.append({"task": envelope["headers"]["task"], "args": args, "headers": envelope["headers"]})
+    return tasks
+
+
+def ids_of(task: dict) -> list[str]:
+    """The message ids a send task carries: a batch its list, a single send its one id."""
+    return task["args"][0] if task["task"] == SEND_BATCH_TASK else task["args"]
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+@pytest.mark.sqlite
+@pytest.mark.django_db
+def test_a_send_writes_one_outbox_row_per_queue_and_publishes_nothing_itself(admin, ada, broker):
+    messages = accept(admin, ["email", "sms"])
+
+    rows = list(Outbox.objects.order_by("queue"))
+    assert [(row.task, row.queue, row.step) for row in rows] == [
+        (SEND_MESSAGE_TASK, "email", 2),
+        (SEND_MESSAGE_TASK, "sms", 2),
+    ]
+    assert sorted(id_ for row in rows for id_ in row.args) == sorted(str(m.id) for m in messages)
+    assert not broker.exists("email:2", "sms:2")
+
+    assert queue.relay_all() == 2
+    assert [t["args"] for t in tasks_in(broker, "email:2")] == [[str(messages[0].id)]]
+    assert Outbox.objects.count() == 0
+
+
+@pytest.mark.sqlite
+@pytest.mark.django_db
+def test_a_rolled_back_accept_leaves_nothing_to_publish(admin, ada, broker):
+    class Abandoned(Exception):
+        pass
+
+    with pytest.raises(Abandoned), transaction.atomic():
+        accept(admin, ["email"])  # its transaction is part of this one, which rolls back
+        assert Outbox.objects.count() == 1
+        raise Abandoned
+
+    assert Outbox.objects.count() == 0
+    assert queue.relay_all() == 0
+    assert not broker.exists("email:2")
+
+
+@pytest.mark.sqlite
+@pytest.mark.django_db
+def test_the_singles_of_a_burst_go_out_in_small_batches_at_their_own_step(admin, tenant, broker):
+    recipients = [RecipientFactory(tenant=tenant, email=f"r{i}@example.com") for i in range(45)]
+    ids = [str(accept(admin, ["email"], recipient=r.external_id)[0].id) for r in recipients]
+    [critical] = accept(admin, ["email"], recipient=recipients[0].external_id, priority="critical")
+
+    queue.relay_all()
+
+    normal = tasks_in(broker, "email:2")
+    assert [t["task"] for t in normal] == [SEND_BATCH_TASK] * 3
+    assert [t["args"][0] for t in normal] == [ids[:20], ids[20:40], ids[40:]]
+    # Not behind the normal ones, nor one step down with bulk batches: a task of its own at step 0.
+    assert tasks_in(broker, "email") == [
+        {"task": SEND_MESSAGE_TASK, "args": [str(critical.id)], "headers": tasks_in(broker, "email")[0]["headers"]}
+    ]
+
+
+@pytest.mark.django_db
+def test_a_batch_of_singles_is_delivered_by_one_task(admin, tenant, smtp_server, broker):
+    add_provider(tenant, "email", "smtp", smtp_config(smtp_server))
+    recipients = [RecipientFactory(tenant=tenant, email=f"r{i}@example.com") for i in range(3)]
+    for recipient in recipients:
+        accept(admin, ["email"], recipient=recipient.external_id)
+    queue.relay_all()
+    [task] = tasks_in(broker, "email:2")
+
+    assert pipeline.deliver(ids_of(task)) == 3
+    assert len(smtp_server.messages) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_relay_publishes_only_what_committed(admin, ada, broker):
+    writing, committed = threading.Event(), threading.Event()
+    finish = threading.Event()
+
+    def accept_and_wait():
+        # Another connection: this transaction is the request's, open until `finish`.
+        try:
+            with transaction.atomic():
+                accept(admin, ["email"])
+                writing.set()
+                finish.wait(10)
+            committed.set()
+        finally:
+            connection.close()
+
+    request = threading.Thread(target=accept_and_wait)
+    request.start()
+    try:
+        assert writing.wait(10)
+        assert queue.relay_all() == 0  # its row exists, but not for anyone else yet
+        assert not broker.exists("email:2")
+    finally:
+        finish.set()
+        request.join(10)
+    assert committed.is_set()
+    assert queue.relay_all() == 1
+    assert len(tasks_in(broker, "email:2")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_commit_wakes_the_listening_relay_at_once_and_a_lone_single_goes_out_alone(admin, ada, broker, monkeypatch):
+    # Polling alone would take a minute: only the NOTIFY of the commit can wake it in time.
+    monkeypatch.setattr(relay, "LISTEN_POLL_SECONDS", 60)
+    with running_relay(stopping_within=70):
+        time.sleep(0.5)  # listening
+        started = time.monotonic()
+        [message] = accept(admin, ["email"])
+        assert wait_for(lambda: broker.exists("email:2"), 5)
+        latency = time.monotonic() - started
+        [task] = tasks_in(broker, "email:2")
+        # Stop the relay now, not after its minute-long wait: one more commit wakes it.
+        threading.Timer(0.2, lambda: accept(admin, ["email"])).start()
+    assert latency < 1.0
+    assert task["task"] == SEND_MESSAGE_TASK
+    assert task["args"] == [str(message.id)]
+
+
+# A relay in miniature, on the test database: it publishes the outbox's rows, then stops before
+# its transaction commits (the rows' DELETE) until it is killed.
+KILLED_RELAY = """
+import sys, time
+import django
+django.setup()
+from django.conf import settings
+settings.DATABASES["default"]["NAME"] = sys.argv[1]
+from notifications import queue
+publish = queue._publish
+
+def publish_then_hang(tasks):
+    publish(tasks)
+    print("published, not committed", flush=True)
+    time.sleep(120)
+
+queue._publish = publish_then_hang
+queue.relay_once()
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_relay_killed_between_publish_and_commit_publishes_again_and_the_message_is_sent_once(
+    admin, tenant, ada, smtp_server, broker
+):
+    add_provider(tenant, "email", "smtp", smtp_config(smtp_server))
+    [message] = accept(admin, ["email"])
+    killed = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RELAY, connection.settings_dict["NAME"]],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert killed.stdout.readline().strip() == "published, not committed"
+    finally:
+        os.kill(killed.pid, signal.SIGKILL)  # no handler, no rollback by the process itself
+        killed.wait()
+
+    assert len(tasks_in(broker, "email:2")) == 1
+    assert Outbox.objects.count() == 1  # its DELETE died with it
+    assert queue.relay_all() == 1
+    tasks = tasks_in(broker, "email:2")
+    assert [t["args"] for t in tasks] == [[str(message.id)], [str(message.id)]]
+
+    # Both copies reach a worker: the claim lets one send.
+    assert sum(pipeline.deliver(ids_of(t)) for t in tasks) == 1
+    assert len(smtp_server.messages) == 1
+    assert Message.objects.get(pk=message.pk).status == Message.Status.SENT
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_relays_at_once_publish_each_row_once(admin, tenant, broker):
+    for recipient in [RecipientFactory(tenant=tenant, email=f"r{i}@example.com") for i in range(30)]:
+        accept(admin, ["email"], recipient=recipient.external_id)
+    relayed = []
+
+    def one_relay():
+        try:
+            relayed.append(queue.relay_once(limit=20))
+        finally:
+            connection.close()
+
+    relays = [threading.Thread(target=one_relay) for _ in range(2)]
+    for thread in relays:
+        thread.start()
+    for thread in relays:
+        thread.join(10)
+    relayed.append(queue.relay_all())
+
+    assert sum(relayed) == 30
+    published = [message_id for task in tasks_in(broker, "email:2") for message_id in ids_of(task)]
+    assert len(published) == len(set(published)) == 30
