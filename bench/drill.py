@@ -4,9 +4,9 @@ dead-lettered, whatever crashes in between.
     .venv/bin/python -m bench.drill [kill|redis|smtp|all] [options]
 
 Each drill runs the real system as subprocesses against its own database (`alertflow_drill`) and
-its own redis-server on a free port (never the machine's shared one): gunicorn for the API, a
-Celery worker (`-Q default,email -c 2`), beat with the database scheduler, and an aiosmtpd sink in
-its own process that records every copy of every message. Timers are short (stale queued 10 s,
+its own redis-server on a free port (never the machine's shared one): gunicorn for the API, the
+outbox relay, a Celery worker (`-Q default,email -c 2`), beat with the database scheduler, and an
+aiosmtpd sink in its own process that records every copy of every message. Timers are short (stale queued 10 s,
 claim lease 15 s, sweep every 5 s, retry base 2 s, 10 attempts) so a drill takes minutes.
 
 - kill:  a bulk send of 5,000; after ~1,000 arrived, `kill -9` the worker's process group,
@@ -14,7 +14,8 @@ claim lease 15 s, sweep every 5 s, retry base 2 s, 10 attempts) so a drill takes
          killed batch resends what it sent but had not recorded: at most FLUSH_EVERY per child).
 - redis: single sends at 20/s for 40 s; the drill's Redis is stopped (SIGTERM) 5 s in and
          started again (empty) 30 s later. Every POST must answer 202 and every accepted
-         message must arrive (the sweeper re-publishes what the broker never got or lost).
+         message must arrive (the relay publishes what waited in the outbox, the sweeper
+         what the restarted Redis lost).
 - smtp:  single sends at 20/s for 25 s (500); after ~100 arrived the sink stops for 60 s, then
          starts again on the same port. Messages go `retrying` with backoff and must all
          arrive: none lost, none dead-lettered.

@@ -15,12 +15,13 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from alertflow.queues import SEND_BATCH_TASK, SEND_MESSAGE_TASK
+from alertflow.task_context import REQUEST_ID_HEADER
 from delivery import pipeline
 from notifications import queue, relay
 from notifications.models import Message, Outbox
 from tests.factories import RecipientFactory
 
-from .conftest import accept, add_provider, running_relay, smtp_config
+from .conftest import CONTENT, accept, add_provider, running_relay, smtp_config
 
 
 def tasks_in(broker, name: str) -> list[dict]:
@@ -234,3 +235,18 @@ def test_two_relays_at_once_publish_each_row_once(admin, tenant, broker):
     assert sum(relayed) == 30
     published = [message_id for task in tasks_in(broker, "email:2") for message_id in ids_of(task)]
     assert len(published) == len(set(published)) == 30
+
+
+@pytest.mark.sqlite
+@pytest.mark.django_db
+def test_singles_of_several_requests_in_one_task_carry_every_request_id(admin, tenant, broker):
+    for n, request_id in enumerate(["req-a", "req-b", "req-a"]):
+        recipient = RecipientFactory(tenant=tenant, email=f"r{n}@example.com")
+        body = {"recipient": recipient.external_id, "channels": ["email"], "content": CONTENT}
+        response = admin.post("/api/v1/notifications", body, format="json", HTTP_X_REQUEST_ID=request_id)
+        assert response.status_code == 202
+    queue.relay_all()
+
+    [task] = tasks_in(broker, "email:2")
+    assert len(ids_of(task)) == 3
+    assert task["headers"][REQUEST_ID_HEADER] == "req-a,req-b"
