@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 
 from celery import current_app
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from alertflow.logging import request_id_var
@@ -56,10 +57,17 @@ BATCH_SIZE = 100
 # Single sends waiting together are published in tasks of up to this many (at the single
 # sends' own priority step): a burst of OTPs is sent over a few provider connections instead of
 # one task and one connection each, and the first single is never held back for the others
-# (the relay publishes whatever is waiting when it wakes; a lone single is a task of one).
+# (a lone single reaching an idle system is a task of one, published at once).
 SINGLES_PER_TASK = 20
 # Outbox rows one relay transaction takes; more are taken by the next, at once.
 RELAY_ROWS = 200
+# Single sends are held back in the outbox while this many tasks already wait in their Redis list:
+# every worker then has a task to take the moment it is free (prefetch 1), so a single published
+# now would only wait there as a task of its own, behind them. Held in the outbox it waits as
+# long, and goes out with the singles that came meanwhile, one task of up to SINGLES_PER_TASK,
+# as soon as the list is shorter: the busier the workers, the larger the batches, and a single
+# arriving at an idle system still goes out alone, at once.
+QUEUE_AHEAD = 2
 
 # A message header: when the task's messages were queued (Unix time), read back by oldest_waiting.
 QUEUED_HEADER = "af_queued"
@@ -155,39 +163,73 @@ def fan_out(notification_id, after: int | None = None) -> None:
 # --- The relay -------------------------------------------------------------------------------
 
 
-def relay_once(limit: int = RELAY_ROWS) -> int:
-    """Publish up to `limit` committed outbox rows, oldest first, and delete them; return how
-    many rows were relayed. The rows are deleted in the transaction that took them, and it
-    commits only after the broker took every task: a relay killed or a broker failing half-way
-    leaves the rows for the next try (tasks it did publish go out twice, which the claim makes
-    harmless). Rows another relay holds are skipped, so several relays never publish one row
-    twice. Raises if the broker cannot be reached."""
+@dataclass(frozen=True)
+class Relayed:
+    rows: int  # rows published (and deleted)
+    # The busy lists whose single sends wait in the outbox for them to get shorter (none: empty).
+    held: frozenset[tuple[str, int]] = frozenset()
+
+
+def relay_once(limit: int = RELAY_ROWS, hold_back: bool = True) -> Relayed:
+    """Publish up to `limit` committed outbox rows, oldest first, and delete them. The rows are
+    deleted in the transaction that took them, and it commits only after the broker took every
+    task: a relay killed or a broker failing half-way leaves the rows for the next try (tasks it
+    did publish go out twice, which the claim makes harmless). Rows another relay holds are
+    skipped, so several relays never publish one row twice. With `hold_back`, single sends whose
+    list already holds QUEUE_AHEAD tasks are left for a later round. Raises if the broker cannot
+    be reached."""
+    busy = busy_single_lists() if hold_back else []
     with transaction.atomic():
-        rows = _take(limit)
+        rows = _take(limit, busy)
         if rows:
             _publish(_tasks_for(rows))
-    return len(rows)
+    held = bool(busy) and Outbox.objects.filter(_single_sends_in(busy)).exists()
+    return Relayed(len(rows), frozenset(busy) if held else frozenset())
 
 
 def relay_all() -> int:
-    """Relay until the outbox is empty (tests, benchmarks); return how many rows were relayed."""
+    """Publish everything in the outbox now, none held back (tests, benchmarks); return how
+    many rows were relayed."""
     relayed = 0
-    while taken := relay_once():
+    while taken := relay_once(hold_back=False).rows:
         relayed += taken
     return relayed
 
 
-def _take(limit: int) -> list[Outbox]:
-    """Delete and return the oldest rows, locking them for this transaction: one round trip
-    (rows another relay holds are skipped on PostgreSQL; SQLite has one writer at a time)."""
+def busy_single_lists() -> list[tuple[str, int]]:
+    """The (queue, step) lists of single sends in which QUEUE_AHEAD tasks or more wait."""
+    keys = [(queue, step) for queue in dict.fromkeys(CHANNEL_QUEUES.values()) for step in PRIORITY_LEVELS.values()]
+    with current_app.pool.acquire(block=True) as broker:  # the producers' pooled connection, not a new one
+        pipe = broker.default_channel.client.pipeline(transaction=False)
+        for queue, step in keys:
+            pipe.llen(_list_name(queue, step))
+        lengths = pipe.execute()
+    return [key for key, length in zip(keys, lengths, strict=True) if length >= QUEUE_AHEAD]
+
+
+def _single_sends_in(lists: list[tuple[str, int]]) -> Q:
+    lists_q = Q(pk__in=[])
+    for queue, step in lists:
+        lists_q |= Q(queue=queue, step=step)
+    return Q(task=SEND_MESSAGE_TASK) & lists_q
+
+
+def _take(limit: int, busy: list[tuple[str, int]]) -> list[Outbox]:
+    """Delete and return the oldest rows but the single sends of `busy` lists, locking them for
+    this transaction: one round trip (rows another relay holds are skipped on PostgreSQL; SQLite
+    has one writer at a time)."""
     table = Outbox._meta.db_table
     skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     columns = ["id", "task", "queue", "step", "args", "queued_at", "request_id"]
+    held, params = "", []
+    if busy:
+        held = " WHERE NOT (task = %s AND (" + " OR ".join(["(queue = %s AND step = %s)"] * len(busy)) + "))"
+        params = [SEND_MESSAGE_TASK, *(value for key in busy for value in key)]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT %s{skip_locked}) "  # noqa: S608 (our own table name)
+            f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table}{held} ORDER BY id LIMIT %s{skip_locked}) "  # noqa: S608 (our own table name; values are parameters)
             f"RETURNING {', '.join(columns)}",
-            [limit],
+            [*params, limit],
         )
         found = cursor.fetchall()
     rows = []

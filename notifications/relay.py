@@ -5,9 +5,9 @@ so a row is published within milliseconds of its transaction's commit, and polls
 safety net (a notification missed while the listening connection was being replaced). On
 SQLite (`make run` without DATABASE_URL), which has no LISTEN/NOTIFY, it polls.
 
-It publishes whatever has committed when it wakes, at once: a lone single send goes out alone;
-the singles that commit while it is publishing wait for its next round and go out together
-(notifications/queue.py, SINGLES_PER_TASK). When the broker or the database is down the rows
+It publishes whatever has committed when it wakes, at once, except single sends for a list in
+which every worker already finds a task waiting (notifications/queue.py, QUEUE_AHEAD): those
+wait in the outbox, and go out together as soon as the list is shorter. When the broker or the database is down the rows
 stay where they are and the relay retries, backing off up to RETRY_MAX_SECONDS.
 """
 
@@ -24,33 +24,41 @@ logger = logging.getLogger(__name__)
 # SQLite's poll; on PostgreSQL the longest the relay sleeps without a notification (safety net).
 POLL_SECONDS = {"sqlite": 0.2}
 LISTEN_POLL_SECONDS = 1.0
+# While single sends are held back for a busy list (notifications/queue.py, QUEUE_AHEAD): how
+# often the relay looks whether the list got shorter. A worker taking one of the tasks ahead
+# leaves QUEUE_AHEAD - 1 for the others meanwhile.
+HELD_POLL_SECONDS = 0.02
+ROUND_SECONDS = 0.01
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 5.0
 
 
 class Listener:
     """A connection of its own that LISTENs on the outbox channel (Django's connection runs the
-    relay's transactions). `wait` returns on a notification or after `timeout` seconds."""
+    relay's transactions). `wait` returns on a notification (True) or after `timeout` seconds."""
 
     def __init__(self):
         self.connection = None
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float) -> bool:
         import psycopg
 
         try:
             if self.connection is None or self.connection.closed:
                 self.connection = self._connect(psycopg)
-                return  # rows committed before the LISTEN sent no notification we can see: look now
+                return True  # rows committed before the LISTEN sent no notification we can see: look now
+            notified = False
             for _ in self.connection.notifies(timeout=timeout, stop_after=1):
-                break
+                notified = True
             # Notifications that came together wake the relay once.
             for _ in self.connection.notifies(timeout=0):
                 pass
+            return notified
         except psycopg.Error as exc:
             logger.warning("Relay: listening connection lost (%s); reconnecting", exc)
             self.close()
             time.sleep(RETRY_FIRST_SECONDS)
+            return True
 
     def _connect(self, psycopg):
         params = connection.get_connection_params()
@@ -71,9 +79,16 @@ class Poller:
 
     def __init__(self, seconds: float):
         self.seconds = seconds
+        self.looked = time.monotonic()
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float) -> bool:
+        """True once a poll interval passed since the last True: anything may have committed."""
         time.sleep(min(timeout, self.seconds))
+        now = time.monotonic()
+        if now - self.looked < self.seconds:
+            return False
+        self.looked = now
+        return True
 
     def close(self) -> None:
         pass
@@ -85,12 +100,29 @@ def waiter() -> Listener | Poller:
     return Poller(POLL_SECONDS.get(connection.vendor, 0.2))
 
 
+def wait_for_room(wake: Listener | Poller, held: frozenset, stopping: Callable[[], bool]) -> None:
+    """While single sends wait in the outbox for a busy list: return as soon as a commit may have
+    brought rows for another list, or one of the busy lists got shorter (only the broker is
+    asked, every HELD_POLL_SECONDS: no database round trip while nothing changes)."""
+    while not stopping():
+        if wake.wait(HELD_POLL_SECONDS):
+            return
+        if not held <= set(queue.busy_single_lists()):
+            return
+
+
 def serve(stopping: Callable[[], bool]) -> None:
     """Relay until `stopping()` is true (checked at least every LISTEN_POLL_SECONDS)."""
     wake = waiter()
     retry_in = RETRY_FIRST_SECONDS
     try:
+        last_round = 0.0
         while not stopping():
+            # At most one round per ROUND_SECONDS: under load, the commits of a few milliseconds
+            # go out in one round instead of a round each (a round costs the relay about as much
+            # CPU for one row as for many). After a quiet spell the first commit goes out at once.
+            time.sleep(max(0.0, last_round + ROUND_SECONDS - time.monotonic()))
+            last_round = time.monotonic()
             try:
                 relayed = queue.relay_once()
             except Exception as exc:  # the broker or the database is down: the rows wait
@@ -101,7 +133,9 @@ def serve(stopping: Callable[[], bool]) -> None:
                 retry_in = min(retry_in * 2, RETRY_MAX_SECONDS)
                 continue
             retry_in = RETRY_FIRST_SECONDS
-            if relayed < queue.RELAY_ROWS:  # the outbox is empty: wait for the next commit
+            if relayed.held:
+                wait_for_room(wake, relayed.held, stopping)
+            elif relayed.rows < queue.RELAY_ROWS:  # the outbox is empty: wait for the next commit
                 wake.wait(LISTEN_POLL_SECONDS)
     finally:
         wake.close()

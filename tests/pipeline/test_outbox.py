@@ -11,11 +11,13 @@ import threading
 import time
 
 import pytest
+from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.db import connection, transaction
 
 from alertflow.queues import SEND_BATCH_TASK, SEND_MESSAGE_TASK
 from alertflow.task_context import REQUEST_ID_HEADER
+from config.celery import app
 from delivery import pipeline
 from notifications import queue, relay
 from notifications.models import Message, Outbox
@@ -221,7 +223,7 @@ def test_two_relays_at_once_publish_each_row_once(admin, tenant, broker):
 
     def one_relay():
         try:
-            relayed.append(queue.relay_once(limit=20))
+            relayed.append(queue.relay_once(limit=20).rows)
         finally:
             connection.close()
 
@@ -250,3 +252,39 @@ def test_singles_of_several_requests_in_one_task_carry_every_request_id(admin, t
     [task] = tasks_in(broker, "email:2")
     assert len(ids_of(task)) == 3
     assert task["headers"][REQUEST_ID_HEADER] == "req-a,req-b"
+
+
+@pytest.mark.sqlite
+@pytest.mark.django_db
+def test_singles_wait_in_the_outbox_while_workers_are_busy_and_then_go_out_together(admin, tenant, broker):
+    recipients = [RecipientFactory(tenant=tenant, email=f"r{i}@example.com") for i in range(8)]
+    for recipient in recipients[: queue.QUEUE_AHEAD]:
+        accept(admin, ["email"], recipient=recipient.external_id)
+        assert queue.relay_once().rows == 1  # an idle system: each goes out alone, at once
+    assert len(tasks_in(broker, "email:2")) == queue.QUEUE_AHEAD  # every worker busy
+
+    later = [str(accept(admin, ["email"], recipient=r.external_id)[0].id) for r in recipients[queue.QUEUE_AHEAD :]]
+    [critical] = accept(admin, ["email"], recipient=recipients[0].external_id, priority="critical")
+    relayed = queue.relay_once()
+
+    # The critical one's list is empty: it goes out at once. The normal ones would only queue up
+    # behind the tasks waiting: they wait in the outbox instead.
+    assert (relayed.rows, relayed.held) == (1, {("email", 2)})
+    assert ids_of(tasks_in(broker, "email")[0]) == [str(critical.id)]
+    assert len(tasks_in(broker, "email:2")) == queue.QUEUE_AHEAD
+
+    broker.rpop("email:2")  # a worker takes one
+    relayed = queue.relay_once()
+    assert (relayed.rows, relayed.held) == (len(later), frozenset())
+    assert ids_of(tasks_in(broker, "email:2")[-1]) == later  # one task for all of them
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_drains_a_burst_of_singles_in_batches(admin, tenant, smtp_server, broker):
+    add_provider(tenant, "email", "smtp", smtp_config(smtp_server))
+    recipients = [RecipientFactory(tenant=tenant, email=f"r{i}@example.com") for i in range(40)]
+    with running_relay(), start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        messages = [accept(admin, ["email"], recipient=r.external_id)[0] for r in recipients]
+        assert wait_for(lambda: len(smtp_server.messages) == 40, 30)
+    assert Message.objects.filter(pk__in=[m.pk for m in messages], status="sent").count() == 40
+    assert Outbox.objects.count() == 0
