@@ -196,9 +196,12 @@ def relay_all() -> int:
     return relayed
 
 
-def busy_single_lists() -> list[tuple[str, int]]:
-    """The (queue, step) lists of single sends in which QUEUE_AHEAD tasks or more wait."""
-    keys = [(queue, step) for queue in dict.fromkeys(CHANNEL_QUEUES.values()) for step in PRIORITY_LEVELS.values()]
+def busy_single_lists(among: Iterable[tuple[str, int]] | None = None) -> list[tuple[str, int]]:
+    """The (queue, step) lists of single sends (or of `among`) in which QUEUE_AHEAD tasks or
+    more wait."""
+    if among is None:
+        among = [(queue, step) for queue in dict.fromkeys(CHANNEL_QUEUES.values()) for step in PRIORITY_LEVELS.values()]
+    keys = list(among)
     with current_app.pool.acquire(block=True) as broker:  # the producers' pooled connection, not a new one
         pipe = broker.default_channel.client.pipeline(transaction=False)
         for queue, step in keys:

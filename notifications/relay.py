@@ -27,7 +27,7 @@ LISTEN_POLL_SECONDS = 1.0
 # While single sends are held back for a busy list (notifications/queue.py, QUEUE_AHEAD): how
 # often the relay looks whether the list got shorter. A worker taking one of the tasks ahead
 # leaves QUEUE_AHEAD - 1 for the others meanwhile.
-HELD_POLL_SECONDS = 0.02
+HELD_POLL_SECONDS = 0.05
 ROUND_SECONDS = 0.01
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 5.0
@@ -107,7 +107,7 @@ def wait_for_room(wake: Listener | Poller, held: frozenset, stopping: Callable[[
     while not stopping():
         if wake.wait(HELD_POLL_SECONDS):
             return
-        if not held <= set(queue.busy_single_lists()):
+        if len(queue.busy_single_lists(held)) < len(held):
             return
 
 
