@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from celery import current_app
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -71,8 +71,14 @@ QUEUE_AHEAD = 2
 
 # A message header: when the task's messages were queued (Unix time), read back by oldest_waiting.
 QUEUED_HEADER = "af_queued"
-# The channel the outbox's INSERT trigger notifies (notifications/migrations/0011_outbox.py).
+# The channel the relay LISTENs on (PostgreSQL), notified once the rows of a transaction committed.
 OUTBOX_CHANNEL = "alertflow_outbox"
+# The wake-up is a transaction of its own, after the rows' commit, and not part of it (a trigger):
+# PostgreSQL serialises the commits of notifying transactions, WAL flush included (measured here:
+# 8 writers, 430-500 commits/s with a NOTIFY in the writing transaction, 1,480-1,580/s without).
+# This one writes nothing that matters, so it need not wait for its flush (synchronous_commit
+# off) and holds that lock for microseconds. Lost in a crash, the relay's poll finds the rows.
+WAKE_RELAY = f"BEGIN; SET LOCAL synchronous_commit TO OFF; NOTIFY {OUTBOX_CHANNEL}; COMMIT"
 
 
 def priority_step(priority: str, batched: bool) -> int:
@@ -145,6 +151,7 @@ def enqueue_on_commit(messages: Iterable) -> None:
         )
         for (channel, priority, batched), group in groups.items()
     )
+    _wake_relay_after_commit()
 
 
 def fan_out(notification_id, after: int | None = None) -> None:
@@ -158,6 +165,27 @@ def fan_out(notification_id, after: int | None = None) -> None:
         queued_at=timezone.now().timestamp(),
         request_id=request_id_var.get(),
     )
+    _wake_relay_after_commit()
+
+
+def _wake_relay_after_commit() -> None:
+    """Notify the relay once the caller's transaction committed (once per transaction; at
+    once outside a transaction: the rows just written are committed already)."""
+    if connection.vendor != "postgresql":
+        return  # no LISTEN/NOTIFY (SQLite): the relay polls
+    if any(callback is _wake_relay for _, callback, _ in connection.run_on_commit):
+        return
+    transaction.on_commit(_wake_relay, robust=True)
+
+
+def _wake_relay() -> None:
+    if connection.in_atomic_block:
+        return  # still inside a transaction (a test running on-commit callbacks early): its BEGIN/COMMIT must not end it
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(WAKE_RELAY)
+    except DatabaseError as exc:
+        logger.warning("Could not wake the relay (its poll finds the rows within a second): %s", exc)
 
 
 # --- The relay -------------------------------------------------------------------------------

@@ -1,14 +1,16 @@
 """The outbox relay's loop (`manage.py relay`): publish committed outbox rows as they come.
 
-On PostgreSQL the relay LISTENs on the channel the outbox's INSERT trigger notifies at commit,
-so a row is published within milliseconds of its transaction's commit, and polls only as a
-safety net (a notification missed while the listening connection was being replaced). On
-SQLite (`make run` without DATABASE_URL), which has no LISTEN/NOTIFY, it polls.
+On PostgreSQL the relay LISTENs on the channel each writing transaction notifies right after
+its commit (notifications/queue.py, WAKE_RELAY), so a row is published within milliseconds of
+its transaction's commit; it polls only as a safety net (a notification missed while the
+listening connection was being replaced). On SQLite (`make run` without DATABASE_URL), which
+has no LISTEN/NOTIFY, it polls.
 
 It publishes whatever has committed when it wakes, at once, except single sends for a list in
 which every worker already finds a task waiting (notifications/queue.py, QUEUE_AHEAD): those
-wait in the outbox, and go out together as soon as the list is shorter. When the broker or the database is down the rows
-stay where they are and the relay retries, backing off up to RETRY_MAX_SECONDS.
+wait in the outbox, and go out together as soon as the list is shorter. When the broker or the
+database is down the rows stay where they are and the relay retries, backing off up to
+RETRY_MAX_SECONDS.
 """
 
 import logging
