@@ -4,6 +4,13 @@ Every writer goes through `suppress` (the API, the import, provider receipts, in
 keywords, dead push tokens) and every reader through `blocked` (the fan-out, once per chunk, and
 the worker, once per batch, just before the provider calls).
 
+Most tenants never suppress anything, so `blocked` first asks Redis whether the tenant has any
+suppression at all (`tenant_may_have_suppressions`): "none" answers without a query. The fact is
+kept so that a suppression is seen by every reader once its transaction commits: a writer marks
+the tenant "some" before it inserts (and again after commit), and a reader writes "none" only
+with SET NX after a query that found nothing, so it can never overwrite a writer's mark. Redis
+down: readers query PostgreSQL.
+
 `suppression_created` is sent by `suppress` inside the caller's transaction, right after the rows
 are inserted, with the new rows: a receiver that writes (an outbox row for the tenant's
 `suppression.created` webhook) commits or rolls back with them, so no event is lost and none
@@ -12,6 +19,8 @@ names a row that does not exist. Receivers must not call anything slow or extern
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,9 +31,12 @@ from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
 
+from alertflow import redis as shared_redis
 from alertflow.channels import CHANNELS
 
 from .models import Suppression
+
+logger = logging.getLogger(__name__)
 
 # Sent with `tenant_id` and `suppressions` (the list of `Suppression` rows just inserted; never
 # empty), inside the transaction that inserted them. See the module docstring.
@@ -37,6 +49,18 @@ REASON_PREFIX = "suppressed:"
 ADDRESSED = tuple(c.name for c in CHANNELS.values() if c.contact_field or c.uses_devices)
 # Rows per INSERT statement: 6 parameters a row stay far below PostgreSQL's 65,535.
 INSERT_BATCH = 1000
+
+
+# A tenant's "has no suppressions" fact lives this long: also the longest a suppression written
+# while Redis failed (its "some" mark lost) can go unseen once Redis answers again.
+NONE_SECONDS = 60
+# "some" outlives any transaction by far (the argument above needs it to last from a writer's
+# mark to its commit); it only costs a query per batch, and is recomputed after a day.
+SOME_SECONDS = 24 * 3600
+# After a Redis error, read PostgreSQL for this long before trying Redis again.
+REDIS_RETRY_SECONDS = 30
+NONE, SOME = b"none", b"some"
+_redis_down_until = 0.0
 
 
 class InvalidAddress(ValueError):
@@ -118,6 +142,7 @@ def suppress(tenant_id, channel: str, addresses: Iterable[str], reason: str, cat
     category = field("category").get_db_prep_value(category_id, connection)
     moment = field("created").get_db_prep_value(now, connection)
     with transaction.atomic(), connection.cursor() as cursor:
+        mark_some(tenant_id)
         for start in range(0, len(unique), INSERT_BATCH):
             batch = unique[start : start + INSERT_BATCH]
             values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(batch))
@@ -161,7 +186,7 @@ def blocked(tenant_id, pairs: Iterable[tuple[str, str]], category_ids: Iterable)
     `{(channel, address): {category_id or None: reason}}`. Only global suppressions and those of
     `category_ids` are read; `reason_for` picks the one that applies to a message."""
     pairs = {(c, a) for c, a in pairs if c in ADDRESSED and a}
-    if not pairs:
+    if not pairs or not tenant_may_have_suppressions(tenant_id):
         return {}
     wanted = Q(category__isnull=True)
     categories = [c for c in set(category_ids) if c is not None]
@@ -180,6 +205,63 @@ def blocked(tenant_id, pairs: Iterable[tuple[str, str]], category_ids: Iterable)
     for channel, address, category_id, reason in rows:
         found.setdefault((channel, address), {})[category_id] = reason
     return found
+
+
+def _key(tenant_id) -> str:
+    return f"suppressions:any:{tenant_id}"
+
+
+def _redis_usable() -> bool:
+    return time.monotonic() >= _redis_down_until
+
+
+def _redis_failed(action: str) -> None:
+    global _redis_down_until
+    _redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+    logger.warning("Suppression cache unavailable (%s); reading PostgreSQL", action, exc_info=True)
+
+
+def tenant_may_have_suppressions(tenant_id) -> bool:
+    """False only when the tenant is known to have no suppression at all: from Redis (no
+    query), or from a query that found none, then remembered with SET NX (see the module
+    docstring: a writer's "some" mark always wins). True when unsure (Redis down)."""
+    if not _redis_usable():
+        return True
+    key = _key(tenant_id)
+    try:
+        fact = shared_redis.client().get(key)
+    except Exception:  # any redis-py connection or timeout error
+        _redis_failed("get")
+        return True
+    if fact is not None:
+        return fact != NONE
+    some = Suppression.objects.filter(tenant_id=tenant_id).exists()
+    try:
+        if some:
+            shared_redis.client().set(key, SOME, ex=SOME_SECONDS)
+        else:
+            shared_redis.client().set(key, NONE, ex=NONE_SECONDS, nx=True)
+    except Exception:
+        _redis_failed("set")
+    return some
+
+
+def mark_some(tenant_id) -> None:
+    """The tenant has (or is about to have) a suppression: called before the insert, inside the
+    writer's transaction, and again once it commits, so no reader's "none" outlives the commit
+    (a reader that queried before the commit and tries to write "none" after the first mark
+    finds the key taken). A failure is logged, not raised: the write stands, and the "none"
+    fact's expiry bounds how long it may go unseen."""
+    key = _key(tenant_id)
+
+    def mark() -> None:
+        try:
+            shared_redis.client().set(key, SOME, ex=SOME_SECONDS)
+        except Exception:
+            logger.error("Could not mark tenant %s as having suppressions in Redis", tenant_id, exc_info=True)
+
+    mark()
+    transaction.on_commit(mark)
 
 
 def reason_for(found: dict, channel: str, address: str, category_id) -> str | None:
