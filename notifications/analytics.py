@@ -137,28 +137,39 @@ def moved(status: str, rows: list[transitions.Moved]) -> None:
     """A transition listener: count the messages that entered an outcome status, and the time
     each took from acceptance (or its requested send time) when the status ends a stage.
 
-    One query per status write, for what the moved rows do not carry (category, provider, when
-    the clock started)."""
+    What the rows do not carry (category, provider, when the clock started) comes with them from
+    the worker's batch record (`Moved.facts`); for other writers, one query per status write."""
     if status not in COUNTED:
         return
-    by_id = {row.id: row for row in rows}
-    facts = Message.objects.filter(pk__in=by_id).values_list(
-        "pk", "tenant_id", "channel", "provider", "created", "notification__send_at", "notification__category__key"
-    )
     hour = hour_of(timezone.now())
     stage = STAGES.get(status)
     counts, latencies, observed = Counter(), Counter(), []
-    for pk, tenant_id, channel, provider, created, send_at, category in facts:
-        key = (tenant_id, hour, channel, category or "", provider)
+    for row, facts in with_facts(rows):
+        key = (row.tenant_id, hour, row.channel, facts.category, facts.provider)
         counts[(*key, status)] += 1
-        ended = getattr(by_id[pk], stage) if stage else None
+        ended = getattr(row, stage) if stage else None
         if ended is not None:
-            seconds = max((ended - (max(created, send_at) if send_at else created)).total_seconds(), 0.0)
+            started = max(facts.created, facts.send_at) if facts.send_at else facts.created
+            seconds = max((ended - started).total_seconds(), 0.0)
             latencies[(*key, stage, bucket_of(seconds * 1000))] += 1
             if status == Message.Status.SENT:
-                observed.append((channel, seconds))
+                observed.append((row.channel, seconds))
     add(counts, latencies)
     stats.observe_sent(observed)
+
+
+def with_facts(rows: list[transitions.Moved]) -> list[tuple[transitions.Moved, transitions.Facts]]:
+    """Each row with its facts: carried, or read back in one query for the rows without them (a
+    message deleted meanwhile is not counted)."""
+    missing = {row.id: row for row in rows if row.facts is None}
+    found = [(row, row.facts) for row in rows if row.facts is not None]
+    if missing:
+        read_back = Message.objects.filter(pk__in=missing).values_list(
+            "pk", "provider", "created", "notification__send_at", "notification__category__key"
+        )
+        for pk, provider, created, send_at, category in read_back:
+            found.append((missing[pk], transitions.Facts(provider, created, send_at, category or "")))
+    return found
 
 
 # --- Reading ---------------------------------------------------------------------------------

@@ -31,6 +31,17 @@ COLUMNS = (
 )  # fmt: skip
 
 
+class Facts(NamedTuple):
+    """What analytics counts a moved message by, beyond its row's status columns: carried by a
+    writer that holds the message in memory (the worker's batch record), so listeners need not
+    read it back."""
+
+    provider: str
+    created: datetime
+    send_at: datetime | None
+    category: str  # the category's key, "" for none
+
+
 class Moved(NamedTuple):
     """One message as a status write left it (its row after the write)."""
 
@@ -46,11 +57,17 @@ class Moved(NamedTuple):
     delivered: datetime | None
     read: datetime | None
     failed: datetime | None
+    # None from writers that only have the row (UPDATE ... RETURNING): listeners read them back.
+    facts: Facts | None = None
 
     @classmethod
     def of(cls, message) -> Moved:
-        """From a `Message` instance whose fields say what was just written (delivery/state.py)."""
-        return cls(*(getattr(message, name) for name in COLUMNS))
+        """From a `Message` instance whose fields say what was just written (delivery/state.py),
+        with its notification and category loaded: its `facts` come along."""
+        notification = message.notification
+        category = notification.category.key if notification.category_id else ""
+        facts = Facts(message.provider, message.created, notification.send_at, category)
+        return cls(*(getattr(message, name) for name in COLUMNS), facts=facts)
 
 
 Listener = Callable[[str, list[Moved]], None]

@@ -213,3 +213,25 @@ def test_concurrent_writers_add_up(tenant):
     assert errors == []
     assert DeliveryCount.objects.get(tenant=tenant, status="sent").n == 200
     assert DeliveryLatency.objects.get(tenant=tenant, stage="sent", bucket=7).n == 400
+
+
+@pytest.mark.sqlite
+@pytest.mark.django_db
+def test_the_worker_counts_its_batch_from_what_it_holds_without_reading_it_back(admin, tenant, smtp_server):
+    CategoryFactory(tenant=tenant, key="alerts")
+    add_provider(tenant, "email", "smtp", smtp_config(smtp_server), name="mailer")
+    RecipientFactory(tenant=tenant, external_id="a", email="a@example.com")
+    [message] = send(admin, "a")
+
+    with CaptureQueriesContext(connection) as queries:
+        assert deliver([message.pk]) == 1
+
+    message_reads = [
+        q["sql"] for q in queries if q["sql"].startswith("SELECT") and '"notifications_message"' in q["sql"]
+    ]
+    assert len(message_reads) == 1, message_reads  # the batch's own load: no read-back by the listener
+    sent = DeliveryCount.objects.get(tenant=tenant, status="sent")
+    assert (sent.channel, sent.category, sent.provider, sent.n) == ("email", "alerts", "mailer", 1)
+    assert (
+        DeliveryLatency.objects.filter(tenant=tenant, stage="sent", category="alerts", provider="mailer").count() == 1
+    )
