@@ -38,6 +38,7 @@ def deliver(message_ids: list) -> int:
     pool = ProviderPool(before_call=lease.cover)
     done, attempts, sent = [], [], 0
     settled = set()
+    finished = False
     try:
         for message in messages:
             lease.cover()
@@ -50,6 +51,7 @@ def deliver(message_ids: list) -> int:
             if len(done) >= FLUSH_EVERY:
                 record(done, attempts, lease)
                 done, attempts = [], []
+        finished = True
     except INTERRUPTIONS as exc:
         # Put back what this batch holds and has not settled, then let the interruption go on.
         unsettled = [m for m in messages if m.pk not in settled]
@@ -57,6 +59,7 @@ def deliver(message_ids: list) -> int:
         release(unsettled[:1], unsettled[1:], error, lease)
         raise
     finally:
-        pool.close()
+        # Connections go back for the next batch only after a batch that ended well.
+        pool.close(keep=finished)
         record(done, attempts, lease)
     return sent

@@ -7,7 +7,10 @@ turns into one. Failover follows whose fault a failure is, as the channel classi
 or the content's stops it. Never a bare exception.
 """
 
+import hashlib
+import json
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -41,19 +44,112 @@ logger = logging.getLogger(__name__)
 INTERRUPTIONS = (SoftTimeLimitExceeded, Terminated, KeyboardInterrupt, SystemExit)
 
 
+# A connection kept between batches is closed after this long unused: well under the 5 minutes
+# an SMTP server waits for a command (RFC 5321 4.5.3.2.7), so it is rarely the server's close.
+KEEP_IDLE_SECONDS = 60.0
+# A kept connection unused for longer than this is checked (`Provider.check`, an SMTP NOOP)
+# before it carries a message: under steady traffic no check, after a pause one round trip.
+CHECK_AFTER_SECONDS = 1.0
+
+
+def fingerprint(spec: ProviderSpec) -> str:
+    """What a kept connection was made with: its kind and whole config, secrets included (as a
+    digest). A changed config or a rotated secret gives another fingerprint, so the old
+    connection (logged in with the old password, to the old host) is never used again."""
+    material = json.dumps([spec.kind, spec.guarded, spec.config], sort_keys=True, default=str)
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+class KeptProviders:
+    """Open providers kept between the batches of one worker process, one per provider row: a
+    single send reuses the SMTP session of the previous one instead of connecting, saying EHLO
+    and QUIT each time.
+
+    A batch takes the instance out (no two batches ever share one) and gives it back when it
+    ends well. An instance is made again when its provider's fingerprint changed, closed after
+    `KEEP_IDLE_SECONDS` unused (a deleted provider's too: checked whenever a batch takes or
+    gives back one) and at the worker process's shutdown (delivery/tasks.py).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: dict[str, tuple[str, Provider, float]] = {}
+
+    def take(self, spec: ProviderSpec) -> Provider:
+        """An open provider for `spec`: the kept one if it was made with the same config, else a new one."""
+        now = time.monotonic()
+        with self._lock:
+            entry = self._kept.pop(spec.id, None)
+            idle = self._idle(now)
+        if entry is not None:
+            made_with, provider, last_used = entry
+            if made_with == fingerprint(spec) and now - last_used < KEEP_IDLE_SECONDS:
+                if now - last_used > CHECK_AFTER_SECONDS:
+                    provider.check()
+                self._close(idle)
+                return provider
+            idle.append(provider)
+        self._close(idle)
+        provider = spec.provider()
+        provider.open()
+        return provider
+
+    def give_back(self, spec: ProviderSpec, provider: Provider) -> None:
+        """Keep `provider` (open, between sends) for the next batch, or close it if its kind
+        is not worth keeping."""
+        if not provider.keep_between_batches:
+            self._close([provider])
+            return
+        now = time.monotonic()
+        with self._lock:
+            replaced = self._kept.pop(spec.id, None)
+            self._kept[spec.id] = (fingerprint(spec), provider, now)
+            idle = self._idle(now)
+        self._close(idle + ([replaced[1]] if replaced else []))
+
+    def close_all(self) -> None:
+        with self._lock:
+            providers = [provider for _made_with, provider, _last_used in self._kept.values()]
+            self._kept.clear()
+        self._close(providers)
+
+    def _idle(self, now: float) -> list[Provider]:
+        """Take out the entries unused for too long (under the lock); the caller closes them."""
+        idle = [
+            key
+            for key, (_made_with, _provider, last_used) in self._kept.items()
+            if now - last_used >= KEEP_IDLE_SECONDS
+        ]
+        return [self._kept.pop(key)[1] for key in idle]
+
+    @staticmethod
+    def _close(providers: list[Provider]) -> None:
+        for provider in providers:
+            try:
+                provider.close()
+            except Exception:
+                logger.warning("Closing a provider connection failed", exc_info=True)
+
+
+kept = KeptProviders()
+
+
 class ProviderPool:
-    """What one batch shares: each provider opened once, on first use, closed at the end; each
-    tenant's provider list read once; each breaker asked once while its provider keeps working,
-    and told of the successes once, at the end (per message, that was three Redis round trips)."""
+    """What one batch shares: each provider opened once, on first use (or taken from those the
+    process kept, `kept`), given back at the end; each tenant's provider list read once; each
+    breaker asked once while its provider keeps working, and told of the successes once, at the
+    end (per message, that was three Redis round trips)."""
 
     def __init__(self, before_call: Callable[[float], None] = lambda seconds: None):
         # Told the longest a provider call about to start may take (its timeout), so the batch's
         # claim can be kept that long (state.Lease.cover).
         self.before_call = before_call
-        self.open_providers: dict[str, Provider] = {}
+        self.open_providers: dict[str, tuple[ProviderSpec, Provider]] = {}
         self.specs: dict[tuple, list[ProviderSpec]] = {}
         self.allowed: set[str] = set()
         self.succeeded: set[str] = set()
+        # Providers whose send raised something unclassified: their connection's state is unknown.
+        self.unsure: set[str] = set()
 
     def providers_for(self, tenant_id, channel: str) -> list[ProviderSpec]:
         key = (tenant_id, channel)
@@ -62,12 +158,9 @@ class ProviderPool:
         return self.specs[key]
 
     def get(self, spec: ProviderSpec) -> Provider:
-        provider = self.open_providers.get(spec.id)
-        if provider is None:
-            provider = spec.provider()
-            provider.open()
-            self.open_providers[spec.id] = provider
-        return provider
+        if spec.id not in self.open_providers:
+            self.open_providers[spec.id] = (spec, kept.take(spec))
+        return self.open_providers[spec.id][1]
 
     def breaker_allows(self, spec: ProviderSpec) -> bool:
         if spec.id in self.allowed:
@@ -87,12 +180,14 @@ class ProviderPool:
         self.succeeded.discard(spec.id)
         guards.record_failure(spec.id)
 
-    def close(self):
-        for provider in self.open_providers.values():
-            try:
-                provider.close()
-            except Exception:
-                logger.warning("Closing a provider connection failed", exc_info=True)
+    def close(self, keep: bool = True):
+        """End the batch: its providers are given back to `kept`, or closed when `keep` is False
+        (the batch was interrupted or raised: a connection may be mid-message)."""
+        for spec, provider in self.open_providers.values():
+            if keep and spec.id not in self.unsure:
+                kept.give_back(spec, provider)
+            else:
+                KeptProviders._close([provider])
         self.open_providers.clear()
         for provider_id in self.succeeded:
             guards.record_success(provider_id)
@@ -270,6 +365,7 @@ def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec
             # A bug, not a provider answer: dead-letter it (visible, replayable) instead of
             # retrying blindly, and log it for whoever fixes the bug.
             logger.exception("Provider %s raised an unclassified error for message %s", spec.kind, message.id)
+            pool.unsure.add(spec.id)
             failed = DeliveryAttempt.Outcome.PERMANENT
             # Its type only: the text of an unexpected exception may quote anything (a response
             # body, a credential); the log above has it for whoever fixes the bug.

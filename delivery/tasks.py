@@ -1,9 +1,18 @@
 from celery import shared_task
+from celery.signals import worker_process_shutdown, worker_shutdown
 
 from alertflow.queues import PRUNE_WEBHOOKS_TASK, RELAY_WEBHOOKS_TASK, SEND_BATCH_TASK, SEND_MESSAGE_TASK
 
-from . import pipeline, timers
+from . import pipeline, sending, timers
 from .webhooks import relay
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def close_kept_connections(**kwargs) -> None:
+    """Say goodbye (SMTP QUIT) on the connections kept between batches: a prefork pool
+    process's at its exit, the worker's own with the solo or threads pool."""
+    sending.kept.close_all()
 
 
 @shared_task(name=SEND_MESSAGE_TASK)

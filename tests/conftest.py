@@ -19,6 +19,15 @@ def clean_redis():
 
 
 @pytest.fixture(autouse=True)
+def no_kept_connections():
+    """Provider connections kept between batches (delivery.sending.kept) stay within a test."""
+    from delivery.sending import kept
+
+    yield
+    kept.close_all()
+
+
+@pytest.fixture(autouse=True)
 def resolver(monkeypatch) -> FakeResolver:
     """The outbound guard resolves names from a table, never from DNS (tests/fakes/dns.py)."""
     fake = FakeResolver()

@@ -216,6 +216,9 @@ class Provider:
     # fault, the next provider may take the message), unless the kind sends to hosts the
     # destination names (Web Push endpoints: the address's fault).
     refused_destination_code: ClassVar[str] = Code.ADDRESS_NOT_ALLOWED
+    # Whether an open instance is worth keeping for the next batch of the same worker process
+    # (delivery.sending.KeptProviders): kinds whose connection costs round trips to set up.
+    keep_between_batches: ClassVar[bool] = False
 
     @classmethod
     def validate_config(cls, config: dict) -> dict:
@@ -299,6 +302,11 @@ class Provider:
 
     def close(self) -> None:
         """Release what `open()` or `send()` acquired. Never raises for provider answers."""
+
+    def check(self) -> None:
+        """Before an instance kept since an earlier batch sends again: drop a connection the
+        other side closed meanwhile, so the next `send()` makes a new one. Sends nothing and
+        raises nothing."""
 
     def send(self, out: Outgoing) -> Sent:
         """Send one message to one address.

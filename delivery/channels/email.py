@@ -136,6 +136,8 @@ class SmtpProvider(EmailProvider):
 
     kind = "smtp"
     secret_fields = ("password",)
+    # A single send would otherwise pay connect, EHLO (and STARTTLS, AUTH) and QUIT every time.
+    keep_between_batches = True
 
     @classmethod
     def validate_config(cls, config: dict) -> dict:
@@ -189,6 +191,18 @@ class SmtpProvider(EmailProvider):
     def close(self) -> None:
         self._batch = False
         self._drop_connection()
+
+    def check(self) -> None:
+        # NOOP: no message is in flight, so a session found dead here cannot have sent one.
+        connection = self._backend.connection
+        if connection is None:
+            return
+        try:
+            code, _text = connection.noop()
+        except (smtplib.SMTPException, OSError):
+            code = None
+        if code != 250:
+            self._drop_connection()
 
     def send(self, out: Outgoing) -> Sent:
         message = self.build_message(out)
