@@ -6,4 +6,5 @@ class PreferencesConfig(AppConfig):
     verbose_name = "Recipients and preferences"
 
     def ready(self):
-        from . import signals  # noqa: F401 (connects the cache invalidation receivers)
+        # Connect the receivers: cached preferences dropped, a tenant marked as having suppressions.
+        from . import signals, suppressions  # noqa: F401

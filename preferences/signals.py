@@ -1,5 +1,4 @@
-"""Drop a recipient's cached preferences whenever the recipient row changes or goes, and mark a
-tenant as having suppressions whenever one is written.
+"""Drop a recipient's cached preferences whenever the recipient row changes or goes.
 
 Receivers rather than calls in the services, so that every writer (the API, the admin, the
 send pipeline's own saves) invalidates: the cache holds the recipient's timezone too.
@@ -10,9 +9,8 @@ send pipeline's own saves) invalidates: the cache holds the recipient's timezone
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal, receiver
 
-from .models import Recipient, Suppression
+from .models import Recipient
 from .services import invalidate_preferences
-from .suppressions import mark_some
 
 # Sent by `services.opt_out` when a recipient turns a channel off for a category (or
 # altogether, `category=None`) through something other than the preferences API, inside the
@@ -30,9 +28,3 @@ def recipient_saved(sender, instance: Recipient, created: bool, **kwargs) -> Non
 @receiver(post_delete, sender=Recipient, dispatch_uid="preferences.recipient_deleted")
 def recipient_deleted(sender, instance: Recipient, **kwargs) -> None:
     invalidate_preferences(instance.tenant_id, instance.pk)
-
-
-@receiver(post_save, sender=Suppression, dispatch_uid="preferences.suppression_saved")
-def suppression_saved(sender, instance: Suppression, **kwargs) -> None:
-    """A suppression written past `suppressions.suppress` (the admin): readers must see it too."""
-    mark_some(instance.tenant_id)

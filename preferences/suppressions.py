@@ -28,7 +28,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.db.models import Q
-from django.dispatch import Signal
+from django.db.models.signals import post_save
+from django.dispatch import Signal, receiver
 from django.utils import timezone
 
 from alertflow import redis as shared_redis
@@ -262,6 +263,12 @@ def mark_some(tenant_id) -> None:
 
     mark()
     transaction.on_commit(mark)
+
+
+@receiver(post_save, sender=Suppression, dispatch_uid="preferences.suppression_saved")
+def suppression_saved(sender, instance: Suppression, **kwargs) -> None:
+    """A suppression written past `suppress` (the admin, a test's ORM call): readers must see it too."""
+    mark_some(instance.tenant_id)
 
 
 def reason_for(found: dict, channel: str, address: str, category_id) -> str | None:
