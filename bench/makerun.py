@@ -1,13 +1,13 @@
 """The stack `make run` starts, measured like bench/'s: one bulk send of 5,000 emails.
 
 Issue 14 measured a bulk send of 5,000 at 246/s from `make run` against 508/s from bench/. This
-starts `manage.py run` itself (alertflow/management/commands/run.py: web, ws, one worker on every
-queue, beat, and with no `DATABASE_URL`/`REDIS_URL` SQLite and an embedded Redis), with its own
-defaults but DEBUG off (a `SECRET_KEY` is given), its own var directory (`var/bench/makerun/`, a
+starts `manage.py run` itself (alertflow/management/commands/run.py: web, ws, the outbox relay,
+one worker on every queue, beat, and with no `DATABASE_URL`/`REDIS_URL` SQLite and an embedded
+Redis), with its own defaults but DEBUG off (a `SECRET_KEY` is given), its own var directory (`var/bench/makerun/`, a
 developer's `var/` is never touched) and ports from `BENCH_PORT_RANGE`. The tenant's SMTP
 provider points at an SMTP sink (bench/smtp.py); one bulk request to `--bulk` recipients is
-timed to the last arrival, `--rounds` times. Then, in the same run, bench/'s own stack (gunicorn
-and `celery worker -Q default,email -c 4` on PostgreSQL: bench.e2e's bulk path) does the same,
+timed to the last arrival, `--rounds` times. Then, in the same run, bench/'s own stack (gunicorn,
+the relay and `celery worker -Q default,email -c 4` on PostgreSQL: bench.e2e's bulk path) does the same,
 unless `--no-bench-stack`. Each stack runs in a child process of its own (its own Django set-up:
 SQLite or PostgreSQL) with a sink of its own, whose ceiling it measures first.
 
@@ -30,7 +30,7 @@ from .client import create_recipients, create_smtp_provider, register_tenant
 from .cpu import CpuMeter
 from .e2e import run_bulk
 from .env import DATABASE_URL, LOG_DIR, PYTHON, flush_redis, log, prepare_database, setup_django, wait_for_quiet
-from .processes import Proc, Processes, free_port, proc_stats, start_gunicorn, start_worker, wait_until
+from .processes import Proc, Processes, free_port, proc_stats, start_gunicorn, start_relay, start_worker, wait_until
 from .report import pct, print_table, summary_row, write_results
 from .smtp import SmtpSink, measure_sink_ceiling
 
@@ -38,7 +38,14 @@ VAR_DIR = LOG_DIR / "makerun"
 # What the caller's shell may set that `make run` would then use instead of its own defaults.
 INHERITED = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "LOG_LEVEL", "DEBUG", "HOST", "PORT", "WS_PORT")
 # The runner's children, told apart by their command lines.
-CHILD_MARKS = (("web", "gunicorn"), ("ws", "uvicorn"), ("worker", " worker"), ("beat", " beat"), ("redis", "redis"))
+CHILD_MARKS = (
+    ("web", "gunicorn"),
+    ("ws", "uvicorn"),
+    ("worker", " worker"),
+    ("beat", " beat"),
+    ("redis", "redis"),
+    ("relay", " relay"),
+)
 
 
 def makerun_env(port: int, database: str, extra: dict[str, str]) -> dict[str, str]:
@@ -114,13 +121,15 @@ def measure(stack: str, args, queue) -> None:
             setup_django()
             log(f"starting bench/'s stack: gunicorn 2x4 and a worker -Q default,email -c {args.concurrency}")
             web = start_gunicorn(procs, port, 2, 4)
+            relay = start_relay(procs)
         tenant_id, api_key = register_tenant(base_url)
         ids = create_recipients(tenant_id, args.bulk)
         create_smtp_provider(base_url, api_key, sink.port)
         if stack == "makerun":
             pids = {**stack_children(runner.popen.pid), "all": runner.popen.pid}
         else:
-            pids = {"web": web.popen.pid, "worker": start_worker(procs, "default,email", args.concurrency).popen.pid}
+            worker = start_worker(procs, "default,email", args.concurrency)
+            pids = {"web": web.popen.pid, "relay": relay.popen.pid, "worker": worker.popen.pid}
         runs = []
         for number in range(1, args.rounds + 1):
             log(f"{stack} round {number}: one bulk send to {len(ids)}")

@@ -10,7 +10,7 @@ same fake in the same run. Both deliver `--emails` templated emails to the same 
   defaults otherwise: batches of 100, 5 threads per process) sends them. Timed from the queueing
   to the last arrival, and the sending alone.
 - AlertFlow: bench.e2e's bulk path, one `POST /api/v1/notifications` to that many recipients,
-  with gunicorn and `celery worker -Q default,email -c --concurrency`; timed from the request
+  with gunicorn, the outbox relay and `celery worker -Q default,email -c --concurrency`; timed from the request
   to the last arrival.
 
 The sink's own ceiling (plain smtplib over 1 and 4 connections) is measured before and after.
@@ -40,7 +40,7 @@ from .env import (
     prepare,
     prepare_database,
 )
-from .processes import Processes, free_port, start_gunicorn, start_worker
+from .processes import Processes, free_port, start_gunicorn, start_relay, start_worker
 from .report import pct, print_table, summary_row, write_results
 from .smtp import SmtpSink, measure_sink_ceiling
 
@@ -145,6 +145,7 @@ def main(argv=None) -> dict:
         ceilings = [measure_sink_ceiling(sink, n, args.ceiling_messages) for n in (1, 4)]
         log(f"starting gunicorn {args.workers}x{args.threads} and a worker -c {args.concurrency}")
         web = start_gunicorn(procs, port, args.workers, args.threads)
+        relay = start_relay(procs)
         tenant_id, api_key = register_tenant(base_url)
         ids = create_recipients(tenant_id, args.emails)
         create_smtp_provider(base_url, api_key, sink.port)
@@ -153,7 +154,7 @@ def main(argv=None) -> dict:
             log(f"round {number}: django-post_office, {args.emails} emails")
             postoffice = run_postoffice(sink, args.emails, args.postoffice_batch_size)
             log(f"round {number}: AlertFlow, one bulk send to {args.emails}")
-            with CpuMeter(worker=worker.popen.pid, gunicorn=web.popen.pid) as cpu:
+            with CpuMeter(worker=worker.popen.pid, gunicorn=web.popen.pid, relay=relay.popen.pid) as cpu:
                 alertflow = run_bulk(sink, procs, base_url, api_key, ids)
             alertflow["cpu_seconds"] = cpu.used
             alertflow["cpu_ms_per_email"] = {
