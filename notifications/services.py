@@ -77,14 +77,16 @@ def accept(tenant: Tenant, payload: dict) -> Accepted:
             else:
                 messages, body = [], {"id": str(notification.id), "status": summarise(notification, {})}
                 queue.fan_out(notification.id)
-            # Last before the writes: the quota's counter rows stay locked until the commit.
-            usage.charge(tenant, send_cost(notification, payload, messages))
             notification.response = body
             notification.save(force_insert=True)
             Message.objects.bulk_create(messages)
-            stats.written(messages)
-            analytics.written(messages)
             queue.enqueue_on_commit(messages)
+            # Last before the commit: the quota's counter rows and then the analytics rows stay
+            # locked until it, and every concurrent send of the tenant queues on them. A refused
+            # charge rolls the writes above back.
+            usage.charge(tenant, send_cost(notification, payload, messages))
+            analytics.written(messages)
+            stats.written(messages)
     except IntegrityError:
         # A concurrent request with the same key committed first: answer what it answered.
         previous = _previous_response(tenant, key, fingerprint) if key else None
