@@ -22,7 +22,7 @@ from alertflow.channels import CHANNELS
 from alertflow.errors import ApiError
 from preferences import suppressions
 from preferences.models import Device, Recipient
-from preferences.services import cached_preferences_many, decide, upsert_recipient
+from preferences.services import cached_preferences_many, decide, find_recipient, upsert_recipient
 from templates_app.models import Template
 from templates_app.services import resolve_version
 from tenants import usage
@@ -208,7 +208,7 @@ def resolve_recipient(tenant: Tenant, target) -> Recipient:
     if isinstance(target, dict):
         fields = {k: v for k, v in target.items() if k != "id"}
         return upsert_recipient(tenant, target["id"], fields)[0]
-    recipient = Recipient.objects.filter(tenant=tenant, external_id=target).first()
+    recipient = find_recipient(tenant, target)
     if recipient is None:
         raise ApiError(400, "unknown_recipient", f"No recipient with id {target!r}.", {"recipient": target})
     return recipient

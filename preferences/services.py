@@ -19,6 +19,7 @@ from rest_framework import serializers
 
 from alertflow.choices import Channel
 from alertflow.errors import ApiError
+from alertflow.versioned_cache import VersionedCache
 from tenants.models import Category, Tenant
 
 from . import suppressions
@@ -67,6 +68,19 @@ class Decision:
 
 
 # --- Recipients ---------------------------------------------------------------------------------
+
+
+# Recipients named by external id in sends, per process (alertflow/versioned_cache.py); every
+# change to a recipient row reaches it through the signals in preferences/signals.py.
+recipients_by_id = VersionedCache("recipients")
+
+
+def find_recipient(tenant: Tenant, external_id: str) -> Recipient | None:
+    """The tenant's recipient `external_id`, or None. The instance may be shared with other
+    requests of the process: read it, never change it."""
+    return recipients_by_id.get(
+        tenant.pk, external_id, lambda: Recipient.objects.filter(tenant=tenant, external_id=external_id).first()
+    )
 
 
 def upsert_recipient(tenant: Tenant, external_id: str, fields: dict) -> tuple[Recipient, bool]:
