@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from alertflow.choices import Channel, Priority
+from alertflow.serializers import ShallowCopiedFields
 from preferences.models import Recipient, Topic
 from preferences.serializers import RecipientSerializer, validate_timezone
 from templates_app.rendering import validate_content
@@ -72,7 +73,7 @@ def unique_targets(targets: list) -> list:
     return unique
 
 
-class SendSerializer(serializers.Serializer):
+class SendSerializer(ShallowCopiedFields, serializers.Serializer):
     recipient = RecipientTarget(required=False)
     recipients = serializers.ListField(
         child=RecipientTarget(), required=False, min_length=1, max_length=MAX_BULK_RECIPIENTS
