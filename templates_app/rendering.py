@@ -96,8 +96,12 @@ def _validate_channel(channel: str, content) -> tuple[dict, dict | list]:
 def _check(source: str) -> list[str] | None:
     if len(source) > MAX_TEMPLATE_CHARS:
         return [f"Ensure this field has no more than {MAX_TEMPLATE_CHARS} characters."]
+    if "{" not in source:
+        return None  # plain text: no tag, variable or comment to compile
     try:
-        compile_source(source)
+        # Through the cache the renderer uses for inline content: a send repeating the same
+        # content (most do: the varying part is in `data`) is compiled once per process.
+        compiled_cache.get(("src", source), source)
     except TemplateSyntaxError as exc:
         return [f"Template error: {exc}"]
     return None

@@ -3,7 +3,7 @@ from django.conf import settings
 
 from alertflow.errors import ApiError
 from templates_app import services
-from templates_app.rendering import build_context, compiled_cache, render_channel
+from templates_app.rendering import build_context, compiled_cache, render_channel, validate_content
 from tests.factories import TemplateFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
@@ -225,3 +225,13 @@ def test_inline_content_is_cached_by_its_source():
         render_channel(content, "sms", build_context("A", {}, {"name": name}))
 
     assert (compiled_cache.misses, compiled_cache.hits) == (1, 2)
+
+
+def test_validating_the_same_content_again_compiles_nothing():
+    compiled_cache.clear()
+    content = {"email": {"subject": "Hi {{ name }}", "text": "Plain text, nothing to compile."}}
+
+    for _ in range(3):
+        validate_content(content)
+
+    assert (compiled_cache.misses, compiled_cache.hits, len(compiled_cache)) == (1, 2, 1)
