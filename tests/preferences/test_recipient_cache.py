@@ -39,12 +39,13 @@ def sent_to(response) -> str:
 
 
 def test_a_cached_recipient_costs_no_query(admin, ada):
-    assert send(admin).status_code == 202
-
-    with CaptureQueriesContext(connection) as queries:
+    with CaptureQueriesContext(connection) as first:
+        assert send(admin).status_code == 202
+    with CaptureQueriesContext(connection) as second:
         assert send(admin).status_code == 202
 
-    assert recipient_reads(queries.captured_queries) == []
+    assert len(recipient_reads(first.captured_queries)) == 1
+    assert recipient_reads(second.captured_queries) == []
 
 
 def test_a_changed_address_is_what_the_next_send_uses(admin, ada):
