@@ -13,6 +13,7 @@ from preferences.serializers import RecipientSerializer, validate_timezone
 from templates_app.rendering import validate_content
 from tenants.models import Category
 from tenants.serializers import MAX_EXPIRES_IN, ChannelListField
+from tenants.services import find_category
 
 from . import campaigns
 from .models import Campaign, CampaignRun, DeliveryAttempt, Message, Notification
@@ -111,7 +112,7 @@ class SendSerializer(ShallowCopiedFields, serializers.Serializer):
 
         category = None
         if "category" in attrs:
-            category = Category.objects.filter(tenant=tenant, key=attrs["category"]).first()
+            category = find_category(tenant, attrs["category"])
             if category is None:
                 raise serializers.ValidationError({"category": f"No category {attrs['category']!r}."})
         attrs["category"] = category

@@ -12,10 +12,22 @@ from django.utils import timezone
 
 from alertflow.choices import Role
 from alertflow.errors import ApiError
+from alertflow.versioned_cache import VersionedCache
 
 from .models import DEFAULT_CATEGORY_CHANNELS, ApiKey, Category, Membership, Tenant
 
 INVITE_SALT = "alertflow.invite"
+
+
+# Categories named in sends, per process (alertflow/versioned_cache.py); every change to a
+# category row reaches it through tenants/signals.py.
+categories_by_key = VersionedCache("categories")
+
+
+def find_category(tenant: Tenant, key: str) -> Category | None:
+    """The tenant's category `key`, or None. The instance may be shared with other requests of
+    the process: read it, never change it."""
+    return categories_by_key.get(tenant.pk, key, lambda: Category.objects.filter(tenant=tenant, key=key).first())
 
 
 @transaction.atomic
