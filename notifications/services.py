@@ -24,7 +24,7 @@ from preferences import suppressions
 from preferences.models import Device, Recipient
 from preferences.services import cached_preferences_many, decide, find_recipient, upsert_recipient
 from templates_app.models import Template
-from templates_app.services import resolve_version
+from templates_app.services import resolve_version, versions_for_sends
 from tenants import usage
 from tenants.models import Tenant
 
@@ -306,6 +306,15 @@ def _settle_plan(
 
 
 def template_for(tenant: Tenant, code: str, locale: str | None, version: int | None = None):
+    """The template version a recipient gets, or None when the template is gone (see
+    `_template_for`). From the process's cache of the tenant's versions while no template of
+    the tenant changed; the tenant's default locale is in the key, as the fallback uses it.
+    The version may be shared with other requests of the process: read it, never change it."""
+    key = (code, locale, version, tenant.default_locale)
+    return versions_for_sends.get(tenant.pk, key, lambda: _template_for(tenant, code, locale, version))
+
+
+def _template_for(tenant: Tenant, code: str, locale: str | None, version: int | None = None):
     """The template version a recipient gets, or None when the template is gone.
 
     The locale chain (`fr-CA` -> `fr` -> tenant default -> `en`) comes first. A template that

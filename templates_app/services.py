@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from alertflow.errors import ApiError
+from alertflow.versioned_cache import VersionedCache
 from tenants.models import Tenant
 
 from .models import Template, TemplateVersion
@@ -29,11 +30,19 @@ __all__ = [
     "resolve_version",
     "update_template",
     "validate_content",
+    "versions_for_sends",
 ]
 
 DEFAULT_LOCALE = "en"
 # BCP 47-ish: a language, then subtags (script, region, variant); "_" is accepted for "-".
 LOCALE_PATTERN = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")
+
+
+# The versions sends resolve (notifications.services.template_for), per process
+# (alertflow/versioned_cache.py). Every write of a template saves its Template row (a new
+# version raises `Template.version`), so templates_app/signals.py sees them all; the soft delete
+# is a queryset update and bumps it itself (delete_templates).
+versions_for_sends = VersionedCache("templates")
 
 
 def normalize_locale(value: str) -> str:
@@ -139,7 +148,11 @@ def _add_version(template: Template, channels: dict, created_by: str, **changes)
 
 def delete_templates(templates: QuerySet) -> int:
     """Soft-delete the given live templates (one locale, or all of a code); return how many."""
-    return templates.filter(deleted__isnull=True).update(deleted=timezone.now())
+    live = templates.filter(deleted__isnull=True)
+    # A queryset update sends no signal: the cached versions are dropped here.
+    for tenant_id in set(live.values_list("tenant_id", flat=True)):
+        versions_for_sends.changed(tenant_id)
+    return live.update(deleted=timezone.now())
 
 
 def get_version(template: Template, number: int | None = None) -> TemplateVersion:

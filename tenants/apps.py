@@ -6,4 +6,4 @@ class TenantsConfig(AppConfig):
     verbose_name = "Tenants"
 
     def ready(self):
-        from . import signals  # noqa: F401 (connects the API key cache receivers)
+        from . import signals  # noqa: F401 (connects the API key and category cache receivers)
