@@ -147,6 +147,18 @@ def test_a_failed_provider_call_counts_as_the_providers_error(admin, tenant, set
     assert value("alertflow_provider_errors_total", kind="smtp", fault="provider") == before + 1
 
 
+def answers(port: int) -> bool:
+    """Whether the server's worker answers. gunicorn's master opens the port before its worker
+    has loaded Django, so an open port alone let the first request wait past httpx's 5 s default
+    timeout on a loaded machine."""
+    if not port_open(port):
+        return False
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/api/v1/health/live", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @pytest.fixture
 def two_web_processes(django_db_setup, django_db_blocker, tmp_path):
     """Two gunicorn servers on the test database sharing one multiprocess directory, as two
@@ -175,7 +187,7 @@ def two_web_processes(django_db_setup, django_db_blocker, tmp_path):
             )
             ports.append(port)
         for port in ports:
-            if not wait_for(lambda port=port: port_open(port), 30):
+            if not wait_for(lambda port=port: answers(port), 120):
                 logs = "".join(p.read_text()[-1000:] for p in tmp_path.glob("gunicorn-*.log"))
                 pytest.fail("gunicorn did not start: " + logs)
         yield ports, metrics_dir
