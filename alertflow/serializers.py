@@ -13,8 +13,14 @@ class ShallowCopiedFields:
     while validating, so the copies can share it.
 
     Only for serializers of plain fields: no nested serializer (its own fields would be
-    shared), and no code that changes a field per instance.
+    shared), and no code that changes a field per instance. A field that keeps state of its own
+    (a cached_property) is named in `deep_copied_fields` and copied as DRF does.
     """
 
+    deep_copied_fields: tuple[str, ...] = ()
+
     def get_fields(self):
-        return {name: copy.copy(field) for name, field in self._declared_fields.items()}
+        return {
+            name: copy.deepcopy(field) if name in self.deep_copied_fields else copy.copy(field)
+            for name, field in self._declared_fields.items()
+        }

@@ -75,6 +75,9 @@ def unique_targets(targets: list) -> list:
 
 
 class SendSerializer(ShallowCopiedFields, serializers.Serializer):
+    # RecipientTarget caches its contact serializer per request (one for a whole bulk list).
+    deep_copied_fields = ("recipient", "recipients")
+
     recipient = RecipientTarget(required=False)
     recipients = serializers.ListField(
         child=RecipientTarget(), required=False, min_length=1, max_length=MAX_BULK_RECIPIENTS
