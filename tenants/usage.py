@@ -91,7 +91,9 @@ def _add(tenant_id, period: date, channel: str, cost: int) -> bool:
     """Raise the month's counter by `cost` if it stays within the channel's quota, in one
     statement that reads the limit too (one round trip for a send). False if it would go over,
     or if the counter row does not exist yet."""
-    params = [cost, tenant_id, connection.ops.adapt_datefield_value(period), channel, cost, tenant_id, channel]
+    # As the column stores it: a UUID on PostgreSQL, its hex on SQLite (`make run`).
+    tenant = Usage._meta.get_field("tenant").get_db_prep_value(tenant_id, connection)
+    params = [cost, tenant, connection.ops.adapt_datefield_value(period), channel, cost, tenant, channel]
     with connection.cursor() as cursor:
         cursor.execute(_add_sql(), [*params, UNLIMITED])
         return cursor.rowcount == 1
