@@ -146,10 +146,13 @@ def _add_version(template: Template, channels: dict, created_by: str, **changes)
     return version
 
 
+@transaction.atomic
 def delete_templates(templates: QuerySet) -> int:
     """Soft-delete the given live templates (one locale, or all of a code); return how many."""
     live = templates.filter(deleted__isnull=True)
-    # A queryset update sends no signal: the cached versions are dropped here.
+    # A queryset update sends no signal: the cached versions are dropped here. In a transaction,
+    # so the second bump comes after the UPDATE's commit: in autocommit both came before it,
+    # and a send resolving the template in between kept the live row under the final version.
     for tenant_id in set(live.values_list("tenant_id", flat=True)):
         versions_for_sends.changed(tenant_id)
     return live.update(deleted=timezone.now())

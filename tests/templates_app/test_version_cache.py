@@ -107,3 +107,28 @@ def test_a_cached_version_is_not_found_by_another_tenant(admin, outsider, tenant
     theirs = template_for(outsider_tenant, "otp", "en")
     assert theirs.template.tenant_id == outsider_tenant.pk
     assert template_for(tenant, "otp", "en").template.tenant_id == tenant.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_send_resolving_the_template_while_it_is_deleted_does_not_keep_it(admin, tenant, ada):
+    # The API's DELETE runs in autocommit. Another request resolving the template between the
+    # cache's bumps and the soft delete's UPDATE reads the still-live row; it must not be kept
+    # under the version the deletion leaves behind.
+    write_template(admin, "Code {{ code }}")
+    assert template_for(tenant, "otp", "en").number == 1
+    table = Template._meta.db_table
+    resolved_meanwhile = []
+
+    def another_send_resolves_first(execute, sql, params, many, context):
+        if sql.startswith("UPDATE") and f'"{table}"' in sql and not resolved_meanwhile:
+            resolved_meanwhile.append(template_for(tenant, "otp", "en"))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(another_send_resolves_first):
+        assert admin.delete("/api/v1/templates/otp").status_code == 204
+
+    assert resolved_meanwhile[0].number == 1  # the interleaving happened: the row was still live
+    assert template_for(tenant, "otp", "en") is None
+    refused = send(admin)
+    assert refused.status_code == 400
+    assert "template" in refused.json()["error"]["details"]["fields"]
