@@ -135,9 +135,13 @@ def serve(stopping: Callable[[], bool]) -> None:
                 retry_in = min(retry_in * 2, RETRY_MAX_SECONDS)
                 continue
             retry_in = RETRY_FIRST_SECONDS
+            if relayed.rows >= queue.RELAY_ROWS:
+                # A full round: more rows wait, and may be there since before the LISTEN (no
+                # notification will come for them). Held singles or not, take them at once.
+                continue
             if relayed.held:
                 wait_for_room(wake, relayed.held, stopping)
-            elif relayed.rows < queue.RELAY_ROWS:  # the outbox is empty: wait for the next commit
+            else:  # the outbox is empty: wait for the next commit
                 wake.wait(LISTEN_POLL_SECONDS)
     finally:
         wake.close()

@@ -288,3 +288,24 @@ def test_a_real_worker_drains_a_burst_of_singles_in_batches(admin, tenant, smtp_
         assert wait_for(lambda: len(smtp_server.messages) == 40, 30)
     assert Message.objects.filter(pk__in=[m.pk for m in messages], status="sent").count() == 40
     assert Outbox.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_singles_held_for_a_busy_list_do_not_keep_the_relay_from_a_full_outbox(broker):
+    # Every worker of the email queue is busy (or down): its normal singles wait in the outbox.
+    broker.lpush("email:2", *["a task ahead"] * queue.QUEUE_AHEAD)
+    held = Outbox.objects.create(
+        task=SEND_MESSAGE_TASK, queue="email", step=2, args=["held"], queued_at=time.time(), request_id=""
+    )
+    # More rows for other lists than one round takes (say, after a broker outage); no commit
+    # comes after them to wake the relay, nor does the email list get shorter.
+    others = 3 * queue.RELAY_ROWS
+    Outbox.objects.bulk_create(
+        Outbox(task=SEND_BATCH_TASK, queue="sms", step=3, args=[f"m{i}"], queued_at=time.time(), request_id="")
+        for i in range(others)
+    )
+    with running_relay():
+        # A full round means more rows wait: the relay takes them at once, held singles or not.
+        assert wait_for(lambda: Outbox.objects.count() == 1, 10), f"{Outbox.objects.count() - 1} rows left unpublished"
+    assert list(Outbox.objects.values_list("pk", flat=True)) == [held.pk]
+    assert len([i for task in tasks_in(broker, "sms:3") for i in ids_of(task)]) == others
