@@ -1,8 +1,10 @@
 from django.contrib import admin
+from django.db import transaction
 from django.utils import timezone
 
 from alertflow.admin import OperatorAdmin
 
+from . import keys
 from .models import ApiKey, Category, Membership, Quota, Tenant, Usage
 
 
@@ -43,7 +45,13 @@ class ApiKeyAdmin(OperatorAdmin):
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked__isnull=True).update(revoked=timezone.now())
+        live = queryset.filter(revoked__isnull=True)
+        with transaction.atomic():
+            # A queryset update sends no signal (tenants/signals.py): without these bumps every
+            # process that had cached a key kept accepting it for up to keys.CACHE_SECONDS.
+            for tenant_id in set(live.values_list("tenant_id", flat=True)):
+                keys.changed(tenant_id)
+            count = live.update(revoked=timezone.now())
         self.message_user(request, f"Revoked {count} key(s).")
 
 

@@ -27,7 +27,7 @@ from notifications.models import (
     Notification,
 )
 from preferences.models import Preference, Subscription, Suppression
-from tenants.models import Quota
+from tenants.models import ApiKey, Quota
 from tenants.usage import charge
 from tests.delivery_config.conftest import make_provider
 from tests.factories import (
@@ -207,6 +207,22 @@ def test_revoke_keys_action(console, world):
     console.post(admin_url(type(key), "changelist"), {"action": "revoke", "_selected_action": [key.pk]})
     key.refresh_from_db()
     assert key.revoked is not None
+
+
+def test_a_key_revoked_by_the_action_is_refused_at_once_where_it_was_cached(console, world):
+    from rest_framework.test import APIClient
+
+    from tenants import keys
+
+    keys.clear()
+    api = APIClient()
+    api.credentials(HTTP_X_API_KEY=world["secret"])
+    for _ in range(3):  # first sight, then the version-checked reload, then cached
+        assert api.get("/api/v1/categories").status_code == 200
+
+    console.post(admin_url(ApiKey, "changelist"), {"action": "revoke", "_selected_action": [world["key"].pk]})
+
+    assert api.get("/api/v1/categories").status_code == 401
 
 
 def test_dashboard_draws_messages_and_queue_depths(console, world):
