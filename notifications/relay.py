@@ -105,9 +105,11 @@ def waiter() -> Listener | Poller:
 def wait_for_room(wake: Listener | Poller, held: frozenset, stopping: Callable[[], bool]) -> None:
     """While single sends wait in the outbox for a busy list: return as soon as a commit may have
     brought rows for another list, or one of the busy lists got shorter (only the broker is
-    asked, every HELD_POLL_SECONDS: no database round trip while nothing changes)."""
+    asked, every HELD_POLL_SECONDS: no database round trip while nothing changes), and at the
+    latest after LISTEN_POLL_SECONDS, the poll that finds rows whose notification was lost."""
+    poll_at = time.monotonic() + LISTEN_POLL_SECONDS
     while not stopping():
-        if wake.wait(HELD_POLL_SECONDS):
+        if wake.wait(HELD_POLL_SECONDS) or time.monotonic() >= poll_at:
             return
         if len(queue.busy_single_lists(held)) < len(held):
             return

@@ -309,3 +309,17 @@ def test_singles_held_for_a_busy_list_do_not_keep_the_relay_from_a_full_outbox(b
         assert wait_for(lambda: Outbox.objects.count() == 1, 10), f"{Outbox.objects.count() - 1} rows left unpublished"
     assert list(Outbox.objects.values_list("pk", flat=True)) == [held.pk]
     assert len([i for task in tasks_in(broker, "sms:3") for i in ids_of(task)]) == others
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_whose_notification_was_lost_are_found_by_the_poll_while_singles_are_held(broker, monkeypatch):
+    monkeypatch.setattr(relay, "LISTEN_POLL_SECONDS", 0.5)
+    broker.lpush("email:2", *["a task ahead"] * queue.QUEUE_AHEAD)  # the email workers are busy (or down)
+    Outbox.objects.create(task=SEND_MESSAGE_TASK, queue="email", step=2, args=["held"], queued_at=0, request_id="")
+    with running_relay():
+        time.sleep(1.0)  # the relay has held the single back and waits for room in its list
+        # A row whose wake-up never came (the writer's connection broke right after its commit).
+        lost = Outbox.objects.create(task=SEND_BATCH_TASK, queue="sms", step=3, args=["m"], queued_at=0, request_id="")
+        # The poll, the safety net for exactly this, finds it.
+        assert wait_for(lambda: not Outbox.objects.filter(pk=lost.pk).exists(), 5)
+    assert [ids_of(task) for task in tasks_in(broker, "sms:3")] == [["m"]]
