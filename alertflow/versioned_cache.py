@@ -10,7 +10,8 @@ is what the next send sees. Rows are stored with the version read *before* them,
 committed meanwhile has moved the version past it and is reloaded at the next use.
 
 Without Redis there is no caching: every lookup reads PostgreSQL, as it did before.
-The API key lookup (tenants/keys.py) works the same way, with its own first-sight rule.
+The API key lookup (tenants/keys.py) uses the same versions, with its own entries and first-sight
+rule (a key is found by its secret: its tenant is unknown until the row is read).
 """
 
 import contextlib
@@ -38,7 +39,8 @@ class VersionedCache:
     def _version_key(self, tenant_id) -> str:
         return f"af:{self.name}:version:{tenant_id}"
 
-    def _version(self, tenant_id) -> bytes | None:
+    def version(self, tenant_id) -> bytes | None:
+        """The tenant's current version, or None when Redis cannot be reached (then: no caching)."""
         key = self._version_key(tenant_id)
         try:
             version = client().get(key)
@@ -57,7 +59,7 @@ class VersionedCache:
 
         The row is shared by the threads of the process: callers must not change it."""
         entry_key = (str(tenant_id), key)
-        current = self._version(tenant_id)
+        current = self.version(tenant_id)
         cached = self._entries.get(entry_key, _MISSING)
         if cached is not _MISSING and current is not None:
             expires, version, row = cached

@@ -6,29 +6,17 @@ revoked key, a demoted member or a deactivated tenant therefore takes effect on 
 in every process. Without Redis, every request reads PostgreSQL, as before.
 """
 
-import contextlib
 import time
 
-from django.db import transaction
-
-from alertflow.redis import client
+from alertflow.versioned_cache import VersionedCache
 
 from .models import ApiKey
 
 CACHE_SECONDS = 60  # a backstop; the version check is what makes changes immediate
 MAX_ENTRIES = 10_000
 _entries: dict[str, tuple[float, bytes, ApiKey]] = {}
-
-
-def _version_key(tenant_id) -> str:
-    return f"af:keys:version:{tenant_id}"
-
-
-def _version(tenant_id) -> bytes | None:
-    try:
-        return client().get(_version_key(tenant_id)) or b"0"
-    except Exception:  # Redis down: no caching
-        return None
+# Only its per-tenant version (and the bump) is used: the entries above are keyed by secret.
+_versions = VersionedCache("keys")
 
 
 def find(secret: str) -> ApiKey | None:
@@ -38,7 +26,7 @@ def find(secret: str) -> ApiKey | None:
     current = None
     if cached is not None:
         expires, version, key = cached
-        current = _version(key.tenant_id)
+        current = _versions.version(key.tenant_id)
         if current is not None and current == version and time.monotonic() < expires:
             return key
     key = ApiKey.objects.select_related("tenant", "membership").filter(hashed=hashed).first()
@@ -60,13 +48,7 @@ def find(secret: str) -> ApiKey | None:
 
 def changed(tenant_id) -> None:
     """A key, membership or the tenant changed: every process reloads its keys."""
-
-    def bump():
-        with contextlib.suppress(Exception):
-            client().incr(_version_key(tenant_id))
-
-    bump()
-    transaction.on_commit(bump)
+    _versions.changed(tenant_id)
 
 
 def clear() -> None:

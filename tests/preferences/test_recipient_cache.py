@@ -118,6 +118,6 @@ def test_a_version_lost_with_redis_starts_again_from_a_number_not_cached_before(
     versions = set()
     for _ in range(5):
         client().delete(f"af:recipients:version:{tenant.pk}")
-        versions.add(recipients_by_id._version(tenant.pk))
+        versions.add(recipients_by_id.version(tenant.pk))
 
     assert b"0" not in versions and len(versions) == 5
