@@ -2,8 +2,8 @@
 
 Keys come from `settings.ALERTFLOW_ENCRYPTION_KEY`, a list of Fernet keys (the environment gives
 it comma-separated). The first key encrypts; every key decrypts. To rotate: generate a key
-(`Fernet.generate_key()`), list it first, keep the old ones after it, run `reencrypt_secrets()`
-(delivery/providers.py), then drop the old keys.
+(`Fernet.generate_key()`), list it first, keep the old ones after it, run `manage.py reencrypt_secrets`
+(delivery/providers.py, `reencrypt_secrets`), then drop the old keys.
 
 When the setting is empty, one key is derived from `SECRET_KEY` with HKDF so development works
 with no configuration. Production should set its own keys: with the derived key, rotating

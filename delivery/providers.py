@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from django.core.cache import cache
 
 from . import crypto
-from .models import Provider, WebhookEndpoint
+from .models import InboxSecret, Provider, WebhookEndpoint
 
 if TYPE_CHECKING:
     from .channels.base import Provider as ProviderClient
@@ -116,19 +116,29 @@ def clear_cache() -> None:
     _cache.clear()
 
 
-def reencrypt_secrets() -> int:
-    """Re-encrypt every stored secret under the first key, the last step of a key rotation.
+# Every model field holding a Fernet token (delivery/crypto.py): what a key rotation rewrites.
+ENCRYPTED_FIELDS = ((Provider, "secrets"), (WebhookEndpoint, "secrets"), (InboxSecret, "secret"))
 
-    Returns how many providers and webhook endpoints were rewritten. Raises
+
+def reencrypt_secrets() -> int:
+    """Re-encrypt every stored secret under the first key, the last step of a key rotation
+    (`manage.py reencrypt_secrets`).
+
+    Returns how many rows were rewritten (providers, webhook endpoints, inbox secrets). Raises
     `crypto.SecretsUnreadable` for a secret no configured key opens (nothing after it is
     rewritten; fix the keys and run it again).
     """
     count = 0
-    for model in (Provider, WebhookEndpoint):
-        for pk, secrets in model.objects.exclude(secrets="").values_list("pk", "secrets").iterator():
-            # Compare-and-set: a concurrent API write of new secrets wins over this rewrite. The
+    for model, column in ENCRYPTED_FIELDS:
+        rows = model.objects.exclude(**{column: ""}).values_list("pk", column).iterator()
+        for pk, token in rows:
+            try:
+                rotated = crypto.rotate(token)
+            except crypto.SecretsUnreadable as exc:
+                raise crypto.SecretsUnreadable(f"{model._meta.verbose_name} {pk}: {exc}") from None
+            # Compare-and-set: a concurrent API write of a new secret wins over this rewrite. The
             # plaintext is unchanged, so no cached list needs invalidating.
-            count += model.objects.filter(pk=pk, secrets=secrets).update(secrets=crypto.rotate(secrets))
+            count += model.objects.filter(pk=pk, **{column: token}).update(**{column: rotated})
     return count
 
 
