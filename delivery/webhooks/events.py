@@ -3,8 +3,9 @@
 `on_transition` listens to every message status write (notifications/transitions.py) and runs
 inside its transaction: the event row and its deliveries commit with the status, or not at all.
 It must stay cheap, since it runs for every status write of every tenant: which tenants have
-endpoints subscribed to what is read from the cache (one Redis round trip per write, no
-database query), so a tenant without endpoints costs no query at all.
+endpoints subscribed to what is read from a per-process cache checked against the tenant's
+version in Redis (one Redis GET per write, no database query), so a tenant without endpoints
+costs no query at all.
 
 `emit` writes one event of any type, for the other sources (suppressions, pings).
 """
@@ -12,13 +13,13 @@ database query), so a tenant without endpoints costs no query at all.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Iterable
+from functools import partial
 
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from alertflow.versioned_cache import VersionedCache
 from notifications.models import Message, Notification
 from notifications.progress import message_counts, summarise
 from notifications.transitions import Moved
@@ -30,59 +31,37 @@ from .types import MESSAGE_EVENTS, NOTIFICATION_COMPLETED, SUPPRESSION_CREATED
 
 logger = logging.getLogger(__name__)
 
-# The bound on how long a process may use a tenant's subscriptions after they changed, when the
-# invalidation on commit raced a reload (or Redis missed it).
-CACHE_TTL = 30
+# Which endpoints each tenant has, per process, checked against the tenant's version in Redis on
+# every use and bumped by every endpoint change (alertflow/versioned_cache.py): a change reaches
+# the next status write of every process, and a reload that raced the change is not kept.
+_subscriptions = VersionedCache("webhook-subscriptions")
+
 # Statuses a message may still leave on its way out: a notification with one of them is not done.
 UNFINISHED = [Message.Status.SCHEDULED, Message.Status.QUEUED, Message.Status.SENDING, Message.Status.RETRYING]
 # Below this many unfinished messages, the completion check runs again after commit (see
 # `check_completed`).
 RECHECK_BELOW = 8
 
-# {tenant id: [(endpoint id, [event types])]}, only enabled endpoints.
-Subscriptions = dict[str, list[tuple[str, list[str]]]]
-
-
-def _cache_key(tenant_id) -> str:
-    return f"webhooks:subscriptions:{tenant_id}"
+# {tenant id: ((endpoint id, (event types)), ...)}, only enabled endpoints.
+Subscriptions = dict[str, tuple[tuple[str, tuple[str, ...]], ...]]
 
 
 def subscriptions(tenant_ids: Iterable) -> Subscriptions:
-    """The enabled endpoints of these tenants and the event types each wants, from the cache;
-    the tenants missing from it are read in one query and cached. Redis down: read them all."""
-    keys = {str(tenant_id): _cache_key(tenant_id) for tenant_id in tenant_ids}
-    try:
-        found = cache.get_many(list(keys.values()))
-        reachable = True
-    except Exception:  # Redis errors of any kind: the database answers instead
-        logger.warning("Webhook subscriptions read from the database: the cache is unreachable")
-        found, reachable = {}, False
-    missing = [tenant_id for tenant_id, key in keys.items() if key not in found]
-    if missing:
-        loaded = defaultdict(list)
-        endpoints = WebhookEndpoint.objects.filter(tenant_id__in=missing, enabled=True)
-        for pk, tenant_id, events in endpoints.values_list("pk", "tenant_id", "events"):
-            loaded[str(tenant_id)].append((str(pk), list(events)))
-        fresh = {keys[tenant_id]: loaded.get(tenant_id, []) for tenant_id in missing}
-        if reachable:
-            try:
-                cache.set_many(fresh, CACHE_TTL)
-            except Exception:
-                logger.warning("Could not cache webhook subscriptions")
-        found.update(fresh)
-    return {tenant_id: found[key] for tenant_id, key in keys.items()}
+    """The enabled endpoints of these tenants and the event types each wants. Redis down: read
+    from the database every time."""
+    return {str(tenant_id): _subscriptions.get(tenant_id, "all", partial(_load, tenant_id)) for tenant_id in tenant_ids}
+
+
+def _load(tenant_id) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    # A tuple of tuples: the cached value is shared by the process's threads.
+    endpoints = WebhookEndpoint.objects.filter(tenant_id=tenant_id, enabled=True)
+    return tuple((str(pk), tuple(events)) for pk, events in endpoints.values_list("pk", "events"))
 
 
 def invalidate(tenant_id) -> None:
-    """Drop the tenant's cached subscriptions once the current transaction commits."""
-
-    def drop():
-        try:
-            cache.delete(_cache_key(tenant_id))
-        except Exception:
-            logger.warning("Could not drop the cached webhook subscriptions of %s; stale for %ss", tenant_id, CACHE_TTL)
-
-    transaction.on_commit(drop)
+    """The tenant's endpoints changed: every process reads them again (now, and once the
+    current transaction commits)."""
+    _subscriptions.changed(tenant_id)
 
 
 def endpoints_for(subs: Subscriptions, tenant_id, event_type: str) -> list[str]:
@@ -233,9 +212,9 @@ def _write(events: list[tuple], subs: Subscriptions, *, key: str = "") -> int:
     wanted = {pk for tenant_id, event_type, _data in events for pk in endpoints_for(subs, tenant_id, event_type)}
     if not wanted:
         return 0
-    # The subscriptions come from the cache, which may still name an endpoint deleted since (its
-    # drop runs on the deleting commit; a reload racing it keeps it for CACHE_TTL): a delivery
-    # to it would fail the deferred foreign key at commit, and the status change with it.
+    # The subscriptions may name an endpoint deleted since they were read (by a transaction
+    # still running when the delete committed): a delivery to it would fail the deferred foreign
+    # key at commit, and the status change with it.
     alive = {str(pk) for pk in WebhookEndpoint.objects.filter(pk__in=wanted).values_list("pk", flat=True)}
     now = timezone.now()
     rows, deliveries = [], []

@@ -167,18 +167,36 @@ def test_a_disabled_endpoint_gets_no_new_events(admin, ada, endpoint, django_cap
     assert WebhookEndpoint.objects.get(pk=endpoint_row.pk).disabled_reason == ""
 
 
-def test_the_subscriptions_come_from_the_database_when_redis_is_down(admin, ada, endpoint, monkeypatch):
-    def down(*args, **kwargs):
-        raise ConnectionError("redis is down")
-
-    monkeypatch.setattr(events.cache, "get_many", down)
-    monkeypatch.setattr(events.cache, "set_many", down)
+def test_the_subscriptions_come_from_the_database_when_redis_is_down(admin, ada, endpoint, settings):
     [sms] = accept(admin, ["sms"])
     Message.objects.filter(pk=sms.pk).update(status="sent")
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: connection refused
 
     Message.objects.filter(pk=sms.pk).move("delivered")
 
     assert WebhookEvent.objects.filter(type="message.delivered").count() == 1
+
+
+def test_a_reload_racing_a_new_endpoint_is_not_kept(admin, ada, webhook_receiver, monkeypatch):
+    # A process reads "no endpoints" just before a new endpoint commits, and stores what it read
+    # after the endpoint's change was announced. It used to keep that for 30 s: the endpoint's
+    # first events were never written.
+    email, sms = accept(admin, ["email", "sms"])
+    load = events._load
+
+    def load_then_endpoint_created(tenant_id):
+        stale = load(tenant_id)
+        subscribe(admin, webhook_receiver.endpoint, ["message.failed"])  # bumps the version
+        return stale
+
+    monkeypatch.setattr(events, "_load", load_then_endpoint_created)
+    Message.objects.filter(pk=email.pk).move("cancelled")  # reads "no endpoints", too late
+    monkeypatch.setattr(events, "_load", load)
+    Message.objects.filter(pk=sms.pk).update(status="sending")
+
+    Message.objects.filter(pk=sms.pk).move("failed")
+
+    assert WebhookEvent.objects.filter(type="message.failed").count() == 1
 
 
 def test_reading_an_item_in_the_inbox_writes_message_read(admin, ada, webhook_receiver):
@@ -263,17 +281,20 @@ def test_a_suppression_rolled_back_leaves_no_event(admin, tenant, webhook_receiv
     assert not WebhookEvent.objects.exists()
 
 
-def test_a_status_change_survives_the_cached_subscriptions_of_an_endpoint_deleted_meanwhile(admin, ada, endpoint):
+def test_a_status_change_survives_the_cached_subscriptions_of_an_endpoint_deleted_meanwhile(
+    admin, ada, endpoint, monkeypatch
+):
     from django.db import connection
 
     endpoint_row, _secret = endpoint
     email, sms = accept(admin, ["email", "sms"])
     Message.objects.filter(pk__in=[email.pk, sms.pk]).update(status="sent")
-    Message.objects.filter(pk=email.pk).move("delivered")  # reads (and caches) the endpoint
-    # Deleted through the API: the cached subscriptions are dropped on commit only, so a worker
-    # or a receipt whose transaction read them before (or a reload that raced the drop) still
-    # names the endpoint for up to CACHE_TTL.
+    Message.objects.filter(pk=email.pk).move("delivered")
+    # A worker or a receipt whose transaction read the subscriptions before the delete committed
+    # still names the endpoint.
+    read_before = events.subscriptions([endpoint_row.tenant_id])
     assert admin.delete(f"/api/v1/webhooks/{endpoint_row.pk}").status_code == 204
+    monkeypatch.setattr(events, "subscriptions", lambda tenant_ids: read_before)
 
     Message.objects.filter(pk=sms.pk).move("failed", reason="twilio_30003")
 
