@@ -111,7 +111,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--singles", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8, help="API clients for the single sends")
     parser.add_argument("--bulk", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=4, help="celery worker processes")
+    parser.add_argument("--concurrency", type=int, default=4, help="celery worker processes (or threads)")
+    parser.add_argument("--pool", default="prefork", help="celery worker pool (-P): prefork, threads, solo")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     parser.add_argument("--ceiling-messages", type=int, default=4000)
@@ -138,13 +139,13 @@ def main(argv=None) -> dict:
             measure_sink_ceiling(sink, 1, args.ceiling_messages),
             measure_sink_ceiling(sink, 4, args.ceiling_messages),
         ]
-        log(f"starting gunicorn {args.workers}x{args.threads} and a worker -c {args.concurrency}")
+        log(f"starting gunicorn {args.workers}x{args.threads} and a worker -P {args.pool} -c {args.concurrency}")
         web = start_gunicorn(procs, port, args.workers, args.threads)
         relay = start_relay(procs)
         tenant_id, api_key = register_tenant(base_url)
         ids = create_recipients(tenant_id, max(args.bulk, args.singles))
         create_smtp_provider(base_url, api_key, sink.port)
-        worker = start_worker(procs, "default,email", args.concurrency, args.celery_conf)
+        worker = start_worker(procs, "default,email", args.concurrency, args.celery_conf, pool=args.pool)
         pids = {"worker": worker.popen.pid, "gunicorn": web.popen.pid, "relay": relay.popen.pid, "sink": sink.pid}
 
         log(f"(a) {args.singles} single sends through the API, {args.clients} clients")
@@ -202,7 +203,8 @@ def main(argv=None) -> dict:
             ],
         ),
         print_table(
-            f"bench.e2e: email end to end, worker -Q default,email -c {args.concurrency} --prefetch-multiplier 1, "
+            f"bench.e2e: email end to end, worker -Q default,email -P {args.pool} -c {args.concurrency} "
+            "--prefetch-multiplier 1, "
             f"gunicorn {args.workers}x{args.threads}"
             + (f", worker conf {args.celery_conf}" if args.celery_conf else ""),
             ["run", "emails", "seconds", "deliveries/s", "x ceil 1c", "x ceil 4c", "all arrived"],

@@ -172,17 +172,22 @@ def start_relay(procs: Processes) -> Proc:
 
 
 def start_worker(
-    procs: Processes, queues: str, concurrency: int, conf: dict | None = None, name: str = WORKER_NAME
+    procs: Processes,
+    queues: str,
+    concurrency: int,
+    conf: dict | None = None,
+    name: str = WORKER_NAME,
+    pool: str = "prefork",
 ) -> Proc:
     """A Celery worker on `queues`; returns once it answers a ping. `conf` overrides app settings
     (an experiment, through bench.worker) without touching config/celery.py. Several workers at
-    once need their own `name`s (`bench-fan-out@%h`)."""
+    once need their own `name`s (`bench-fan-out@%h`). `pool`: Celery's `-P` (prefork, threads, solo)."""
     env = bench_env(BENCH_CELERY_CONF=json.dumps(conf)) if conf else None
     proc = procs.start(
         "worker" if name == WORKER_NAME else name.partition("@")[0],
         [
             PYTHON, "-m", "bench.worker" if conf else "celery", "-A", "config", "worker",
-            "-Q", queues, "-c", str(concurrency), "--prefetch-multiplier", "1",
+            "-Q", queues, "-P", pool, "-c", str(concurrency), "--prefetch-multiplier", "1",
             "-n", name, "--without-gossip", "--without-mingle", "--loglevel", "WARNING",
         ],
         env,

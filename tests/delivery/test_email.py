@@ -1,4 +1,5 @@
 import pytest
+from django.core.mail import EmailMultiAlternatives
 
 from delivery.channels import provider_class
 from delivery.channels.base import Code, Fault, Outgoing, ProviderError
@@ -43,6 +44,23 @@ def test_smtp_batch_reuses_one_connection(smtp_server):
             provider.send(outgoing(to=f"user{n}@example.com", message_id=f"m{n}"))
     assert len(smtp_server.messages) == 5
     assert smtp_server.connections == 1
+
+
+def test_smtp_builds_each_message_once_and_sends_those_bytes(smtp_server, monkeypatch):
+    built = []
+    original = EmailMultiAlternatives.message
+
+    def message(self):
+        mime = original(self)
+        built.append(mime["Message-ID"])
+        return mime
+
+    monkeypatch.setattr(EmailMultiAlternatives, "message", message)
+    with smtp(smtp_server) as provider:
+        sent = [provider.send(outgoing(to=f"user{n}@example.com", message_id=f"m{n}")) for n in range(3)]
+    # Django's backend built the MIME a second time for sending, with the same headers.
+    assert built == [s.provider_message_id for s in sent]
+    assert [m.message["Message-ID"] for m in smtp_server.messages] == built
 
 
 def test_smtp_without_a_batch_connects_per_message(smtp_server):
