@@ -9,12 +9,13 @@ reads PostgreSQL again: an edited email address, a deleted recipient or a new te
 is what the next send sees. Rows are stored with the version read *before* them, so a change
 committed meanwhile has moved the version past it and is reloaded at the next use.
 
-Without Redis there is no caching: every lookup reads PostgreSQL, as it did before.
+Without Redis there is no caching: every lookup reads PostgreSQL, as it did before, and after a
+Redis error the process does not try Redis again for `alertflow.redis.RETRY_SECONDS` (a lookup
+must not pay a connect timeout each time). A bump is always tried: a Redis back early must hear it.
 The API key lookup (tenants/keys.py) uses the same versions, with its own entries and first-sight
 rule (a key is found by its secret: its tenant is unknown until the row is read).
 """
 
-import contextlib
 import secrets
 import time
 from collections.abc import Callable, Hashable
@@ -22,10 +23,12 @@ from typing import Any
 
 from django.db import transaction
 
-from .redis import client
+from .redis import Backoff, client
 
 # Lookups that found nothing are not cached, so there is no "absent" entry to go stale.
 _MISSING = object()
+# One for every versioned cache of the process: they all use the same Redis.
+_backoff = Backoff("Versioned caches")
 
 
 class VersionedCache:
@@ -41,6 +44,8 @@ class VersionedCache:
 
     def version(self, tenant_id) -> bytes | None:
         """The tenant's current version, or None when Redis cannot be reached (then: no caching)."""
+        if not _backoff.usable():
+            return None
         key = self._version_key(tenant_id)
         try:
             version = client().get(key)
@@ -50,7 +55,8 @@ class VersionedCache:
                 client().set(key, secrets.randbelow(2**53), nx=True)
                 version = client().get(key)
             return version
-        except Exception:  # Redis down: no caching
+        except Exception:  # any redis-py connection or timeout error: no caching
+            _backoff.failed("get version")
             return None
 
     def get(self, tenant_id, key: Hashable, load: Callable[[], Any]) -> Any:
@@ -82,8 +88,10 @@ class VersionedCache:
         bump's version) is reloaded too."""
 
         def bump():
-            with contextlib.suppress(Exception):
+            try:
                 client().incr(self._version_key(tenant_id))
+            except Exception:
+                _backoff.failed("bump")
 
         bump()
         transaction.on_commit(bump)

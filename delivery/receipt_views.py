@@ -16,6 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from alertflow.errors import error_response
+from preferences.suppressions import SuppressionsUnavailable
 
 from . import crypto, receipts
 from .models import Provider
@@ -53,8 +54,11 @@ def provider_receipts(request: HttpRequest, provider_id) -> HttpResponse:
     row, read = _read(request, provider_id, "read_receipts")
     if row is None:
         return read
-    with transaction.atomic():
-        receipts.apply(row.tenant_id, row.channel, read)
+    try:
+        with transaction.atomic():
+            receipts.apply(row.tenant_id, row.channel, read)
+    except SuppressionsUnavailable as exc:  # nothing kept: the provider resends what it did not see taken
+        return error_response(exc.status_code, exc.error_code, str(exc.detail))
     # 200 even when no message matched: the provider stops resending what we cannot use.
     return HttpResponse(status=200)
 
@@ -73,6 +77,9 @@ def provider_inbound(request: HttpRequest, provider_id) -> HttpResponse:
     row, read = _read(request, provider_id, "read_inbound")
     if row is None:
         return read
-    with transaction.atomic():
-        receipts.apply_inbound(row.tenant_id, row.channel, read)
+    try:
+        with transaction.atomic():
+            receipts.apply_inbound(row.tenant_id, row.channel, read)
+    except SuppressionsUnavailable as exc:
+        return error_response(exc.status_code, exc.error_code, str(exc.detail))
     return HttpResponse(EMPTY_TWIML, content_type="text/xml")

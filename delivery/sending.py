@@ -7,6 +7,7 @@ turns into one. Failover follows whose fault a failure is, as the channel classi
 or the content's stops it. Never a bare exception.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -348,7 +349,8 @@ def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec
             elif exc.code == Code.UNSUBSCRIBED:
                 # The address opted out with the provider (Twilio 21610: the number replied STOP
                 # before we heard it): suppress it, so the next send stops before any call.
-                suppressions.suppress_one(message.tenant_id, message.channel, out.to, Suppression.Reason.SMS_STOP)
+                with suppression_or_warning():
+                    suppressions.suppress_one(message.tenant_id, message.channel, out.to, Suppression.Reason.SMS_STOP)
             outcome.retry_after = max(outcome.retry_after or 0, exc.retry_after or 0) or None
             if exc.fault == Fault.PROVIDER:
                 # Credentials, account, configuration, rate or outage: the next provider may take
@@ -390,12 +392,23 @@ def send_with_failover(message: Message, out: Outgoing, specs: list[ProviderSpec
     return outcome
 
 
+@contextlib.contextmanager
+def suppression_or_warning():
+    """A suppression from a provider's answer, or a warning when Redis cannot take it
+    (preferences.suppressions.SuppressionsUnavailable: nothing was written). The send's outcome
+    stands either way; the provider gives the same answer at the next send to that address."""
+    try:
+        yield
+    except suppressions.SuppressionsUnavailable:
+        logger.warning("Suppression from a provider's answer not written: Redis unreachable", exc_info=True)
+
+
 def dead_token(message: Message, token: str, reason: str) -> None:
     """A provider said this push token will never work: deactivate its device and suppress the
     token (a `dead_token` row the tenant sees in GET /suppressions, and that its
     `suppression.created` webhook announces), together. Re-registering the token through the
     API reactivates the device and lifts this suppression (preferences.services.register_device)."""
-    with transaction.atomic():
+    with suppression_or_warning(), transaction.atomic():
         for device in Device.objects.filter(recipient=message.recipient, token=token):
             device.deactivate(reason)
         suppressions.suppress(message.tenant_id, message.channel, [token], Suppression.Reason.DEAD_TOKEN)

@@ -5,8 +5,6 @@ recipient, category and channel). `decide` reads a cached copy of the recipient'
 document and timezone, so a warm send path costs no query; every write invalidates it.
 """
 
-import logging
-import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -19,6 +17,7 @@ from rest_framework import serializers
 
 from alertflow.choices import Channel
 from alertflow.errors import ApiError
+from alertflow.redis import Backoff
 from alertflow.versioned_cache import VersionedCache
 from tenants.models import Category, Tenant
 
@@ -26,15 +25,12 @@ from . import suppressions
 from .models import CHANNELS, DEFAULT_TIMEZONE, Device, Preference, Recipient, Subscription, Suppression, Topic
 from .serializers import PreferencesSerializer, RecipientSerializer, validate_external_id
 
-logger = logging.getLogger(__name__)
-
 # Writes invalidate the entry; the expiry only bounds how long a stale copy can survive an
 # invalidation that failed because Redis was unreachable at that moment.
 PREFERENCES_CACHE_SECONDS = 15 * 60
-# After a cache error, go straight to PostgreSQL for this long instead of paying Redis's
-# connect timeout (2 s, settings.CACHES) on every message of a send.
-CACHE_RETRY_SECONDS = 30
-_cache_down_until = 0.0
+# After a cache error, go straight to PostgreSQL for a while instead of paying Redis's connect
+# timeout (2 s, settings.CACHES) on every message of a send.
+_cache_backoff = Backoff("Preferences cache")
 
 
 class Outcome(models.TextChoices):
@@ -236,16 +232,6 @@ def cache_key(tenant_id, recipient_id) -> str:
     return f"prefs:v1:{tenant_id}:{recipient_id}"
 
 
-def _cache_usable() -> bool:
-    return time.monotonic() >= _cache_down_until
-
-
-def _cache_failed(action: str) -> None:
-    global _cache_down_until
-    _cache_down_until = time.monotonic() + CACHE_RETRY_SECONDS
-    logger.warning("Preferences cache unavailable (%s); reading PostgreSQL", action, exc_info=True)
-
-
 def _load_from_database(recipient: Recipient) -> dict:
     row = (
         Recipient.objects.filter(pk=recipient.pk)
@@ -270,20 +256,20 @@ def cached_preferences(recipient: Recipient) -> dict:
     Never raises because of the cache: a send must not fail because Redis is down.
     """
     key = cache_key(recipient.tenant_id, recipient.pk)
-    if _cache_usable():
+    if _cache_backoff.usable():
         try:
             entry = cache.get(key)
         except Exception:  # any redis-py connection or timeout error
-            _cache_failed("get")
+            _cache_backoff.failed("get")
         else:
             if entry is not None:
                 return entry
     entry = _load_from_database(recipient)
-    if _cache_usable():
+    if _cache_backoff.usable():
         try:
             cache.set(key, entry, PREFERENCES_CACHE_SECONDS)
         except Exception:
-            _cache_failed("set")
+            _cache_backoff.failed("set")
     return entry
 
 
@@ -297,21 +283,21 @@ def cached_preferences_many(recipients: list[Recipient]) -> dict:
         return {}
     keys = {cache_key(r.tenant_id, r.pk): r for r in recipients}
     found = {}
-    if _cache_usable():
+    if _cache_backoff.usable():
         try:
             found = cache.get_many(list(keys))
         except Exception:
-            _cache_failed("get_many")
+            _cache_backoff.failed("get_many")
     entries = {keys[key].pk: entry for key, entry in found.items()}
     missing = [r for r in recipients if r.pk not in entries]
     if missing:
         loaded = _load_many_from_database(missing)
         entries.update(loaded)
-        if _cache_usable():
+        if _cache_backoff.usable():
             try:
                 cache.set_many({cache_key(r.tenant_id, r.pk): loaded[r.pk] for r in missing}, PREFERENCES_CACHE_SECONDS)
             except Exception:
-                _cache_failed("set_many")
+                _cache_backoff.failed("set_many")
     return entries
 
 
@@ -348,7 +334,7 @@ def invalidate_preferences(tenant_id, recipient_id) -> None:
         try:
             cache.delete(key)
         except Exception:
-            _cache_failed("delete")
+            _cache_backoff.failed("delete")
             return False
         return True
 

@@ -9,7 +9,9 @@ suppression at all (`tenant_may_have_suppressions`): "none" answers without a qu
 kept so that a suppression is seen by every reader once its transaction commits: a writer marks
 the tenant "some" before it inserts (and again after commit), and a reader writes "none" only
 with SET NX after a query that found nothing, so it can never overwrite a writer's mark. Redis
-down: readers query PostgreSQL.
+down: readers query PostgreSQL, and a writer refuses (`SuppressionsUnavailable`, nothing
+written): a suppression committed without its mark could be hidden, once Redis answers again, by
+a "none" Redis still holds, so it is never committed without one.
 
 `suppression_created` is sent by `suppress` inside the caller's transaction, right after the rows
 are inserted, with the new rows: a receiver that writes (an outbox row for the tenant's
@@ -20,7 +22,6 @@ names a row that does not exist. Receivers must not call anything slow or extern
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ from django.utils import timezone
 
 from alertflow import redis as shared_redis
 from alertflow.channels import CHANNELS
+from alertflow.errors import ApiError
 
 from .models import Suppression
 
@@ -52,20 +54,29 @@ ADDRESSED = tuple(c.name for c in CHANNELS.values() if c.contact_field or c.uses
 INSERT_BATCH = 1000
 
 
-# A tenant's "has no suppressions" fact lives this long: also the longest a suppression written
-# while Redis failed (its "some" mark lost) can go unseen once Redis answers again.
+# A tenant's "has no suppressions" fact lives this long: a reader queries again after it.
 NONE_SECONDS = 60
 # "some" outlives any transaction by far (the argument above needs it to last from a writer's
 # mark to its commit); it only costs a query per batch, and is recomputed after a day.
 SOME_SECONDS = 24 * 3600
-# After a Redis error, read PostgreSQL for this long before trying Redis again.
-REDIS_RETRY_SECONDS = 30
 NONE, SOME = b"none", b"some"
-_redis_down_until = 0.0
+# Readers only: after a Redis error they read PostgreSQL for a while.
+_backoff = shared_redis.Backoff("Suppressions fact")
 
 
 class InvalidAddress(ValueError):
     pass
+
+
+class SuppressionsUnavailable(ApiError):
+    """Redis could not take a writer's "some" mark: the suppression is not written (see the
+    module docstring). The API answers 503; a provider's webhook answers 503 and is resent; the
+    worker drops it, as the provider repeats it at the next send to that address."""
+
+    def __init__(self):
+        super().__init__(
+            503, "suppressions_unavailable", "Suppressions cannot be written while Redis is unreachable; try again."
+        )
 
 
 def normalise(channel: str, address: str) -> str:
@@ -212,27 +223,17 @@ def _key(tenant_id) -> str:
     return f"suppressions:any:{tenant_id}"
 
 
-def _redis_usable() -> bool:
-    return time.monotonic() >= _redis_down_until
-
-
-def _redis_failed(action: str) -> None:
-    global _redis_down_until
-    _redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
-    logger.warning("Suppression cache unavailable (%s); reading PostgreSQL", action, exc_info=True)
-
-
 def tenant_may_have_suppressions(tenant_id) -> bool:
     """False only when the tenant is known to have no suppression at all: from Redis (no
     query), or from a query that found none, then remembered with SET NX (see the module
     docstring: a writer's "some" mark always wins). True when unsure (Redis down)."""
-    if not _redis_usable():
+    if not _backoff.usable():
         return True
     key = _key(tenant_id)
     try:
         fact = shared_redis.client().get(key)
     except Exception:  # any redis-py connection or timeout error
-        _redis_failed("get")
+        _backoff.failed("get")
         return True
     if fact is not None:
         return fact != NONE
@@ -243,7 +244,7 @@ def tenant_may_have_suppressions(tenant_id) -> bool:
         else:
             shared_redis.client().set(key, NONE, ex=NONE_SECONDS, nx=True)
     except Exception:
-        _redis_failed("set")
+        _backoff.failed("set")
     return some
 
 
@@ -251,18 +252,26 @@ def mark_some(tenant_id) -> None:
     """The tenant has (or is about to have) a suppression: called before the insert, inside the
     writer's transaction, and again once it commits, so no reader's "none" outlives the commit
     (a reader that queried before the commit and tries to write "none" after the first mark
-    finds the key taken). A failure is logged, not raised: the write stands, and the "none"
-    fact's expiry bounds how long it may go unseen."""
-    key = _key(tenant_id)
+    finds the key taken).
 
-    def mark() -> None:
+    Raises `SuppressionsUnavailable` when the first mark fails, which rolls the writer's
+    transaction back: a "none" Redis still holds would hide the suppression for up to
+    NONE_SECONDS. The mark after the commit is only logged when it fails: the first one stands
+    (it lasts SOME_SECONDS), it only covers a key Redis lost meanwhile."""
+    key = _key(tenant_id)
+    try:
+        shared_redis.client().set(key, SOME, ex=SOME_SECONDS)
+    except Exception as exc:  # any redis-py connection or timeout error
+        logger.warning("Could not mark tenant %s as having suppressions in Redis", tenant_id, exc_info=True)
+        raise SuppressionsUnavailable from exc
+
+    def mark_again() -> None:
         try:
             shared_redis.client().set(key, SOME, ex=SOME_SECONDS)
         except Exception:
             logger.error("Could not mark tenant %s as having suppressions in Redis", tenant_id, exc_info=True)
 
-    mark()
-    transaction.on_commit(mark)
+    transaction.on_commit(mark_again)
 
 
 @receiver(post_save, sender=Suppression, dispatch_uid="preferences.suppression_saved")

@@ -6,6 +6,7 @@ from rest_framework.test import APIClient
 
 from alertflow import outbound
 from alertflow.choices import Role
+from alertflow.redis import Backoff
 
 from .factories import TenantFactory, api_key
 from .fakes.dns import FakeResolver
@@ -16,6 +17,13 @@ def clean_redis():
     """Each xdist worker has its own Redis database (config/test_settings.py): start empty."""
     cache.clear()
     yield
+
+
+@pytest.fixture(autouse=True)
+def redis_not_backed_off():
+    """A test that breaks Redis opens the process-wide back-offs (alertflow.redis.Backoff): the
+    next test starts with Redis usable."""
+    Backoff.reset_all()
 
 
 @pytest.fixture(autouse=True)

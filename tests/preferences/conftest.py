@@ -1,13 +1,6 @@
 import pytest
 
-from preferences import services
 from tests.factories import CategoryFactory, RecipientFactory
-
-
-@pytest.fixture(autouse=True)
-def cache_breaker_closed(monkeypatch):
-    """A test that breaks the cache opens the process-wide breaker; never let it leak."""
-    monkeypatch.setattr(services, "_cache_down_until", 0.0)
 
 
 @pytest.fixture

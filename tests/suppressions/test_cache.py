@@ -19,12 +19,6 @@ from .test_sending import reload, suppression_queries
 pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
 
-@pytest.fixture(autouse=True)
-def redis_up(monkeypatch):
-    # A Redis failure in another test must not leave this process reading PostgreSQL.
-    monkeypatch.setattr(suppressions, "_redis_down_until", 0.0)
-
-
 def fact(tenant) -> bytes | None:
     return shared_redis.client().get(suppressions._key(tenant.pk))
 
@@ -81,14 +75,39 @@ def test_with_redis_down_every_check_reads_postgresql(admin, tenant, ada, smtp_s
     add_provider(tenant, "email", "smtp", smtp_config(smtp_server))
     [message] = accept(admin, ["email"])
     assert fact(tenant) == suppressions.NONE
-    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):  # nothing listens on port 1
-        # The "none" in the real Redis is stale now, and out of reach: the check must query.
-        suppressions.suppress(tenant.pk, "email", ["ada@example.com"], "complaint")
-        with CaptureQueriesContext(connection) as queries:
-            assert pipeline.deliver([message.id]) == 0
+    # A row no mark announced (bulk_create sends no signal): the "none" in Redis is stale now.
+    Suppression.objects.bulk_create(
+        [Suppression(tenant=tenant, channel="email", address="ada@example.com", reason="complaint")]
+    )
+    # Redis out of reach (nothing listens on port 1): the check cannot trust any "none", it must query.
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"), CaptureQueriesContext(connection) as queries:
+        assert pipeline.deliver([message.id]) == 0
     assert suppression_queries(queries) == 1
     assert smtp_server.messages == []
     assert reload(message).status == "suppressed"
+
+
+def test_a_suppression_redis_cannot_mark_is_refused_so_a_none_left_in_redis_hides_nothing(
+    admin, tenant, ada, smtp_server
+):
+    """Redis fails during the write and answers again still holding "none": had the suppression
+    been committed without its mark, the next send would have skipped it for up to 60 s."""
+    add_provider(tenant, "email", "smtp", smtp_config(smtp_server))
+    [message] = accept(admin, ["email"])
+    assert fact(tenant) == suppressions.NONE
+    body = {"channel": "email", "address": "ada@example.com"}
+
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):  # nothing listens on port 1
+        refused = admin.post("/api/v1/suppressions", body, format="json")
+
+    assert refused.status_code == 503, refused.content
+    assert refused.json()["error"]["code"] == "suppressions_unavailable"
+    assert not Suppression.objects.filter(tenant=tenant).exists()
+    assert fact(tenant) == suppressions.NONE  # Redis is back and still says "none"
+    assert admin.post("/api/v1/suppressions", body, format="json").status_code == 201  # the client's retry
+    assert pipeline.deliver([message.id]) == 0
+    assert smtp_server.messages == []
+    assert (reload(message).status, reload(message).reason) == ("suppressed", "suppressed:manual")
 
 
 class ReaderPausedAfterGet:

@@ -57,6 +57,31 @@ def test_a_dead_push_token_deactivates_its_device_and_is_suppressed(admin, tenan
     assert admin.get("/api/v1/suppressions", {"reason": "dead_token"}).json()["count"] == 1
 
 
+def test_a_dead_token_redis_cannot_mark_still_fails_its_message_and_is_suppressed_next_time(
+    admin, tenant, ada, fcm_fake, settings
+):
+    """Redis unreachable: the suppression is not written (preferences/suppressions.py refuses a
+    suppression without its mark), the provider's answer still decides the message, and the
+    provider says the same at the next send."""
+    add_provider(tenant, "push", "fcm", {"service_account": fcm_fake.service_account})
+    dead = DeviceFactory(recipient=ada, platform="fcm", token="dead-token")
+    fcm_fake.fail_send(404, "UNREGISTERED", "Requested entity was not found.", times=2)
+    first, second = accept(admin, ["push"])[0], accept(admin, ["push"])[0]
+    redis_url = settings.REDIS_URL
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    pipeline.deliver([first.id])
+    assert reload(first).status == "failed"
+    assert not Suppression.objects.exists()
+    dead.refresh_from_db()
+    assert dead.active  # deactivated together with its suppression, or not at all
+
+    settings.REDIS_URL = redis_url
+    pipeline.deliver([second.id])
+    assert reload(second).status == "failed"
+    assert suppressed(tenant) == [("push", "dead-token", None, "dead_token")]
+
+
 def test_re_registering_a_dead_token_lifts_its_suppression(admin, tenant, ada, fcm_fake):
     add_provider(tenant, "push", "fcm", {"service_account": fcm_fake.service_account})
     DeviceFactory(recipient=ada, platform="fcm", token="dead-token")
@@ -192,6 +217,21 @@ def test_an_sms_stop_suppresses_the_number_for_everything(admin, tenant, ada, tw
     security = CategoryFactory(tenant=tenant, key="security", critical=True)
     email, sms = accept(admin, ["email", "sms"], category=security.key)
     assert (email.status, sms.status, sms.reason) == ("queued", "suppressed", "suppressed:sms_stop")
+
+
+def test_an_sms_stop_redis_cannot_mark_is_refused_for_twilio_to_resend(tenant, twilio_fake, public_url, settings):
+    provider = twilio_account(tenant, twilio_fake)
+    redis_url = settings.REDIS_URL
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    refused = twilio_inbound(provider, "STOP")
+    assert refused.status_code == 503  # Twilio retries a 5xx answer
+    assert refused.json()["error"]["code"] == "suppressions_unavailable"
+    assert suppressed(tenant) == []
+
+    settings.REDIS_URL = redis_url
+    assert twilio_inbound(provider, "STOP").status_code == 200
+    assert suppressed(tenant) == [("sms", "+14155552671", None, "sms_stop")]
 
 
 @pytest.mark.parametrize("keyword", ["START", "yes", "UNSTOP"])
