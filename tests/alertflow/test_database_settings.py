@@ -1,0 +1,73 @@
+"""PostgreSQL connections bind parameters on the server and prepare the statements they repeat
+(config/settings.py, `DB_PREPARED_STATEMENTS`); SQLite is left as it was."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tenants.models import Tenant
+
+PRINT_OPTIONS = (
+    "from django.conf import settings; print(__import__('json').dumps(settings.DATABASES['default']['OPTIONS']))"
+)
+
+
+def options_in_a_fresh_process(**env: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {PRINT_OPTIONS}"],
+        cwd=settings.BASE_DIR,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "DB_PREPARED_STATEMENTS"},
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DEBUG": "true",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.django_db
+def test_a_query_repeated_on_a_connection_is_prepared_by_postgresql():
+    tenant = Tenant.objects.create(name="prepared")
+    # A query of its own (the name prefix bound as $1, a limit of 3), so what is found
+    # prepared below was prepared here.
+    for _ in range(6):
+        query = Tenant.objects.filter(pk=tenant.pk, name__startswith="prep").values_list("name", flat=True)[:3]
+        assert list(query) == ["prepared"]
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any(
+        Tenant._meta.db_table in statement and "LIKE $1" in statement and "LIMIT 3" in statement
+        for statement in prepared
+    ), [s for s in prepared if Tenant._meta.db_table in s]
+
+
+def test_postgresql_gets_server_side_binding_and_prepared_statements_by_default():
+    options = options_in_a_fresh_process(DATABASE_URL="postgres://postgres@127.0.0.1:5432/alertflow")
+
+    assert options == {"server_side_binding": True, "prepare_threshold": 5}
+
+
+def test_db_prepared_statements_0_keeps_djangos_client_side_binding():
+    options = options_in_a_fresh_process(
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/alertflow", DB_PREPARED_STATEMENTS="0"
+    )
+
+    assert options == {}
+
+
+def test_sqlite_options_are_left_alone(tmp_path):
+    options = options_in_a_fresh_process(DATABASE_URL=f"sqlite:///{tmp_path / 'a.sqlite3'}")
+
+    assert "server_side_binding" not in options and "prepare_threshold" not in options
