@@ -332,6 +332,13 @@ ALERTFLOW_BREAKER_COOLDOWN_SECONDS = env_int("ALERTFLOW_BREAKER_COOLDOWN_SECONDS
 ALERTFLOW_RATE_LIMIT_MAX_WAIT_SECONDS = float(env_str("ALERTFLOW_RATE_LIMIT_MAX_WAIT_SECONDS", "1"))
 # How often beat runs the sweeper (the due-message poller runs every second).
 ALERTFLOW_SWEEP_INTERVAL_SECONDS = env_int("ALERTFLOW_SWEEP_INTERVAL_SECONDS", 30)
+# The outbox relay holds single sends back while their Redis list already has tasks waiting for
+# every worker, to send them together once it is shorter (notifications/queue.py, QUEUE_AHEAD),
+# but never longer than this (then all of the list's held singles go out together): a long bulk
+# in the list would otherwise hold them for its whole run.
+ALERTFLOW_RELAY_HOLD_MAX_SECONDS = float(env_str("ALERTFLOW_RELAY_HOLD_MAX_SECONDS", "1"))
+if ALERTFLOW_RELAY_HOLD_MAX_SECONDS < 0:
+    raise ImproperlyConfigured("ALERTFLOW_RELAY_HOLD_MAX_SECONDS must be a number of seconds, 0 or more")
 
 # Tenant webhooks out (delivery/webhooks): each POST's timeout; how long a relay holds a claimed
 # delivery before another may take it (a killed relay's delivery is due again after it); the

@@ -22,14 +22,20 @@ publish the backlog again, DESIGN section 3):
   publishes its first task long after it queued its messages, and they would all look lost.)
 """
 
+import base64
 import json
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 from celery import current_app
+from celery.utils.nodenames import anon_nodename
+from celery.utils.saferepr import saferepr
+from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -68,6 +74,15 @@ RELAY_ROWS = 200
 # as soon as the list is shorter: the busier the workers, the larger the batches, and a single
 # arriving at an idle system still goes out alone, at once.
 QUEUE_AHEAD = 2
+# ...but never longer than settings.ALERTFLOW_RELAY_HOLD_MAX_SECONDS: a bulk's batches share a list
+# with the next priority's singles (priority_step), and a long bulk keeps that list at QUEUE_AHEAD
+# tasks or more for minutes. Once a single was held that long, the list's held singles go out
+# together anyway, behind the batches already waiting but before those published after them.
+
+# The relay's broker connection gives up on a Redis that does not answer within this many seconds
+# (redis-py waits forever by default): a relay stuck in a publish would keep its outbox rows locked,
+# and nothing else could publish them. The relay then backs off and tries again.
+BROKER_TIMEOUT_SECONDS = 5.0
 
 # A message header: when the task's messages were queued (Unix time), read back by oldest_waiting.
 QUEUED_HEADER = "af_queued"
@@ -188,7 +203,7 @@ def _wake_relay() -> None:
         logger.warning("Could not wake the relay (its poll finds the rows within a second): %s", exc)
 
 
-# --- The relay -------------------------------------------------------------------------------
+# --- The relay ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -196,6 +211,9 @@ class Relayed:
     rows: int  # rows published (and deleted)
     # The busy lists whose single sends wait in the outbox for them to get shorter (none: empty).
     held: frozenset[tuple[str, int]] = frozenset()
+    # When the longest-held of those singles reaches ALERTFLOW_RELAY_HOLD_MAX_SECONDS (Unix
+    # time; None when none is held): it goes out then, whatever the list's length.
+    held_until: float | None = None
 
 
 def relay_once(limit: int = RELAY_ROWS, hold_back: bool = True) -> Relayed:
@@ -204,15 +222,31 @@ def relay_once(limit: int = RELAY_ROWS, hold_back: bool = True) -> Relayed:
     task: a relay killed or a broker failing half-way leaves the rows for the next try (tasks it
     did publish go out twice, which the claim makes harmless). Rows another relay holds are
     skipped, so several relays never publish one row twice. With `hold_back`, single sends whose
-    list already holds QUEUE_AHEAD tasks are left for a later round. Raises if the broker cannot
-    be reached."""
-    busy = busy_single_lists() if hold_back else []
+    list already holds QUEUE_AHEAD tasks are left for a later round, unless one of them was held
+    ALERTFLOW_RELAY_HOLD_MAX_SECONDS already. Raises if the broker cannot be reached or does not
+    answer within BROKER_TIMEOUT_SECONDS."""
+    busy = _held_within_cap(busy_single_lists()) if hold_back else []
     with transaction.atomic():
         rows = _take(limit, busy)
         if rows:
             _publish(_tasks_for(rows))
-    held = bool(busy) and Outbox.objects.filter(_single_sends_in(busy)).exists()
-    return Relayed(len(rows), frozenset(busy) if held else frozenset())
+    if busy:
+        held = Outbox.objects.filter(_single_sends_in(busy)).order_by("created").values_list("created", flat=True)
+        if (oldest := held.first()) is not None:
+            return Relayed(len(rows), frozenset(busy), oldest.timestamp() + settings.ALERTFLOW_RELAY_HOLD_MAX_SECONDS)
+    return Relayed(len(rows))
+
+
+def _held_within_cap(busy: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The busy lists whose single sends may wait on: none of them has waited the cap yet. Once
+    one has, all of its list's singles go out together, as when the list gets shorter: let out
+    one by one as each reached the cap, they would go out a task each."""
+    if not busy:
+        return busy
+    since = timezone.now() - timedelta(seconds=settings.ALERTFLOW_RELAY_HOLD_MAX_SECONDS)
+    overdue = Outbox.objects.filter(_single_sends_in(busy), created__lte=since).values_list("queue", "step")
+    overdue = set(overdue.distinct())
+    return [key for key in busy if key not in overdue]
 
 
 def relay_all() -> int:
@@ -224,17 +258,41 @@ def relay_all() -> int:
     return relayed
 
 
+class RelayBroker:
+    """The relay's own connection to the broker's Redis, built by kombu from the Celery app's
+    broker settings (URL, transport options), with BROKER_TIMEOUT_SECONDS on every command and
+    no connection retries of its own (the relay backs off). Its redis-py client drops a broken
+    connection and connects again on the next command."""
+
+    _lock = threading.Lock()
+    _client = None
+
+    @classmethod
+    def client(cls):
+        with cls._lock:
+            if cls._client is None:
+                options = {"socket_timeout": BROKER_TIMEOUT_SECONDS, "max_retries": 0}
+                connection = current_app.connection_for_write(transport_options=options)
+                cls._client = connection.default_channel.client
+            return cls._client
+
+    @classmethod
+    def forget(cls) -> None:
+        """Connect anew on the next call (tests pointing the app at another broker)."""
+        with cls._lock:
+            cls._client = None
+
+
 def busy_single_lists(among: Iterable[tuple[str, int]] | None = None) -> list[tuple[str, int]]:
     """The (queue, step) lists of single sends (or of `among`) in which QUEUE_AHEAD tasks or
     more wait."""
     if among is None:
         among = [(queue, step) for queue in dict.fromkeys(CHANNEL_QUEUES.values()) for step in PRIORITY_LEVELS.values()]
     keys = list(among)
-    with current_app.pool.acquire(block=True) as broker:  # the producers' pooled connection, not a new one
-        pipe = broker.default_channel.client.pipeline(transaction=False)
-        for queue, step in keys:
-            pipe.llen(_list_name(queue, step))
-        lengths = pipe.execute()
+    pipe = RelayBroker.client().pipeline(transaction=False)
+    for queue, step in keys:
+        pipe.llen(_list_name(queue, step))
+    lengths = pipe.execute()
     return [key for key, length in zip(keys, lengths, strict=True) if length >= QUEUE_AHEAD]
 
 
@@ -321,17 +379,71 @@ def _tasks_for(rows: list[Outbox]) -> list[Task]:
     return tasks
 
 
+# Celery's task protocol 2 in kombu's envelope, as `send_task` writes it to a Redis list (the
+# body's embed: no callbacks, errbacks, chain or chord).
+_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+_ARGSREPR_MAXSIZE = 1024  # celery.app.amqp.AMQP.argsrepr_maxsize
+
+
+def _message(task: Task, origin: str, reply_to: str) -> str:
+    """The message `send_task(task.name, args=task.args, queue=task.queue, priority=task.step,
+    headers=task.headers())` puts on the broker in the relay's process, field for field
+    (tests/pipeline/test_outbox.py compares them), built without its router, producer,
+    declarations, retry policy and signals: they cost the relay half its CPU per round and decide
+    nothing here (the queue and step are the row's; the only publish signal handler adds the
+    process's request id, and the relay serves no request). No time limits, as there: that
+    process does not import delivery's tasks, and the worker applies the task's own."""
+    task_id = str(uuid4())
+    body = json.dumps([task.args, {}, _EMBED]).encode()
+    headers = {
+        "lang": "py",
+        "task": task.name,
+        "id": task_id,
+        "shadow": None,
+        "eta": None,
+        "expires": None,
+        "group": None,
+        "group_index": None,
+        "retries": 0,
+        "timelimit": [None, None],
+        "root_id": task_id,
+        "parent_id": None,
+        "argsrepr": saferepr(task.args, _ARGSREPR_MAXSIZE, maxlevels=current_app.conf.task_repr_maxlevels),
+        "kwargsrepr": "{}",
+        "origin": origin,
+        "ignore_result": None,
+        "replaced_task_nesting": 0,
+        "stamped_headers": None,
+        "stamps": {},
+        **task.headers(),
+    }
+    properties = {
+        "correlation_id": task_id,
+        "reply_to": reply_to,
+        "delivery_mode": 2,  # persistent
+        "delivery_info": {"exchange": "", "routing_key": task.queue},
+        "priority": task.step,
+        "body_encoding": "base64",
+        "delivery_tag": str(uuid4()),
+    }
+    return json.dumps(
+        {
+            "body": base64.b64encode(body).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": headers,
+            "properties": properties,
+        }
+    )
+
+
 def _publish(tasks: list[Task]) -> None:
-    """Every task in one pipelined round trip to Redis (kombu's producer batch), in the format
-    Celery's workers consume; nothing is sent unless the whole batch was buffered."""
-    app = current_app
-    with app.producer_or_acquire() as producer, producer.batch(max_size=max(len(tasks), 1) * 2):
-        for task in tasks:
-            app.send_task(
-                task.name,
-                args=task.args,
-                queue=task.queue,
-                priority=task.step,
-                headers=task.headers(),
-                producer=producer,
-            )
+    """Every task in one pipelined round trip to Redis: LPUSH onto its (queue, step) list, where
+    kombu's Redis transport puts it and the worker pops it. Raises if the broker cannot be
+    reached or does not answer within BROKER_TIMEOUT_SECONDS (the tasks pushed before may then
+    be published again: the claim makes that harmless)."""
+    origin, reply_to = anon_nodename(), current_app.thread_oid
+    pipe = RelayBroker.client().pipeline(transaction=False)
+    for task in tasks:
+        pipe.lpush(_list_name(task.queue, task.step), _message(task, origin, reply_to))
+    pipe.execute()

@@ -8,9 +8,10 @@ has no LISTEN/NOTIFY, it polls.
 
 It publishes whatever has committed when it wakes, at once, except single sends for a list in
 which every worker already finds a task waiting (notifications/queue.py, QUEUE_AHEAD): those
-wait in the outbox, and go out together as soon as the list is shorter. When the broker or the
-database is down the rows stay where they are and the relay retries, backing off up to
-RETRY_MAX_SECONDS.
+wait in the outbox, and go out together as soon as the list is shorter, or once held
+settings.ALERTFLOW_RELAY_HOLD_MAX_SECONDS. When the broker or the database is down, or the broker
+does not answer (queue.BROKER_TIMEOUT_SECONDS), the rows stay where they are, unlocked, and the
+relay retries, backing off up to RETRY_MAX_SECONDS; it never exits on a failure.
 """
 
 import logging
@@ -102,21 +103,25 @@ def waiter() -> Listener | Poller:
     return Poller(POLL_SECONDS.get(connection.vendor, 0.2))
 
 
-def wait_for_room(wake: Listener | Poller, held: frozenset, stopping: Callable[[], bool]) -> None:
+def wait_for_room(wake: Listener | Poller, relayed: queue.Relayed, stopping: Callable[[], bool]) -> None:
     """While single sends wait in the outbox for a busy list: return as soon as a commit may have
-    brought rows for another list, or one of the busy lists got shorter (only the broker is
-    asked, every HELD_POLL_SECONDS: no database round trip while nothing changes), and at the
-    latest after LISTEN_POLL_SECONDS, the poll that finds rows whose notification was lost."""
-    poll_at = time.monotonic() + LISTEN_POLL_SECONDS
+    brought rows for another list, one of the busy lists got shorter (only the broker is asked,
+    every HELD_POLL_SECONDS: no database round trip while nothing changes), the longest-held
+    single reached its cap (`relayed.held_until`), and at the latest after LISTEN_POLL_SECONDS,
+    the poll that finds rows whose notification was lost. Raises if the broker fails."""
+    poll_at = time.monotonic() + min(LISTEN_POLL_SECONDS, max(0.0, relayed.held_until - time.time()))
     while not stopping():
-        if wake.wait(HELD_POLL_SECONDS) or time.monotonic() >= poll_at:
+        if wake.wait(max(0.0, min(HELD_POLL_SECONDS, poll_at - time.monotonic()))) or time.monotonic() >= poll_at:
             return
-        if len(queue.busy_single_lists(held)) < len(held):
+        if len(queue.busy_single_lists(relayed.held)) < len(relayed.held):
             return
 
 
 def serve(stopping: Callable[[], bool]) -> None:
-    """Relay until `stopping()` is true (checked at least every LISTEN_POLL_SECONDS)."""
+    """Relay until `stopping()` is true (checked at least every LISTEN_POLL_SECONDS, and after
+    each back-off). It never exits on a failure: a broker or database that is down or does not
+    answer (queue.BROKER_TIMEOUT_SECONDS) leaves the rows where they are, and it tries again,
+    backing off from RETRY_FIRST_SECONDS to RETRY_MAX_SECONDS."""
     wake = waiter()
     retry_in = RETRY_FIRST_SECONDS
     try:
@@ -129,21 +134,20 @@ def serve(stopping: Callable[[], bool]) -> None:
             last_round = time.monotonic()
             try:
                 relayed = queue.relay_once()
+                retry_in = RETRY_FIRST_SECONDS
+                if relayed.rows >= queue.RELAY_ROWS:
+                    # A full round: more rows wait, and may be there since before the LISTEN (no
+                    # notification will come for them). Held singles or not, take them at once.
+                    continue
+                if relayed.held:
+                    wait_for_room(wake, relayed, stopping)
+                else:  # the outbox is empty: wait for the next commit
+                    wake.wait(LISTEN_POLL_SECONDS)
             except Exception as exc:  # the broker or the database is down: the rows wait
                 logger.warning("Relay: could not publish, retrying in %.1f s: %s", retry_in, exc)
                 close_old_connections()
                 connection.close()  # a broken connection is not reused
                 time.sleep(retry_in)
                 retry_in = min(retry_in * 2, RETRY_MAX_SECONDS)
-                continue
-            retry_in = RETRY_FIRST_SECONDS
-            if relayed.rows >= queue.RELAY_ROWS:
-                # A full round: more rows wait, and may be there since before the LISTEN (no
-                # notification will come for them). Held singles or not, take them at once.
-                continue
-            if relayed.held:
-                wait_for_room(wake, relayed.held, stopping)
-            else:  # the outbox is empty: wait for the next commit
-                wake.wait(LISTEN_POLL_SECONDS)
     finally:
         wake.close()

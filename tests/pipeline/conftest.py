@@ -1,12 +1,20 @@
 import contextlib
+import signal
+import subprocess
 import threading
+import time
 
+import kombu.pools
 import pytest
+import redis
+from django.conf import settings
 from django.db import connection
 
+from alertflow.management.commands.run import find_redis_server
+from config.celery import app
 from delivery.models import Provider
 from delivery.providers import clear_cache
-from notifications import relay
+from notifications import queue, relay
 from notifications.models import Message
 from tests.factories import RecipientFactory
 from tests.fakes.fixtures import *  # noqa: F403
@@ -76,3 +84,62 @@ def running_relay(stopping_within: float = 10):
         thread.join(stopping_within)
     assert not thread.is_alive(), "the relay did not stop"
     assert not failures, failures
+
+
+def switch_broker(url: str) -> None:
+    """Point the Celery app, and the relay's own connection, at another broker."""
+    app.conf.broker_url = app.conf.broker_write_url = url
+    app.pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+    kombu.pools.reset()  # kombu keeps producer pools per connection, closed ones included
+    queue.RelayBroker.forget()
+
+
+class OwnRedis:
+    """A redis-server of the test's own on a unix socket (no port to share), which the test may
+    stop, start again (empty) or freeze: a frozen server keeps accepting connections and never
+    answers, as a hung Redis or a half-open connection does."""
+
+    def __init__(self, directory):
+        self.path = str(directory / "redis.sock")
+        self.argv = [find_redis_server(), "--port", "0", "--unixsocket", self.path, "--save", "", "--appendonly", "no"]
+        self.argv += ["--dir", str(directory), "--loglevel", "warning"]
+        self.process = None
+        self.client = redis.Redis(unix_socket_path=self.path, socket_timeout=5)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client.ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+    def freeze(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture
+def own_broker(tmp_path_factory):
+    """The Celery app and the relay on an OwnRedis, started; back on the test broker after."""
+    server = OwnRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    switch_broker(f"redis+socket://{server.path}")
+    try:
+        yield server
+    finally:
+        switch_broker(settings.CELERY_BROKER_URL)
+        server.thaw()
+        server.process.kill()
+        server.process.wait(10)

@@ -7,7 +7,6 @@ import time
 from datetime import timedelta
 
 import kombu.exceptions
-import kombu.pools
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
@@ -19,7 +18,7 @@ from notifications import queue, services
 from notifications.models import Message, Outbox
 from tests.factories import RecipientFactory
 
-from .conftest import CONTENT, accept, add_provider, running_relay, smtp_config
+from .conftest import CONTENT, accept, add_provider, running_relay, smtp_config, switch_broker
 
 # Also run on SQLite, the database of `make run` (make test's second pass).
 pytestmark = pytest.mark.sqlite
@@ -32,14 +31,6 @@ def dead_broker():
     switch_broker("redis://127.0.0.1:1/0")
     yield
     switch_broker(original)
-
-
-def switch_broker(url: str) -> None:
-    app.conf.broker_url = app.conf.broker_write_url = url
-    app.pool.force_close_all()
-    app._pool = None
-    app.amqp._producer_pool = None
-    kombu.pools.reset()  # kombu keeps producer pools per connection, closed ones included
 
 
 @pytest.mark.django_db

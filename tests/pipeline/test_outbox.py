@@ -9,14 +9,18 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from celery.signals import task_prerun
 from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
 
+from alertflow.logging import request_id_var
 from alertflow.queues import SEND_BATCH_TASK, SEND_MESSAGE_TASK
-from alertflow.task_context import REQUEST_ID_HEADER
+from alertflow.task_context import REQUEST_ID_HEADER, request_id_of
 from config.celery import app
 from delivery import pipeline
 from notifications import queue, relay
@@ -323,3 +327,139 @@ def test_rows_whose_notification_was_lost_are_found_by_the_poll_while_singles_ar
         # The poll, the safety net for exactly this, finds it.
         assert wait_for(lambda: not Outbox.objects.filter(pk=lost.pk).exists(), 5)
     assert [ids_of(task) for task in tasks_in(broker, "sms:3")] == [["m"]]
+
+
+# Random per message: the task id (also root_id and correlation_id) and kombu's delivery tag.
+PER_MESSAGE = (
+    ("headers", "id"),
+    ("headers", "root_id"),
+    ("properties", "correlation_id"),
+    ("properties", "delivery_tag"),
+)
+
+
+def popped(broker, name: str) -> dict:
+    """The one message waiting in a Redis list, taken off it, its per-message ids set aside."""
+    assert broker.llen(name) == 1, name
+    message = json.loads(broker.rpop(name))
+    ids = {key: message[part].pop(key) for part, key in PER_MESSAGE}
+    return {"message": message, "ids": ids}
+
+
+@pytest.fixture
+def no_request_id():
+    """The relay's process serves no request: send_task's publish signal finds no request id to add."""
+    token = request_id_var.set("")
+    yield
+    request_id_var.reset(token)
+
+
+@pytest.mark.sqlite
+def test_the_relay_publishes_the_message_send_task_would(broker, no_request_id):
+    tasks = [
+        queue.Task(SEND_MESSAGE_TASK, ["m1"], "email", 2, 1733300000.25, ("req-a",)),
+        queue.Task(SEND_BATCH_TASK, [[f"m{i}" for i in range(100)]], "email", 1, 1733300000.5, ("req-a", "req-b")),
+        queue.Task(SEND_MESSAGE_TASK, ["m2"], "sms", 0, 1733300001.0, ()),  # critical: the queue's own list
+        queue.Task("notifications.fan_out", ["n1", None], "default", 2, 1733300002.0, ()),
+    ]
+    for task in tasks:
+        # What the relay published before: Celery's send_task, through kombu's Redis transport.
+        # No time limits: the relay's process does not import delivery's tasks, so send_task had
+        # none to copy (this process has them); the worker applies the task's own (config/celery.py).
+        with app.producer_or_acquire() as producer:
+            app.send_task(
+                task.name,
+                args=task.args,
+                queue=task.queue,
+                priority=task.step,
+                headers=task.headers(),
+                producer=producer,
+                time_limit=None,
+                soft_time_limit=None,
+            )
+        name = f"{task.queue}:{task.step}" if task.step else task.queue
+        by_celery = popped(broker, name)
+        queue._publish([task])
+        by_relay = popped(broker, name)
+
+        # Headers, properties (priority, routing, body encoding), the body itself: all the same.
+        assert by_relay["message"] == by_celery["message"]
+        # A fresh task id per message, the same in the three places Celery puts it (the worker's
+        # request id; nothing in AlertFlow keys on it: the claim and the sweeper use message ids
+        # and QUEUED_HEADER), and a delivery tag of its own (kombu's unacked hash is keyed by it).
+        for ids in (by_celery["ids"], by_relay["ids"]):
+            assert ids["id"] == ids["root_id"] == ids["correlation_id"]
+            assert len(ids["id"]) == len(ids["delivery_tag"]) == 36 and ids["id"] != ids["delivery_tag"]
+        assert by_relay["ids"]["id"] != by_celery["ids"]["id"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_runs_what_the_relay_publishes_with_its_headers(admin, tenant, ada, smtp_server, broker):
+    add_provider(tenant, "email", "smtp", smtp_config(smtp_server))
+    response = admin.post(
+        "/api/v1/notifications",
+        {"recipient": "ada", "channels": ["email"], "content": CONTENT},
+        format="json",
+        HTTP_X_REQUEST_ID="req-worker",
+    )
+    assert response.status_code == 202
+    assert queue.relay_all() == 1
+    [task] = tasks_in(broker, "email:2")
+    seen = []
+
+    def record(task_id=None, task=None, **kwargs):
+        seen.append((task_id, task.name, request_id_of(task.request)))
+
+    task_prerun.connect(record, weak=False)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+            assert wait_for(lambda: len(smtp_server.messages) == 1, 15)
+    finally:
+        task_prerun.disconnect(record)
+    assert seen == [(task["headers"]["id"], SEND_MESSAGE_TASK, "req-worker")]
+    assert Message.objects.get(notification_id=response.json()["id"]).status == Message.Status.SENT
+
+
+def newest_ids(broker, name: str) -> list[str]:
+    """The message ids of the task last pushed onto a list (whatever else waits in it)."""
+    envelope = json.loads(broker.lindex(name, 0))
+    return ids_of({"task": envelope["headers"]["task"], "args": json.loads(base64.b64decode(envelope["body"]))[0]})
+
+
+@pytest.mark.sqlite
+@pytest.mark.django_db
+def test_singles_held_for_a_busy_list_go_out_together_once_one_was_held_the_cap(broker, settings):
+    settings.ALERTFLOW_RELAY_HOLD_MAX_SECONDS = 1
+    # A critical bulk's batches keep the list high singles share (priority_step) busy, for minutes.
+    broker.lpush("email:1", *["a batch ahead"] * queue.QUEUE_AHEAD)
+    broker.lpush("email:2", *["a task ahead"] * queue.QUEUE_AHEAD)
+    now = timezone.now()
+    single = {"task": SEND_MESSAGE_TASK, "queue": "email", "queued_at": 0, "request_id": ""}
+    Outbox.objects.create(**single, step=1, args=["held 1.5 s"], created=now - timedelta(seconds=1.5))
+    Outbox.objects.create(**single, step=1, args=["held 0.2 s"], created=now - timedelta(seconds=0.2))
+    normal = Outbox.objects.create(**single, step=2, args=["normal, 0.5 s"], created=now - timedelta(seconds=0.5))
+
+    relayed = queue.relay_once()
+
+    # One of its list's singles reached the cap: they all go out, in one task, behind the
+    # batches already waiting. The normal single's list is busy too, but it may wait on.
+    assert relayed.rows == 2
+    assert newest_ids(broker, "email:1") == ["held 1.5 s", "held 0.2 s"]
+    assert list(Outbox.objects.values_list("pk", flat=True)) == [normal.pk]
+    assert relayed.held == {("email", 2)}
+    assert relayed.held_until == pytest.approx(normal.created.timestamp() + 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_relay_sends_a_single_held_behind_a_long_bulk_once_it_reaches_the_cap(broker, settings, monkeypatch):
+    settings.ALERTFLOW_RELAY_HOLD_MAX_SECONDS = 0.5
+    # Its 1 s poll would not release the single (the list stays busy): only the cap does.
+    monkeypatch.setattr(relay, "LISTEN_POLL_SECONDS", 3)
+    broker.lpush("email:1", *["a batch ahead"] * 50)  # no worker takes any during the test
+    held = Outbox.objects.create(
+        task=SEND_MESSAGE_TASK, queue="email", step=1, args=["held"], queued_at=time.time(), request_id=""
+    )
+    with running_relay():
+        assert wait_for(lambda: not Outbox.objects.filter(pk=held.pk).exists(), 2.5), "still held behind the bulk"
+    assert newest_ids(broker, "email:1") == ["held"]
+    assert broker.llen("email:1") == 51
