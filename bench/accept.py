@@ -20,7 +20,7 @@ from pathlib import Path
 from .client import create_recipients, create_smtp_provider, email_send, register_tenant, run_load_processes
 from .cpu import CpuMeter, PySpy
 from .env import log, prepare
-from .processes import Processes, free_port, start_gunicorn, start_relay, start_worker
+from .processes import WORKER_CONCURRENCY, Processes, free_port, start_gunicorn, start_relay, start_worker
 from .report import latency_summary_ms, pct, print_table, summary_row, write_results
 from .smtp import SmtpSink
 
@@ -45,7 +45,9 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--worker", action="store_true", help="a Celery worker delivers the accepted sends to an SMTP sink meanwhile"
     )
-    parser.add_argument("--concurrency", type=int, default=4, help="celery worker processes (with --worker)")
+    parser.add_argument(
+        "--concurrency", type=int, default=WORKER_CONCURRENCY, help="celery worker processes (with --worker)"
+    )
     parser.add_argument(
         "--drain-timeout", type=float, default=300, help="seconds to wait for the last delivery (with --worker)"
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 from .client import create_recipients, create_smtp_provider, email_send, register_tenant, run_load
 from .cpu import CpuMeter, PySpy
 from .env import log, prepare
-from .processes import Processes, free_port, start_gunicorn, start_relay, start_worker
+from .processes import WORKER_CONCURRENCY, Processes, free_port, start_gunicorn, start_relay, start_worker
 from .report import latency_summary_ms, pct, print_table, summary_row, write_results
 from .smtp import SmtpSink, measure_sink_ceiling
 
@@ -111,7 +111,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--singles", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8, help="API clients for the single sends")
     parser.add_argument("--bulk", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=4, help="celery worker processes (or threads)")
+    parser.add_argument(
+        "--concurrency", type=int, default=WORKER_CONCURRENCY, help="celery worker processes (or threads)"
+    )
     parser.add_argument("--pool", default="prefork", help="celery worker pool (-P): prefork, threads, solo")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")

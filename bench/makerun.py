@@ -30,7 +30,17 @@ from .client import create_recipients, create_smtp_provider, register_tenant
 from .cpu import CpuMeter
 from .e2e import run_bulk
 from .env import DATABASE_URL, LOG_DIR, PYTHON, flush_redis, log, prepare_database, setup_django, wait_for_quiet
-from .processes import Proc, Processes, free_port, proc_stats, start_gunicorn, start_relay, start_worker, wait_until
+from .processes import (
+    WORKER_CONCURRENCY,
+    Proc,
+    Processes,
+    free_port,
+    proc_stats,
+    start_gunicorn,
+    start_relay,
+    start_worker,
+    wait_until,
+)
 from .report import pct, print_table, summary_row, write_results
 from .smtp import SmtpSink, measure_sink_ceiling
 
@@ -163,7 +173,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite", help="the make-run stack's")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="for the make-run stack")
     parser.add_argument("--no-bench-stack", action="store_true", help="only the make-run stack")
-    parser.add_argument("--concurrency", type=int, default=4, help="bench/ stack's celery worker processes")
+    parser.add_argument(
+        "--concurrency", type=int, default=WORKER_CONCURRENCY, help="bench/ stack's celery worker processes"
+    )
     parser.add_argument("--ceiling-messages", type=int, default=4000)
     parser.add_argument("--quiet-wait", type=float, default=60, help="seconds to wait for an idle machine")
     args = parser.parse_args(argv)

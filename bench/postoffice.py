@@ -40,7 +40,7 @@ from .env import (
     prepare,
     prepare_database,
 )
-from .processes import Processes, free_port, start_gunicorn, start_relay, start_worker
+from .processes import WORKER_CONCURRENCY, Processes, free_port, start_gunicorn, start_relay, start_worker
 from .report import pct, print_table, summary_row, write_results
 from .smtp import SmtpSink, measure_sink_ceiling
 
@@ -121,7 +121,9 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--emails", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=1, help="each side this many times, alternately")
-    parser.add_argument("--concurrency", type=int, default=4, help="AlertFlow's celery worker processes")
+    parser.add_argument(
+        "--concurrency", type=int, default=WORKER_CONCURRENCY, help="AlertFlow's celery worker processes"
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     parser.add_argument(

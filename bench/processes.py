@@ -18,9 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from alertflow.queues import WORKER_PROCESSES_PER_CORE
+
 from .env import LOG_DIR, PYTHON, ROOT, bench_env
 
 WORKER_NAME = "bench-worker@%h"
+# The product's default (config/settings.py CELERY_WORKER_CONCURRENCY, `make run`): prefork,
+# two processes per core.
+WORKER_CONCURRENCY = WORKER_PROCESSES_PER_CORE * (os.cpu_count() or 1)
 
 
 # Ports this process handed out from BENCH_PORT_RANGE: free until a child binds them, so taken.
@@ -188,7 +193,9 @@ def start_worker(
         [
             PYTHON, "-m", "bench.worker" if conf else "celery", "-A", "config", "worker",
             "-Q", queues, "-P", pool, "-c", str(concurrency), "--prefetch-multiplier", "1",
-            "-n", name, "--without-gossip", "--without-mingle", "--loglevel", "WARNING",
+            "-n", name, "--without-gossip", "--without-mingle",
+            # Celery sets the root logger's level from this: the same as the other processes'.
+            "--loglevel", bench_env()["LOG_LEVEL"],
         ],
         env,
     )  # fmt: skip

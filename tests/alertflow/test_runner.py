@@ -1,5 +1,6 @@
 """The dev runner's decisions (`manage.py run`), without starting any process."""
 
+import os
 import signal
 from pathlib import Path
 
@@ -174,7 +175,15 @@ def test_one_worker_consumes_every_queue(tmp_path):
     worker = process_commands(tmp_path, LOCAL, cpus=3)["worker"]
     assert worker[1:4] == ["-A", "config", "worker"]
     assert worker[worker.index("-Q") + 1].split(",") == ALL_QUEUES
-    assert worker[worker.index("--concurrency") + 1] == "3"
+    # Two processes per core (alertflow.queues.WORKER_PROCESSES_PER_CORE), as docker-compose's workers.
+    assert worker[worker.index("--concurrency") + 1] == "6"
+
+
+def test_a_worker_started_without_c_runs_two_processes_per_core():
+    # docker-compose's workers give no -c: Celery takes the setting (its own default is one per core).
+    from config.celery import app
+
+    assert app.conf.worker_concurrency == 2 * (os.cpu_count() or 1)
 
 
 def test_beat_uses_the_database_scheduler(tmp_path):

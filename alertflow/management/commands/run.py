@@ -28,7 +28,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from alertflow.multiproc import MULTIPROC_ENV
-from alertflow.queues import ALL_QUEUES
+from alertflow.queues import ALL_QUEUES, WORKER_PROCESSES_PER_CORE
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -195,7 +195,7 @@ def process_commands(bin_dir: Path, addresses: Addresses, cpus: int) -> dict[str
             str(bin_dir / "celery"),
             *["-A", "config", "worker"],
             # Production runs one pool per queue (docker-compose.yml); one pool for all is enough here.
-            *["-Q", ",".join(ALL_QUEUES), "--concurrency", str(pool), "-l", "INFO"],
+            *["-Q", ",".join(ALL_QUEUES), "--concurrency", str(WORKER_PROCESSES_PER_CORE * pool), "-l", "INFO"],
         ],
         "beat": [
             str(bin_dir / "celery"),
