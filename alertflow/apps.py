@@ -6,4 +6,6 @@ class AlertflowConfig(AppConfig):
     verbose_name = "AlertFlow kernel"
 
     def ready(self):
-        from . import checks  # noqa: F401 (registers the system checks)
+        # Registers the system checks; gives PostgreSQL connections the cursor that prepares a
+        # statement again after a schema change.
+        from . import checks, prepared  # noqa: F401

@@ -71,3 +71,63 @@ def test_sqlite_options_are_left_alone(tmp_path):
     options = options_in_a_fresh_process(DATABASE_URL=f"sqlite:///{tmp_path / 'a.sqlite3'}")
 
     assert "server_side_binding" not in options and "prepare_threshold" not in options
+
+
+@pytest.fixture
+def scratch_table():
+    """A table of this test's own, and a second connection to change it as a migration run by
+    another process (`manage.py migrate` while web and the workers still run) would."""
+    import psycopg
+
+    params = connection.get_connection_params()
+    params.pop("context", None)
+    params.pop("cursor_factory", None)
+    other = psycopg.connect(**params, autocommit=True)
+    other.execute("CREATE TABLE review_prepared (id int PRIMARY KEY, name varchar(10))")
+    other.execute("INSERT INTO review_prepared VALUES (1, 'ada')")
+    yield other
+    other.execute("DROP TABLE review_prepared")
+    other.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_query_still_answers_after_another_process_changed_its_column_type(scratch_table):
+    """A prepared statement whose result type a migration changed (varchar(10) -> varchar(20))
+    fails with "cached plan must not change result type", and outside a transaction nothing
+    rolls back to make psycopg forget it: every later run on that connection failed, for as long
+    as the connection lived (DB_CONN_MAX_AGE, or the relay's whole life)."""
+    query = "SELECT id, name FROM review_prepared WHERE id = %s"
+    with connection.cursor() as cursor:
+        for _ in range(6):
+            cursor.execute(query, [1])
+            assert cursor.fetchall() == [(1, "ada")]
+
+    scratch_table.execute("ALTER TABLE review_prepared ALTER COLUMN name TYPE varchar(20)")
+
+    for _ in range(2):
+        with connection.cursor() as cursor:
+            cursor.execute(query, [1])
+            assert cursor.fetchall() == [(1, "ada")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_inside_a_transaction_the_changed_plan_fails_once_and_the_rollback_clears_it(scratch_table):
+    from django.db import NotSupportedError, transaction
+
+    query = "SELECT id, name FROM review_prepared WHERE id = %s"
+    with connection.cursor() as cursor:
+        for _ in range(6):
+            cursor.execute(query, [1])
+    scratch_table.execute("ALTER TABLE review_prepared ALTER COLUMN name TYPE varchar(20)")
+
+    # The transaction's earlier work cannot be kept by running the statement again: it fails...
+    with (
+        pytest.raises(NotSupportedError, match="cached plan must not change result type"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(query, [1])
+    # ...and its rollback made psycopg forget its prepared statements.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(query, [1])
+        assert cursor.fetchall() == [(1, "ada")]
