@@ -26,7 +26,7 @@ PRIORITY_SEPARATOR = ":"
 # Celery worker processes (prefork) per core. A delivery task spends most of its time waiting on a
 # provider, PostgreSQL or Redis, so one process per core (Celery's default) leaves cores idle: on
 # 2 cores one bulk of 5,000 went out faster with 4 processes than with 2 in 5 of 6 side-by-side
-# pairs (medians 563 and 352/s), at the same CPU per email (bench/README, "2026-12-04 (session
+# pairs (medians 530 and 293/s), at the same CPU per email (bench/README, "2026-12-04 (session
 # 2): issue 14, worker"). Settings (`WORKER_CONCURRENCY`), `make run` and bench/ start from it.
 WORKER_PROCESSES_PER_CORE = 2
 
