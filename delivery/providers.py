@@ -1,21 +1,19 @@
 """Which providers carry a tenant's messages on a channel, in failover order.
 
 The worker asks `providers_for()` for every message, so the answer (decrypted) is cached in each
-process. A per-process cache cannot be invalidated from another process, so every write bumps a
-per-tenant version counter in Redis (`invalidate()`, on commit) and readers compare it with the
-version their entry was built under: one Redis GET per call instead of a query and a decryption,
-and a change made on any web node is seen by every worker on its next message. The entry also
-expires after `CACHE_TTL` seconds, the bound on staleness when a bump is lost (Redis down during
-a write, a raw `QuerySet.update()` that sends no signal).
+process by the per-tenant versioned cache (alertflow/versioned_cache.py): one Redis GET per call
+instead of a query and a decryption, and a change made on any web node (`invalidate()`, from the
+signals) is seen by every worker on its next message. An entry also expires after `CACHE_TTL`
+seconds, the bound on staleness when a change sends no signal (a raw `QuerySet.update()`).
+While Redis is unreachable every call reads PostgreSQL.
 """
 
 import copy
-import logging
-import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING
 
-from django.core.cache import cache
+from alertflow.versioned_cache import VersionedCache
 
 from . import crypto
 from .models import InboxSecret, Provider, WebhookEndpoint
@@ -23,13 +21,8 @@ from .models import InboxSecret, Provider, WebhookEndpoint
 if TYPE_CHECKING:
     from .channels.base import Provider as ProviderClient
 
-logger = logging.getLogger(__name__)
-
 CACHE_TTL = 30.0
-# A bound on memory, not a tuning knob: past it the whole cache is dropped and refilled lazily.
-CACHE_MAX_ENTRIES = 10_000
-# Stands for "Redis did not answer": such an entry is trusted for its TTL only.
-_UNREACHABLE = object()
+_providers = VersionedCache("providers", seconds=CACHE_TTL)
 
 
 @dataclass(frozen=True)
@@ -59,16 +52,6 @@ class ProviderSpec:
         )
 
 
-@dataclass(frozen=True)
-class _Entry:
-    version: object
-    expires: float
-    specs: tuple[ProviderSpec, ...]
-
-
-_cache: dict[tuple[str, str], _Entry] = {}
-
-
 def providers_for(tenant_id, channel: str) -> list[ProviderSpec]:
     """The providers to try for `tenant_id` on `channel`, first choice first.
 
@@ -80,40 +63,20 @@ def providers_for(tenant_id, channel: str) -> list[ProviderSpec]:
     Raises `crypto.SecretsUnreadable` when a provider's stored secrets cannot be decrypted (the
     encryption keys changed): a configuration error, not worth a retry.
     """
-    key = (str(tenant_id), channel)
-    # Read the version before the rows: a write committed in between then leaves this entry
-    # under the old version, and the next call reloads.
-    version = _version(tenant_id)
-    now = time.monotonic()
-    entry = _cache.get(key)
-    if entry is None or entry.expires <= now or (version is not _UNREACHABLE and entry.version != version):
-        if len(_cache) >= CACHE_MAX_ENTRIES:
-            _cache.clear()
-        entry = _Entry(version=version, expires=now + CACHE_TTL, specs=_load(tenant_id, channel))
-        _cache[key] = entry
+    specs = _providers.get(tenant_id, channel, partial(_load, tenant_id, channel))
     # Copies: a caller that edits its config must not edit everyone's cached one.
-    return [replace(spec, config=copy.deepcopy(spec.config)) for spec in entry.specs]
+    return [replace(spec, config=copy.deepcopy(spec.config)) for spec in specs]
 
 
 def invalidate(tenant_id) -> None:
-    """Make every process reload `tenant_id`'s providers. Called after a write commits."""
-    for key in [key for key in _cache if key[0] == str(tenant_id)]:
-        _cache.pop(key, None)
-    name = _version_key(tenant_id)
-    try:
-        # Start from the clock, not 0: if the counter is lost (a Redis flush) and recreated, it
-        # must not come back to a value some process still holds a stale entry under.
-        cache.add(name, time.time_ns(), timeout=None)
-        cache.incr(name)
-    except Exception:  # Redis errors of any kind: the TTL still bounds staleness
-        logger.warning(
-            "Could not bump the provider version of tenant %s; others see it within %ss", tenant_id, CACHE_TTL
-        )
+    """Make every process reload `tenant_id`'s providers: now, and once the current transaction
+    commits (alertflow/versioned_cache.py)."""
+    _providers.changed(tenant_id)
 
 
 def clear_cache() -> None:
     """Drop this process's cached lists (tests)."""
-    _cache.clear()
+    _providers.clear()
 
 
 # Every model field holding a Fernet token (delivery/crypto.py): what a key rotation rewrites.
@@ -140,18 +103,6 @@ def reencrypt_secrets() -> int:
             # plaintext is unchanged, so no cached list needs invalidating.
             count += model.objects.filter(pk=pk, **{column: token}).update(**{column: rotated})
     return count
-
-
-def _version_key(tenant_id) -> str:
-    return f"providers:version:{tenant_id}"
-
-
-def _version(tenant_id) -> object:
-    try:
-        return cache.get(_version_key(tenant_id))
-    except Exception:  # Redis errors of any kind: fall back to the TTL
-        logger.warning("Provider version store unavailable; trusting cached providers for %ss", CACHE_TTL)
-        return _UNREACHABLE
 
 
 def _load(tenant_id, channel: str) -> tuple[ProviderSpec, ...]:

@@ -2,13 +2,12 @@
 subscriptions whenever an endpoint does; collect the ESPs' tracking events for delivery receipts;
 check for a completed notification when a fan-out ends; write `suppression.created` events.
 
-Writers bump the tenant's provider version so every process drops its cached list (see
-delivery/providers.py). After commit: a reader that saw the bump before the commit would cache
-the old rows under the new version. Signals, not save(), so deletes and cascades count too.
+Writers bump the tenant's provider version so every process drops its cached list, now and after
+the commit (delivery/providers.py, alertflow/versioned_cache.py). Signals, not save(), so deletes
+and cascades count too.
 """
 
 from anymail.signals import tracking
-from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
@@ -24,8 +23,7 @@ from .webhooks import events as webhook_events
 @receiver(post_save, sender=Provider, dispatch_uid="delivery.provider_saved")
 @receiver(post_delete, sender=Provider, dispatch_uid="delivery.provider_deleted")
 def provider_changed(sender, instance: Provider, **kwargs) -> None:
-    tenant_id = instance.tenant_id
-    transaction.on_commit(lambda: invalidate(tenant_id))
+    invalidate(instance.tenant_id)
 
 
 # Receipts from the ESPs: anymail's tracking views send their parsed events to this signal.
