@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 import redis
 from django.conf import settings
@@ -33,6 +35,16 @@ def no_kept_connections():
 
     yield
     kept.close_all()
+
+
+@pytest.fixture(autouse=True)
+def root_log_level_kept():
+    """A Celery worker started in a test (celery.contrib.testing's start_worker) sets the root
+    logger to ERROR for the rest of the process: a later test on the same xdist worker then saw no
+    warning in caplog (tests/pipeline/test_lease.py failed depending on the order)."""
+    level = logging.root.level
+    yield
+    logging.root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)
