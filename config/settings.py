@@ -338,9 +338,14 @@ ALERTFLOW_SWEEP_INTERVAL_SECONDS = env_int("ALERTFLOW_SWEEP_INTERVAL_SECONDS", 3
 # every worker, to send them together once it is shorter (notifications/queue.py, QUEUE_AHEAD),
 # but never longer than this (then all of the list's held singles go out together): a long bulk
 # in the list would otherwise hold them for its whole run.
-ALERTFLOW_RELAY_HOLD_MAX_SECONDS = float(env_str("ALERTFLOW_RELAY_HOLD_MAX_SECONDS", "1"))
-if ALERTFLOW_RELAY_HOLD_MAX_SECONDS < 0:
-    raise ImproperlyConfigured("ALERTFLOW_RELAY_HOLD_MAX_SECONDS must be a number of seconds, 0 or more")
+# At most a day, and a number: "inf" (or 1e300) made every relay round fail with an
+# OverflowError once a list was busy (a timedelta cannot hold it), so nothing was published.
+try:
+    ALERTFLOW_RELAY_HOLD_MAX_SECONDS = float(env_str("ALERTFLOW_RELAY_HOLD_MAX_SECONDS", "1"))
+except ValueError:
+    ALERTFLOW_RELAY_HOLD_MAX_SECONDS = -1.0  # refused just below
+if not 0 <= ALERTFLOW_RELAY_HOLD_MAX_SECONDS <= 24 * 3600:  # NaN fails too
+    raise ImproperlyConfigured("ALERTFLOW_RELAY_HOLD_MAX_SECONDS must be a number of seconds from 0 to 86400")
 
 # Tenant webhooks out (delivery/webhooks): each POST's timeout; how long a relay holds a claimed
 # delivery before another may take it (a killed relay's delivery is due again after it); the

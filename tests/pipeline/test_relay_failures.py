@@ -2,11 +2,15 @@
 stops answering, and a Redis that goes away while singles wait for room. It times out, backs off
 and tries again; it never exits, and never keeps rows locked."""
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 import redis
+from django.conf import settings as django_settings
 from django.db import connection, transaction
 
 from alertflow.queues import SEND_BATCH_TASK, SEND_MESSAGE_TASK
@@ -76,3 +80,29 @@ def test_the_relay_waiting_for_room_outlives_a_redis_outage_and_then_sends_the_h
         own_broker.start()  # empty, as a Redis restarted without its data: room for the single
         assert wait_for(lambda: not Outbox.objects.filter(pk=held.pk).exists(), 10), "the held single was never sent"
     assert own_broker.client.llen("email:2") == 1
+
+
+def settings_in_a_fresh_process(**env: str):
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=django_settings.BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "true", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("value", ["inf", "1e300", "nan", "-1", "one second"])
+def test_a_hold_cap_no_timedelta_can_hold_is_refused_at_startup(value):
+    """`inf` (as if to turn the cap off) started, and then every relay round with a busy list
+    raised OverflowError: nothing was published at all, not even the rows no list held."""
+    result = settings_in_a_fresh_process(ALERTFLOW_RELAY_HOLD_MAX_SECONDS=value)
+
+    assert result.returncode != 0
+    assert "ALERTFLOW_RELAY_HOLD_MAX_SECONDS must be a number of seconds from 0 to 86400" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "2.5", "86400"])
+def test_a_hold_cap_from_0_to_a_day_is_taken(value):
+    assert settings_in_a_fresh_process(ALERTFLOW_RELAY_HOLD_MAX_SECONDS=value).returncode == 0
