@@ -175,11 +175,15 @@ import django
 django.setup()
 from django.conf import settings
 settings.DATABASES["default"]["NAME"] = sys.argv[1]
+from django.db import connection
 from notifications import queue
 publish = queue._publish
 
 def publish_then_hang(tasks):
     publish(tasks)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        print(cursor.fetchone()[0], flush=True)
     print("published, not committed", flush=True)
     time.sleep(120)
 
@@ -202,10 +206,14 @@ def test_a_relay_killed_between_publish_and_commit_publishes_again_and_the_messa
         text=True,
     )
     try:
+        backend = int(killed.stdout.readline())
         assert killed.stdout.readline().strip() == "published, not committed"
     finally:
         os.kill(killed.pid, signal.SIGKILL)  # no handler, no rollback by the process itself
         killed.wait()
+    # PostgreSQL rolls the dead relay's transaction back once it sees the connection closed,
+    # a moment after the process died: until then its row is locked, and skipped.
+    assert wait_for(lambda: not session_alive(backend), 10)
 
     assert len(tasks_in(broker, "email:2")) == 1
     assert Outbox.objects.count() == 1  # its DELETE died with it
@@ -217,6 +225,12 @@ def test_a_relay_killed_between_publish_and_commit_publishes_again_and_the_messa
     assert sum(pipeline.deliver(ids_of(t)) for t in tasks) == 1
     assert len(smtp_server.messages) == 1
     assert Message.objects.get(pk=message.pk).status == Message.Status.SENT
+
+
+def session_alive(backend_pid: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [backend_pid])
+        return cursor.fetchone() is not None
 
 
 @pytest.mark.django_db(transaction=True)

@@ -62,6 +62,9 @@
     this.items = []; // newest first
     this.byId = {};
     this.lastId = null; // the newest message this widget has seen, for `sync` after a reconnect
+    // What the socket said while a `refresh` was in flight: its page was read before, so it must
+    // not wipe them (a message pushed then, or a newer unread count).
+    this.pushedDuringRefresh = null;
     this.attempt = 0;
     this.socket = null;
     this.stopped = false;
@@ -125,14 +128,21 @@
 
   Inbox.prototype.refresh = function () {
     var self = this;
+    var pushed = { items: [], count: null };
+    this.pushedDuringRefresh = pushed;
     return this.request("GET", "/api/v1/inbox?page_size=" + PAGE_SIZE).then(function (page) {
       self.items = [];
       self.byId = {};
       page.results.forEach(function (item) { self.add(item, false); });
+      pushed.items.forEach(function (item) { self.add(item, true); });
       if (self.items.length && !self.lastId) self.lastId = self.items[0].id;
-      self.setCount(page.unread_count);
+      self.setCount(pushed.count !== null ? pushed.count : page.unread_count);
       self.draw();
-    }).catch(function (error) { self.showStatus("Could not load notifications (" + error.message + ")"); });
+    }).catch(function (error) {
+      self.showStatus("Could not load notifications (" + error.message + ")");
+    }).then(function () {
+      if (self.pushedDuringRefresh === pushed) self.pushedDuringRefresh = null;
+    });
   };
 
   Inbox.prototype.act = function (id, action) {
@@ -225,13 +235,17 @@
   };
 
   Inbox.prototype.receive = function (frame) {
+    var pushed = this.pushedDuringRefresh;
     if (frame.type === "unread_count") {
+      if (pushed) pushed.count = frame.count;
       this.setCount(frame.count);
     } else if (frame.type === "message") {
-      this.add({
+      var item = {
         id: frame.id, title: frame.title, body: frame.body, action_url: frame.action_url,
         category: frame.category, data: frame.data, created_at: frame.created_at, read_at: null,
-      }, true);
+      };
+      if (pushed) pushed.items.push(item);
+      this.add(item, true);
       this.lastId = frame.id;
       this.draw();
       if (typeof this.options.onMessage === "function") this.options.onMessage(frame);
