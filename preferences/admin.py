@@ -91,3 +91,8 @@ class SuppressionAdmin(OperatorAdmin):
         # Added through the API or by providers' answers, which normalise the address and send
         # `suppression_created`; an operator may only look, and delete one added in error.
         return False
+
+    def has_change_permission(self, request, obj=None):
+        # Every field is read-only: a "save" would only re-run the write's Redis mark, a 500 while
+        # Redis is down (preferences.suppressions.SuppressionsUnavailable).
+        return False

@@ -277,3 +277,15 @@ def test_paginator_counts_exactly_when_filtered(db, tenant):
     from preferences.models import Recipient
 
     assert EstimatedCountPaginator(Recipient.objects.filter(tenant=tenant).order_by("id"), 2).count == 3
+
+
+def test_a_suppression_is_shown_and_deleted_never_saved(console, world, settings):
+    suppression = Suppression.objects.first()
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # Redis down: a save's "some" mark would fail (a 500)
+
+    assert console.get(admin_url(Suppression, "change", suppression.pk)).status_code == 200
+    assert console.post(admin_url(Suppression, "change", suppression.pk), {}).status_code == 403
+    assert Suppression.objects.filter(pk=suppression.pk).exists()
+    response = console.post(admin_url(Suppression, "delete", suppression.pk), {"post": "yes"})
+    assert response.status_code == 302
+    assert not Suppression.objects.filter(pk=suppression.pk).exists()
