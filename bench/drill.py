@@ -5,7 +5,7 @@ dead-lettered, whatever crashes in between.
 
 Each drill runs the real system as subprocesses against its own database (`alertflow_drill`) and
 its own redis-server on a free port (never the machine's shared one): gunicorn for the API, the
-outbox relay, a Celery worker (`-Q default,email -c 2`), beat with the database scheduler, and an
+outbox relay, a Celery worker (`-Q default,email`, the product's default processes: 2 per core), beat with the database scheduler, and an
 aiosmtpd sink in its own process that records every copy of every message. Timers are short (stale queued 10 s,
 claim lease 15 s, sweep every 5 s, retry base 2 s, 10 attempts) so a drill takes minutes.
 
@@ -45,11 +45,10 @@ from .drill_support import (
     tally,
 )
 from .env import cpu_busy, log, prepare_database, setup_django
-from .processes import wait_for
+from .processes import WORKER_CONCURRENCY, wait_for
 from .report import latency_summary_ms, print_table, summary_row, write_results
 
 DRILLS = ("kill", "redis", "smtp")
-WORKER_CONCURRENCY = 2  # the worker's `-c` (drill_support.Stack)
 
 
 # --- Waiting for the end ------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .client import email_send
 from .env import PYTHON, ROOT, bench_env, log
-from .processes import Proc, Processes, free_port, group_members, port_open, wait_for
+from .processes import WORKER_CONCURRENCY, Proc, Processes, free_port, group_members, port_open, wait_for
 
 DB_NAME = os.environ.get("BENCH_DRILL_DB_NAME", "alertflow_drill")
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
@@ -157,7 +157,7 @@ class Stack(contextlib.AbstractContextManager):
             return [PYTHON, "manage.py", "relay"]
         if role == "worker":
             return [
-                PYTHON, "-m", "celery", "-A", "config", "worker", "-Q", "default,email", "-c", "2",
+                PYTHON, "-m", "celery", "-A", "config", "worker", "-Q", "default,email", "-c", str(WORKER_CONCURRENCY),
                 "-n", f"drill-{self.drill}@%h", "--loglevel", "INFO",
             ]  # fmt: skip
         if role == "beat":
