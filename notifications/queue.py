@@ -37,7 +37,7 @@ from celery.utils.nodenames import anon_nodename
 from celery.utils.saferepr import saferepr
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Q
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from alertflow.logging import request_id_var
@@ -225,28 +225,32 @@ def relay_once(limit: int = RELAY_ROWS, hold_back: bool = True) -> Relayed:
     list already holds QUEUE_AHEAD tasks are left for a later round, unless one of them was held
     ALERTFLOW_RELAY_HOLD_MAX_SECONDS already. Raises if the broker cannot be reached or does not
     answer within BROKER_TIMEOUT_SECONDS."""
-    busy = _held_within_cap(busy_single_lists()) if hold_back else []
+    busy, held_until = _held_within_cap(busy_single_lists()) if hold_back else ([], None)
     with transaction.atomic():
         rows = _take(limit, busy)
         if rows:
             _publish(_tasks_for(rows))
-    if busy:
-        held = Outbox.objects.filter(_single_sends_in(busy)).order_by("created").values_list("created", flat=True)
-        if (oldest := held.first()) is not None:
-            return Relayed(len(rows), frozenset(busy), oldest.timestamp() + settings.ALERTFLOW_RELAY_HOLD_MAX_SECONDS)
-    return Relayed(len(rows))
+    if held_until is None:
+        return Relayed(len(rows))
+    return Relayed(len(rows), frozenset(busy), held_until)
 
 
-def _held_within_cap(busy: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """The busy lists whose single sends may wait on: none of them has waited the cap yet. Once
-    one has, all of its list's singles go out together, as when the list gets shorter: let out
-    one by one as each reached the cap, they would go out a task each."""
+def _held_within_cap(busy: list[tuple[str, int]]) -> tuple[list[tuple[str, int]], float | None]:
+    """The busy lists whose single sends may wait on, and when the longest-held of those singles
+    reaches the cap (Unix time; None when no single waits in them), from one query of each
+    list's oldest single. A list whose oldest single has waited the cap is not held any more:
+    all of its singles go out together, as when the list gets shorter (let out one by one as
+    each reached the cap, they would go out a task each). A single that comes in a list during
+    the round is not counted here: its commit's notification wakes the relay."""
     if not busy:
-        return busy
-    since = timezone.now() - timedelta(seconds=settings.ALERTFLOW_RELAY_HOLD_MAX_SECONDS)
-    overdue = Outbox.objects.filter(_single_sends_in(busy), created__lte=since).values_list("queue", "step")
-    overdue = set(overdue.distinct())
-    return [key for key in busy if key not in overdue]
+        return busy, None
+    cap = settings.ALERTFLOW_RELAY_HOLD_MAX_SECONDS
+    since = timezone.now() - timedelta(seconds=cap)
+    waiting = Outbox.objects.filter(_single_sends_in(busy)).values_list("queue", "step").annotate(oldest=Min("created"))
+    oldest = {(queue, step): created for queue, step, created in waiting.order_by()}
+    held = [key for key in busy if key not in oldest or oldest[key] > since]
+    held_oldest = [oldest[key] for key in held if key in oldest]
+    return held, (min(held_oldest).timestamp() + cap if held_oldest else None)
 
 
 def relay_all() -> int:
