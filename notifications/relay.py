@@ -34,6 +34,7 @@ HELD_POLL_SECONDS = 0.05
 ROUND_SECONDS = 0.01
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 5.0
+STOP_CHECK_SECONDS = 0.1
 
 
 class Listener:
@@ -117,9 +118,17 @@ def wait_for_room(wake: Listener | Poller, relayed: queue.Relayed, stopping: Cal
             return
 
 
+def sleep_unless_stopping(seconds: float, stopping: Callable[[], bool]) -> None:
+    """Sleep `seconds`, or less once `stopping()` is true (a back-off of RETRY_MAX_SECONDS must
+    not hold up a stop: the command's SIGTERM, or a test ending its relay)."""
+    until = time.monotonic() + seconds
+    while not stopping() and (left := until - time.monotonic()) > 0:
+        time.sleep(min(left, STOP_CHECK_SECONDS))
+
+
 def serve(stopping: Callable[[], bool]) -> None:
-    """Relay until `stopping()` is true (checked at least every LISTEN_POLL_SECONDS, and after
-    each back-off). It never exits on a failure: a broker or database that is down or does not
+    """Relay until `stopping()` is true (checked at least every LISTEN_POLL_SECONDS, and every
+    STOP_CHECK_SECONDS of a back-off). It never exits on a failure: a broker or database that is down or does not
     answer (queue.BROKER_TIMEOUT_SECONDS) leaves the rows where they are, and it tries again,
     backing off from RETRY_FIRST_SECONDS to RETRY_MAX_SECONDS."""
     wake = waiter()
@@ -147,7 +156,7 @@ def serve(stopping: Callable[[], bool]) -> None:
                 logger.warning("Relay: could not publish, retrying in %.1f s: %s", retry_in, exc)
                 close_old_connections()
                 connection.close()  # a broken connection is not reused
-                time.sleep(retry_in)
+                sleep_unless_stopping(retry_in, stopping)
                 retry_in = min(retry_in * 2, RETRY_MAX_SECONDS)
     finally:
         wake.close()

@@ -1,8 +1,10 @@
 import contextlib
 import signal
 import subprocess
+import sys
 import threading
 import time
+import traceback
 
 import kombu.pools
 import pytest
@@ -82,7 +84,9 @@ def running_relay(stopping_within: float = 10):
     finally:
         stop.set()
         thread.join(stopping_within)
-    assert not thread.is_alive(), "the relay did not stop"
+    assert not thread.is_alive(), "the relay did not stop, stuck in:\n" + "".join(
+        traceback.format_stack(sys._current_frames().get(thread.ident))
+    )
     assert not failures, failures
 
 

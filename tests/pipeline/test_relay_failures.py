@@ -82,6 +82,20 @@ def test_the_relay_waiting_for_room_outlives_a_redis_outage_and_then_sends_the_h
     assert own_broker.client.llen("email:2") == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_relay_backing_off_from_a_broker_outage_stops_at_once(own_broker, monkeypatch):
+    """A stop (SIGTERM to `manage.py relay`) waited out the whole back-off, up to
+    RETRY_MAX_SECONDS, before the relay looked at it again."""
+    monkeypatch.setattr(relay, "RETRY_FIRST_SECONDS", 60)
+    outbox_row(args=["waiting"])
+    own_broker.stop()  # every round fails: the relay backs off
+    failed = threading.Event()
+    monkeypatch.setattr(relay.logger, "warning", lambda *args: failed.set())
+    with running_relay(stopping_within=2):
+        assert failed.wait(10), "the relay never tried the stopped broker"
+    assert Outbox.objects.count() == 1  # still waiting for the broker
+
+
 def settings_in_a_fresh_process(**env: str):
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
