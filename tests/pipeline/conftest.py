@@ -1,4 +1,5 @@
 import contextlib
+import logging
 import signal
 import subprocess
 import sys
@@ -62,12 +63,24 @@ def accept(client, channels, recipient="ada", **extra) -> list[Message]:
     return list(Message.objects.filter(notification_id=response.json()["id"]).order_by("channel"))
 
 
+class RelayWarnings(logging.Handler):
+    """What the relay logged (its failed rounds), to show when it does not stop."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
 @contextlib.contextmanager
 def running_relay(stopping_within: float = 10):
     """The outbox relay as production runs it (`manage.py relay`: LISTEN/NOTIFY on PostgreSQL),
     in a thread with its own database connection, for tests whose transactions really commit."""
     stop = threading.Event()
     failures = []
+    warnings = RelayWarnings()
 
     def serve():
         try:
@@ -77,6 +90,7 @@ def running_relay(stopping_within: float = 10):
         finally:
             connection.close()
 
+    relay.logger.addHandler(warnings)
     thread = threading.Thread(target=serve, name="relay", daemon=True)
     thread.start()
     try:
@@ -84,9 +98,9 @@ def running_relay(stopping_within: float = 10):
     finally:
         stop.set()
         thread.join(stopping_within)
-    assert not thread.is_alive(), "the relay did not stop, stuck in:\n" + "".join(
-        traceback.format_stack(sys._current_frames().get(thread.ident))
-    )
+        relay.logger.removeHandler(warnings)
+    stack = "".join(traceback.format_stack(sys._current_frames().get(thread.ident)))
+    assert not thread.is_alive(), f"the relay did not stop, stuck in:\n{stack}\nafter: {warnings.lines}"
     assert not failures, failures
 
 
