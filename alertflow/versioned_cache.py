@@ -31,6 +31,12 @@ _MISSING = object()
 _backoff = Backoff("Versioned caches")
 
 
+def _start(key: str, redis=None) -> None:
+    """Give a version Redis does not have a random start, not 0: after Redis lost it (a restart,
+    a flush) counting again from 0 could reach the very number a process cached a row under."""
+    (redis or client()).set(key, secrets.randbelow(2**53), nx=True)
+
+
 class VersionedCache:
     def __init__(self, name: str, seconds: float = 60, max_entries: int = 10_000):
         self.name = name
@@ -50,9 +56,7 @@ class VersionedCache:
         try:
             version = client().get(key)
             if version is None:
-                # A random start, not 0: after Redis lost the key (a restart, a flush) counting
-                # again from 0 could reach the very number a process cached a row under.
-                client().set(key, secrets.randbelow(2**53), nx=True)
+                _start(key)
                 version = client().get(key)
             return version
         except Exception:  # any redis-py connection or timeout error: no caching
@@ -87,9 +91,15 @@ class VersionedCache:
         again after the commit, so a row a process read in between (the old one, with the first
         bump's version) is reloaded too."""
 
+        key = self._version_key(tenant_id)
+
         def bump():
             try:
-                client().incr(self._version_key(tenant_id))
+                # A lost version starts at random here too: a bare INCR counts from 0 again.
+                pipe = client().pipeline(transaction=False)
+                _start(key, pipe)
+                pipe.incr(key)
+                pipe.execute()
             except Exception:
                 _backoff.failed("bump")
 

@@ -8,6 +8,7 @@ import pytest
 from django.test.utils import override_settings
 
 from alertflow import versioned_cache
+from alertflow.redis import client
 from alertflow.versioned_cache import VersionedCache
 from preferences.models import Recipient
 from tests.factories import RecipientFactory
@@ -69,3 +70,15 @@ def test_redis_is_used_again_once_the_back_off_is_over(tenant, monkeypatch):
     cache.get(tenant.pk, "ada", load)
     cache.get(tenant.pk, "ada", load)
     assert len(loads) == 3  # cached again
+
+
+def test_a_version_redis_lost_never_comes_back_to_the_number_a_process_cached_under(tenant):
+    cache = VersionedCache("test-recipients")
+    cache.changed(tenant.pk)  # the tenant's first write since Redis started: it has no version yet
+    assert cache.get(tenant.pk, "ada", lambda: "the old row") == "the old row"  # cached
+
+    client().flushdb()  # Redis restarted without its data: every version is gone
+    cache.changed(tenant.pk)  # the row changes, and its version is bumped from nothing again
+
+    # Counted again from 0, the version came back to the one the old row was cached under.
+    assert cache.get(tenant.pk, "ada", lambda: "the new row") == "the new row"
