@@ -29,7 +29,7 @@ from anymail.exceptions import (
 )
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import BadHeaderError, EmailMultiAlternatives, get_connection
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.core.mail.message import sanitize_address
@@ -89,6 +89,9 @@ class EmailProvider(Provider):
             validate_email(address)
         except ValidationError:
             raise ValueError("from_email: not an email address") from None
+        if not _writable(from_email):
+            # parseaddr reads the first of "a@x.com, b@x.com" and stops: every send then failed.
+            raise ValueError("from_email: not an email address")
         return from_email
 
     def build_message(self, out: Outgoing) -> EmailMultiAlternatives:
@@ -129,7 +132,13 @@ class EmailProvider(Provider):
             message.content_subtype = "html"
         try:
             mime = message.message()  # header checks happen here; fail before any provider sees it
-        except BadHeaderError as exc:
+        except ValueError as exc:  # BadHeaderError, or what Django's mail code cannot write
+            if not _writable(out.to):
+                # Django's validator takes it, but no header can carry it (a domain whose IDNA
+                # form is longer than a DNS label may be): the address's fault, not a bug.
+                raise ProviderError(
+                    f"not an email address: {out.to!r}", permanent=True, code=Code.INVALID_ADDRESS
+                ) from exc
             raise ProviderError(f"bad header: {exc}", permanent=True, code=Code.BAD_REQUEST) from exc
         return message, mime
 
@@ -243,6 +252,15 @@ class SmtpProvider(EmailProvider):
         with suppress(smtplib.SMTPException, OSError):
             self._backend.close()
         self._backend.connection = None
+
+
+def _writable(address: str) -> bool:
+    """Whether Django's mail code can write `address` in a header and the SMTP envelope."""
+    try:
+        sanitize_address(address, settings.DEFAULT_CHARSET)
+    except ValueError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=256)

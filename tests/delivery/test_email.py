@@ -176,6 +176,19 @@ def test_smtp_malformed_address_is_refused_before_connecting(smtp_server):
     assert smtp_server.connections == 0
 
 
+def test_smtp_address_no_header_can_carry_is_the_addresss_fault_before_connecting(smtp_server):
+    # Django's validator takes it (a dotless i, U+0131, matches [A-Z] case-insensitively), but its
+    # IDNA form is longer than a DNS label may be, so Django's mail code cannot write it: it raised
+    # UnicodeError, which the pipeline takes for a bug (logged with its traceback, "provider_error").
+    to = "ada@" + "a\u0131" * 31 + ".example.com"
+
+    with pytest.raises(ProviderError) as caught:
+        smtp(smtp_server).send(outgoing(to=to))
+
+    assert (caught.value.permanent, caught.value.code) == (True, Code.INVALID_ADDRESS)
+    assert smtp_server.connections == 0
+
+
 @pytest.mark.parametrize(
     ("config", "error"),
     [
@@ -185,6 +198,11 @@ def test_smtp_malformed_address_is_refused_before_connecting(smtp_server):
         ({"host": "mail.example.com", "username": "u"}, "password: username and password go together"),
         ({"host": "mail.example.com", "timeout": 0}, "timeout: must be between 0 and 300 seconds"),
         ({"host": "mail.example.com", "from_email": "nobody"}, "from_email: not an email address"),
+        # parseaddr reads the first address and stops; every send then failed on the second.
+        (
+            {"host": "mail.example.com", "from_email": "a@example.com, b@example.com"},
+            "from_email: not an email address",
+        ),
     ],
 )
 def test_smtp_config_errors_name_the_field(config, error):
