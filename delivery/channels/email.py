@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import smtplib
 import ssl
 from contextlib import suppress
@@ -66,6 +67,11 @@ from .base import (
 logger = logging.getLogger(__name__)
 
 HEADER_MESSAGE_ID = "X-AlertFlow-Message-Id"
+# The line breaks of str.splitlines that Django's header check (\r, \n) lets through and that stay
+# raw in an ASCII header: Python's email package starts a new header line at each, so a subject
+# "Code 123<VT>is yours" ended the header block after "Code 123" (From, To... became the body).
+# Non-ASCII ones (U+0085, U+2028, U+2029) are harmless: such a header is written encoded.
+HEADER_LINE_BREAK = re.compile("[\x0b\x0c\x1c\x1d\x1e]")
 
 
 def _detail(exc: BaseException) -> str:
@@ -114,6 +120,8 @@ class EmailProvider(Provider):
         from_email = out.sender or self.config["from_email"]
         domain = parseaddr(from_email)[1].rpartition("@")[2] or "alertflow.invalid"
         subject = str(self.content(out, "subject"))
+        if HEADER_LINE_BREAK.search(subject):
+            raise ProviderError("bad header: a line break in the subject", permanent=True, code=Code.BAD_REQUEST)
         text, html = str(self.content(out, "text")), str(self.content(out, "html"))
         # An explicit domain: Django's default asks the resolver for this host's FQDN.
         headers = {"Message-ID": make_msgid(domain=domain), HEADER_MESSAGE_ID: out.message_id}
@@ -256,6 +264,8 @@ class SmtpProvider(EmailProvider):
 
 def _writable(address: str) -> bool:
     """Whether Django's mail code can write `address` in a header and the SMTP envelope."""
+    if HEADER_LINE_BREAK.search(address):
+        return False
     try:
         sanitize_address(address, settings.DEFAULT_CHARSET)
     except ValueError:

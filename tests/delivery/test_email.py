@@ -189,6 +189,18 @@ def test_smtp_address_no_header_can_carry_is_the_addresss_fault_before_connectin
     assert smtp_server.connections == 0
 
 
+@pytest.mark.parametrize("line_break", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e"])
+def test_smtp_subject_with_a_line_break_django_lets_through_is_refused_before_connecting(smtp_server, line_break):
+    # Django refuses \n and \r in a header; Python's email package also breaks an ASCII header's
+    # line at these (str.splitlines), so "Code 123" + VT + "is yours" went out as a header block
+    # ending after "Code 123": From, To and the rest became the body, and the message was "sent".
+    with pytest.raises(ProviderError) as caught:
+        smtp(smtp_server).send(outgoing(subject=f"Code 123{line_break}is yours"))
+
+    assert (caught.value.permanent, caught.value.code) == (True, Code.BAD_REQUEST)
+    assert smtp_server.connections == 0
+
+
 @pytest.mark.parametrize(
     ("config", "error"),
     [
@@ -201,6 +213,10 @@ def test_smtp_address_no_header_can_carry_is_the_addresss_fault_before_connectin
         # parseaddr reads the first address and stops; every send then failed on the second.
         (
             {"host": "mail.example.com", "from_email": "a@example.com, b@example.com"},
+            "from_email: not an email address",
+        ),
+        (
+            {"host": "mail.example.com", "from_email": "Alerts\x0bBcc <a@example.com>"},
             "from_email: not an email address",
         ),
     ],
