@@ -1,9 +1,12 @@
 import pytest
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.message import sanitize_address
+from hypothesis import given
+from hypothesis import strategies as st
 
 from delivery.channels import provider_class
 from delivery.channels.base import Code, Fault, Outgoing, ProviderError
-from delivery.channels.email import HEADER_MESSAGE_ID
+from delivery.channels.email import HEADER_MESSAGE_ID, envelope_recipient
 
 CONTENT = {
     "subject": "Login from a new device",
@@ -167,6 +170,66 @@ def test_smtp_connection_refused_is_transient(smtp_server):
         provider.send(outgoing())
     assert caught.value.transient
     assert caught.value.code == Code.UNAVAILABLE
+
+
+def test_smtp_envelope_recipient_of_an_idn_domain_is_its_punycode(smtp_server):
+    smtp(smtp_server).send(outgoing(to="ada@bücher.example"))
+    [received] = smtp_server.messages
+    assert received.rcpt_tos == ["ada@xn--bcher-kva.example"]
+
+
+def sanitized(address: str) -> str:
+    """What Django's SMTP backend puts in RCPT TO (the slow path), or the error it raises (the
+    email package's parser raises more than ValueError on some garbage)."""
+    try:
+        return sanitize_address(address, "utf-8")
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def fast(address: str) -> str:
+    try:
+        return envelope_recipient(address, "utf-8")
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "ada@example.com",
+        "Ada.Lovelace+alerts@Mail.Example.COM",
+        "o'brien@example.ie",
+        "x{y}|z~^`#$%&*/?-_@example.com",
+        "bounces+ada=example.com@mail.example.com",  # VERP: '=' takes the full parse
+        "=?utf-8?q?=C3=A9?=@example.com",  # an encoded word, which the parser decodes
+        "ada@bücher.example",  # IDN domain: punycode
+        "adà@example.com",  # non-ASCII local part: RFC 2047 encoded
+        '"ada lovelace"@example.com',  # quoted local part
+        "Ada Lovelace <ada@example.com>",  # a display name
+        "Ada Lövelace <ada@example.com>",
+        "ada@[192.0.2.1]",  # domain literal
+        "ada@example.com.",  # trailing dot
+        "ada@" + "a" * 64 + ".example",  # a label past 63: the idna codec refuses it
+        "ada..b@example.com",
+        "ada@example.com\nBcc: eve@example.com",
+        "ada@example.com\r\nBcc: eve@example.com",
+        "ada@example.com, eve@example.com",
+        "ada@example.com\n",
+        "ada@exa mple.com",
+    ],
+)
+def test_envelope_recipient_is_what_django_sanitize_address_makes(address):
+    assert fast(address) == sanitized(address)
+
+
+ADDRESS_CHARACTERS = st.sampled_from(list("abcXYZ019.-_+=?'`{}|~^#$%&*/!@ \"<>()[],;:\\\r\ntéü€"))
+
+
+@given(st.text(ADDRESS_CHARACTERS, max_size=30), st.text(ADDRESS_CHARACTERS, max_size=30))
+def test_envelope_recipient_fast_path_matches_the_full_parse_for_any_address(local, domain):
+    address = f"{local}@{domain}"
+    assert fast(address) == sanitized(address)
 
 
 def test_smtp_malformed_address_is_refused_before_connecting(smtp_server):
