@@ -1,3 +1,9 @@
+import copy
+import email
+import email.policy
+import random
+from email.generator import Generator
+
 import pytest
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.message import sanitize_address
@@ -6,7 +12,7 @@ from hypothesis import strategies as st
 
 from delivery.channels import provider_class
 from delivery.channels.base import Code, Fault, Outgoing, ProviderError
-from delivery.channels.email import HEADER_MESSAGE_ID, envelope_recipient
+from delivery.channels.email import HEADER_MESSAGE_ID, envelope_recipient, smtp_bytes
 
 CONTENT = {
     "subject": "Login from a new device",
@@ -176,6 +182,50 @@ def test_smtp_envelope_recipient_of_an_idn_domain_is_its_punycode(smtp_server):
     smtp(smtp_server).send(outgoing(to="ada@bücher.example"))
     [received] = smtp_server.messages
     assert received.rcpt_tos == ["ada@xn--bcher-kva.example"]
+
+
+@pytest.mark.parametrize(
+    ("sender", "to", "content"),
+    [
+        ("alerts@example.com", "ada@example.com", {"subject": "Bench", "text": "Hello."}),
+        ("AlertFlow <alerts@example.com>", "ada@example.com", CONTENT),
+        ("AlertFlow <alerts@example.com>", "ada@example.com", {"subject": "Hi", "html": "<p>only html</p>"}),
+        # Non-ASCII names, IDN domains, a subject and a line past the folding and line limits.
+        ("Ädä Ålerts <alerts@bücher.example>", "ada@bücher.example", {
+            "subject": "Connexion depuis un nouvel appareil, vérifiez-la " * 4,
+            "text": "é" * 1200 + "\nsecond line\n",
+            "html": "<p>" + "ü" * 500 + "</p>",
+        }),
+        ("Ada <alerts@example.com>", "ada@example.com", {"subject": "x" * 300, "text": "From here on\n.\n"}),
+    ],
+)  # fmt: skip
+def test_smtp_bytes_are_the_bytes_of_djangos_as_bytes(sender, to, content):
+    provider = provider_class("email", "smtp")({"host": "127.0.0.1", "from_email": sender})
+    out = Outgoing("msg-1", to, content, unsubscribe_url="https://example.com/unsubscribe/" + "t" * 80)
+    _message, mime = provider.build_mime(out)
+    for _ in range(2):  # the second time, each header's fold is the remembered one
+        # The same random multipart boundary on both sides; each flatten sets it on its copy.
+        random.seed(14)
+        expected = copy.deepcopy(mime).as_bytes(linesep="\r\n")
+        random.seed(14)
+        assert smtp_bytes(copy.deepcopy(mime)) == expected
+
+
+def test_smtp_bytes_never_use_a_boundary_that_a_part_contains():
+    provider = provider_class("email", "smtp")({"host": "127.0.0.1", "from_email": "alerts@example.com"})
+    random.seed(14)
+    boundary = Generator._make_boundary()  # the boundary that seed makes first
+    text = f"before\n--{boundary}\nafter"
+    _message, mime = provider.build_mime(Outgoing("msg-1", "ada@example.com", {**CONTENT, "text": text}))
+
+    random.seed(14)
+    data = smtp_bytes(mime)
+
+    # The stdlib's check missed it with CRLF line ends, and its boundary would have cut the text.
+    assert mime.get_boundary() == f"{boundary}.0"
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n").strip() == text
+    assert "<b>you</b>" in parsed.get_body(("html",)).get_content()
 
 
 def sanitized(address: str) -> str:
