@@ -7,5 +7,5 @@ class AlertflowConfig(AppConfig):
 
     def ready(self):
         # Registers the system checks; gives PostgreSQL connections the cursor that prepares a
-        # statement again after a schema change.
-        from . import checks, prepared  # noqa: F401
+        # statement again after a schema change, and psycopg's C loader for UTC timestamps.
+        from . import checks, prepared, timestamps  # noqa: F401
