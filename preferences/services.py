@@ -66,16 +66,20 @@ class Decision:
 # --- Recipients ---------------------------------------------------------------------------------
 
 
-# Recipients named by external id in sends, per process (alertflow/versioned_cache.py); every
-# change to a recipient row reaches it through the signals in preferences/signals.py.
+# Recipients named by external id in sends, with their preferences, per process
+# (alertflow/versioned_cache.py); every change to a recipient row reaches it through the signals
+# in preferences/signals.py, every change to preferences through `invalidate_preferences`.
 recipients_by_id = VersionedCache("recipients")
 
 
 def find_recipient(tenant: Tenant, external_id: str) -> Recipient | None:
-    """The tenant's recipient `external_id`, or None. The instance may be shared with other
-    requests of the process: read it, never change it."""
+    """The tenant's recipient `external_id`, or None, with its preferences read in the same
+    query (`cached_preferences_many` then answers from them, without Redis). The instance may be
+    shared with other requests of the process: read it, never change it."""
     return recipients_by_id.get(
-        tenant.pk, external_id, lambda: Recipient.objects.filter(tenant=tenant, external_id=external_id).first()
+        tenant.pk,
+        external_id,
+        lambda: Recipient.objects.filter(tenant=tenant, external_id=external_id).select_related("preference").first(),
     )
 
 
@@ -279,16 +283,18 @@ def cached_preferences_many(recipients: list[Recipient]) -> dict:
     One cache round trip for all, one query for the misses, one to cache them: a fan-out chunk
     of 500 recipients costs three round trips instead of up to 1,500.
     """
-    if not recipients:
-        return {}
-    keys = {cache_key(r.tenant_id, r.pk): r for r in recipients}
+    # A recipient from `find_recipient` brought its preferences along: no round trip for it.
+    entries = {r.pk: _loaded_entry(r) for r in recipients if Recipient.preference.is_cached(r)}
+    keys = {cache_key(r.tenant_id, r.pk): r for r in recipients if r.pk not in entries}
+    if not keys:
+        return entries
     found = {}
     if _cache_backoff.usable():
         try:
             found = cache.get_many(list(keys))
         except Exception:
             _cache_backoff.failed("get_many")
-    entries = {keys[key].pk: entry for key, entry in found.items()}
+    entries.update((keys[key].pk, entry) for key, entry in found.items())
     missing = [r for r in recipients if r.pk not in entries]
     if missing:
         loaded = _load_many_from_database(missing)
@@ -299,6 +305,15 @@ def cached_preferences_many(recipients: list[Recipient]) -> dict:
             except Exception:
                 _cache_backoff.failed("set_many")
     return entries
+
+
+def _loaded_entry(recipient: Recipient) -> dict:
+    """The `cached_preferences` entry of a recipient read with its preferences (`select_related`)."""
+    preference = Recipient.preference.related.get_cached_value(recipient)  # None: no row, the defaults
+    if preference is None:
+        return {"timezone": recipient.timezone, "preferences": default_document()}
+    document = _document(preference.channels, preference.categories, preference.quiet_start, preference.quiet_end)
+    return {"timezone": recipient.timezone, "preferences": document}
 
 
 def _load_many_from_database(recipients: list[Recipient]) -> dict:
@@ -322,12 +337,14 @@ def _load_many_from_database(recipients: list[Recipient]) -> dict:
 
 
 def invalidate_preferences(tenant_id, recipient_id) -> None:
-    """Drop the cached copy now, and again after commit.
+    """Drop the cached copy now, and again after commit; and the tenant's recipients cached by
+    every process (`find_recipient`), which carry their preferences.
 
     The second delete covers a reader that, between our write and our commit, read the old
     row and cached it. A failed delete is logged, not raised: the write stands, and the entry's
     expiry bounds the staleness.
     """
+    recipients_by_id.changed(tenant_id)
     key = cache_key(tenant_id, recipient_id)
 
     def delete() -> bool:

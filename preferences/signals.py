@@ -11,7 +11,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal, receiver
 
 from .models import Recipient
-from .services import invalidate_preferences, recipients_by_id
+from .services import invalidate_preferences
 
 # Sent by `services.opt_out` when a recipient turns a channel off for a category (or
 # altogether, `category=None`) through something other than the preferences API, inside the
@@ -23,11 +23,9 @@ opted_out = Signal()
 @receiver(post_save, sender=Recipient, dispatch_uid="preferences.recipient_saved")
 def recipient_saved(sender, instance: Recipient, created: bool, **kwargs) -> None:
     if not created:  # a new recipient has no cached entry yet (lookups that miss are not cached)
-        invalidate_preferences(instance.tenant_id, instance.pk)
-        recipients_by_id.changed(instance.tenant_id)
+        invalidate_preferences(instance.tenant_id, instance.pk)  # the tenant's cached recipients too
 
 
 @receiver(post_delete, sender=Recipient, dispatch_uid="preferences.recipient_deleted")
 def recipient_deleted(sender, instance: Recipient, **kwargs) -> None:
     invalidate_preferences(instance.tenant_id, instance.pk)
-    recipients_by_id.changed(instance.tenant_id)

@@ -8,8 +8,9 @@ from django.test.utils import CaptureQueriesContext
 
 from alertflow.versioned_cache import VersionedCache
 from notifications.models import Message
-from preferences.models import Recipient
-from preferences.services import find_recipient, recipients_by_id
+from preferences import services as preference_services
+from preferences.models import Preference, Recipient
+from preferences.services import cached_preferences_many, find_recipient, recipients_by_id
 from tests.factories import RecipientFactory
 from tests.notifications.conftest import EMAIL
 
@@ -74,6 +75,51 @@ def test_another_process_reloads_after_a_change_made_in_this_one(admin, tenant, 
 
     assert other.get(tenant.pk, "ada", load).email == "ada@new.example.com"
     assert len(loads) == 2
+
+
+def test_a_cached_recipient_brings_its_preferences_without_a_round_trip(admin, ada, monkeypatch):
+    assert send(admin).status_code == 202  # cached, with its preferences
+    asked = []
+    monkeypatch.setattr(preference_services.cache, "get_many", lambda keys: asked.append(keys) or {})
+
+    with CaptureQueriesContext(connection) as queries:
+        assert send(admin).status_code == 202
+
+    assert asked == []
+    assert not [q for q in queries.captured_queries if Preference._meta.db_table in q["sql"]]
+
+
+def test_a_preference_change_is_what_the_next_send_uses(admin, ada):
+    assert send(admin).status_code == 202  # cached, with its preferences
+
+    response = admin.put("/api/v1/recipients/ada/preferences", {"channels": {"email": False}}, format="json")
+    assert response.status_code == 200, response.content
+
+    refused = send(admin)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "preference_rejected"
+
+
+def test_an_unsubscribe_is_what_the_next_send_uses(admin, ada):
+    assert send(admin).status_code == 202  # cached, with its preferences
+
+    assert preference_services.opt_out(ada, None, "email", source="unsubscribe_link")
+
+    assert send(admin).status_code == 403
+
+
+def test_another_process_sees_a_preference_change_made_in_this_one(admin, tenant, ada):
+    other = VersionedCache("recipients")  # another process's entries, the same versions in Redis
+
+    def load():
+        return Recipient.objects.filter(tenant=tenant, external_id="ada").select_related("preference").first()
+
+    assert cached_preferences_many([other.get(tenant.pk, "ada", load)])[ada.pk]["preferences"]["channels"]["email"]
+
+    preference_services.set_preferences(ada, {"channels": {"email": False}})
+
+    entry = cached_preferences_many([other.get(tenant.pk, "ada", load)])[ada.pk]
+    assert entry["preferences"]["channels"]["email"] is False
 
 
 def test_an_erased_recipient_is_unknown_to_the_next_send(admin, ada):
