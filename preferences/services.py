@@ -16,6 +16,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from alertflow.choices import Channel
+from alertflow.compiled import CompiledLookup
 from alertflow.errors import ApiError
 from alertflow.redis import Backoff
 from alertflow.versioned_cache import VersionedCache
@@ -72,15 +73,25 @@ class Decision:
 recipients_by_id = VersionedCache("recipients")
 
 
+# The query behind a miss of that cache, compiled once per process (alertflow/compiled.py).
+_recipient_by_id = CompiledLookup(
+    Recipient,
+    lambda tenant, external_id: (
+        Recipient.objects.filter(tenant=tenant, external_id=external_id).select_related("preference").order_by()[:1]
+    ),
+)
+
+
 def find_recipient(tenant: Tenant, external_id: str) -> Recipient | None:
     """The tenant's recipient `external_id`, or None, with its preferences read in the same
     query (`cached_preferences_many` then answers from them, without Redis). The instance may be
     shared with other requests of the process: read it, never change it."""
-    return recipients_by_id.get(
-        tenant.pk,
-        external_id,
-        lambda: Recipient.objects.filter(tenant=tenant, external_id=external_id).select_related("preference").first(),
-    )
+
+    def load() -> Recipient | None:
+        found = _recipient_by_id(tenant=tenant.pk, external_id=external_id)
+        return found[0] if found else None
+
+    return recipients_by_id.get(tenant.pk, external_id, load)
 
 
 def upsert_recipient(tenant: Tenant, external_id: str, fields: dict) -> tuple[Recipient, bool]:

@@ -89,6 +89,33 @@ def test_a_cached_recipient_brings_its_preferences_without_a_round_trip(admin, a
     assert not [q for q in queries.captured_queries if Preference._meta.db_table in q["sql"]]
 
 
+def test_a_lookup_compiles_its_query_once_and_reads_what_the_orm_reads(tenant, ada, monkeypatch):
+    from django.db.models.sql.compiler import SQLCompiler
+
+    preference_services.set_preferences(
+        ada, {"channels": {"sms": False}, "quiet_hours": {"start": "22:00", "end": "07:00"}}
+    )
+    RecipientFactory(tenant=tenant, external_id="bob", email="bob@example.com")  # no preferences row
+    compilations = []
+    as_sql = SQLCompiler.as_sql
+    monkeypatch.setattr(SQLCompiler, "as_sql", lambda self, *a, **k: compilations.append(1) or as_sql(self, *a, **k))
+    recipients_by_id.clear()
+    assert find_recipient(tenant, "ada") is not None  # the process's first lookup: compiled here, or before
+    recipients_by_id.clear()
+    compilations.clear()
+
+    ada_found, bob_found = find_recipient(tenant, "ada"), find_recipient(tenant, "bob")
+
+    assert compilations == []
+    assert (ada_found.pk, ada_found.email, ada_found.tenant_id) == (ada.pk, "ada@example.com", tenant.pk)
+    assert bob_found.external_id == "bob" and find_recipient(tenant, "carol") is None
+    entries = cached_preferences_many([ada_found, bob_found])
+    recipients_by_id.clear()
+    assert entries == {r.pk: preference_services.cached_preferences(r) for r in (ada_found, bob_found)}
+    assert entries[ada_found.pk]["preferences"]["channels"]["sms"] is False
+    assert entries[bob_found.pk]["preferences"] == preference_services.default_document()
+
+
 def test_a_preference_change_is_what_the_next_send_uses(admin, ada):
     assert send(admin).status_code == 202  # cached, with its preferences
 
