@@ -9,6 +9,12 @@ reads PostgreSQL again: an edited email address, a deleted recipient or a new te
 is what the next send sees. Rows are stored with the version read *before* them, so a change
 committed meanwhile has moved the version past it and is reloaded at the next use.
 
+Within a web request, the first version asked for a tenant reads the versions of every versioned
+cache of that tenant in one MGET, kept until the request ends: a send that authenticates its key
+and looks up its category, template version and recipient pays one round trip for the four, not
+four. The request then sees the versions as they were when it started using them, as one that
+started a moment earlier would; its own writes (`changed`) drop what it kept.
+
 Without Redis there is no caching: every lookup reads PostgreSQL, as it did before, and after a
 Redis error the process does not try Redis again for `alertflow.redis.RETRY_SECONDS` (a lookup
 must not pay a connect timeout each time). A bump is always tried: a Redis back early must hear it.
@@ -17,10 +23,12 @@ rule (a key is found by its secret: its tenant is unknown until the row is read)
 """
 
 import secrets
+import threading
 import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from django.core.signals import request_finished, request_started
 from django.db import transaction
 
 from .redis import Backoff, client
@@ -29,6 +37,41 @@ from .redis import Backoff, client
 _MISSING = object()
 # One for every versioned cache of the process: they all use the same Redis.
 _backoff = Backoff("Versioned caches")
+# The names of the process's versioned caches, whose versions a request reads together.
+_names: set[str] = set()
+# The request's versions, {tenant id: {cache name: version}}; None outside a web request (tasks,
+# commands: every lookup reads its version then).
+_request = threading.local()
+
+
+def _version_key(name: str, tenant_id) -> str:
+    return f"af:{name}:version:{tenant_id}"
+
+
+def _begin_request(**kwargs) -> None:
+    _request.versions = {}
+
+
+def _end_request(**kwargs) -> None:
+    _request.versions = None
+
+
+request_started.connect(_begin_request, dispatch_uid="alertflow.versioned_cache.begin_request")
+request_finished.connect(_end_request, dispatch_uid="alertflow.versioned_cache.end_request")
+
+
+def _request_versions(tenant_id) -> dict[str, bytes | None] | None:
+    """The tenant's versions kept by the current request, read in one MGET the first time;
+    None outside a request."""
+    kept = getattr(_request, "versions", None)
+    if kept is None:
+        return None
+    versions = kept.get(str(tenant_id))
+    if versions is None:
+        names = sorted(_names)
+        values = client().mget([_version_key(name, tenant_id) for name in names])
+        versions = kept[str(tenant_id)] = dict(zip(names, values, strict=True))
+    return versions
 
 
 def _start(key: str, redis=None) -> None:
@@ -44,20 +87,25 @@ class VersionedCache:
         self.seconds = seconds
         self.max_entries = max_entries
         self._entries: dict[tuple, tuple[float, bytes, Any]] = {}
+        _names.add(name)
 
     def _version_key(self, tenant_id) -> str:
-        return f"af:{self.name}:version:{tenant_id}"
+        return _version_key(self.name, tenant_id)
 
     def version(self, tenant_id) -> bytes | None:
-        """The tenant's current version, or None when Redis cannot be reached (then: no caching)."""
+        """The tenant's current version (in a web request: as the request first read it), or
+        None when Redis cannot be reached (then: no caching)."""
         if not _backoff.usable():
             return None
         key = self._version_key(tenant_id)
         try:
-            version = client().get(key)
+            kept = _request_versions(tenant_id)
+            version = kept.get(self.name) if kept is not None else client().get(key)
             if version is None:
                 _start(key)
                 version = client().get(key)
+                if kept is not None:
+                    kept[self.name] = version
             return version
         except Exception:  # any redis-py connection or timeout error: no caching
             _backoff.failed("get version")
@@ -94,6 +142,7 @@ class VersionedCache:
         key = self._version_key(tenant_id)
 
         def bump():
+            forget_request_versions(tenant_id)
             try:
                 # A lost version starts at random here too: a bare INCR counts from 0 again.
                 pipe = client().pipeline(transaction=False)
@@ -108,3 +157,10 @@ class VersionedCache:
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+def forget_request_versions(tenant_id) -> None:
+    """The current request reads the tenant's versions again at their next use (after a change)."""
+    kept = getattr(_request, "versions", None)
+    if kept is not None:
+        kept.pop(str(tenant_id), None)

@@ -82,3 +82,76 @@ def test_a_version_redis_lost_never_comes_back_to_the_number_a_process_cached_un
 
     # Counted again from 0, the version came back to the one the old row was cached under.
     assert cache.get(tenant.pk, "ada", lambda: "the new row") == "the new row"
+
+
+class CountingRedis:
+    """The versioned caches' Redis client, counting the commands that read versions."""
+
+    def __init__(self, real):
+        self.real, self.reads = real, []
+
+    def get(self, key):
+        self.reads.append(("get", key))
+        return self.real.get(key)
+
+    def mget(self, keys):
+        self.reads.append(("mget", len(keys)))
+        return self.real.mget(keys)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    from alertflow.redis import client
+
+    counting = CountingRedis(client())
+    monkeypatch.setattr(versioned_cache, "client", lambda: counting)
+    return counting
+
+
+def test_a_send_reads_its_key_category_template_and_recipient_versions_in_one_round_trip(admin, tenant, counted):
+    from tests.factories import CategoryFactory, TemplateFactory
+
+    CategoryFactory(tenant=tenant, key="alerts", channels=["email"])
+    TemplateFactory(tenant=tenant, code="hello", channels={"email": {"subject": "Hi", "text": "Hello"}})
+    RecipientFactory(tenant=tenant, external_id="ada", email="ada@example.com")
+    body = {"recipient": "ada", "category": "alerts", "template": "hello"}
+    for _ in range(2):  # the second with every row cached
+        counted.reads.clear()
+        response = admin.post("/api/v1/notifications", body, format="json")
+        assert response.status_code == 202, response.content
+
+    assert counted.reads == [("mget", len(versioned_cache._names))]
+
+
+def test_a_request_keeps_no_version_past_its_end(tenant, counted):
+    cache = VersionedCache("test-recipients")
+    versioned_cache._begin_request()
+    first = cache.version(tenant.pk)
+    counted.real.incr(f"af:test-recipients:version:{tenant.pk}")  # another process's change
+    assert cache.version(tenant.pk) == first  # as the request first read it
+    versioned_cache._end_request()
+    counted.reads.clear()
+
+    assert cache.version(tenant.pk) == cache.version(tenant.pk) == str(int(first) + 1).encode()
+    assert [kind for kind, _ in counted.reads] == ["get", "get"]  # outside a request: each use reads it
+
+
+def test_a_change_made_in_the_request_is_seen_by_its_next_lookup(tenant, counted):
+    cache = VersionedCache("test-recipients")
+    ada = RecipientFactory(tenant=tenant, external_id="ada", email="ada@example.com")
+
+    def load():
+        return Recipient.objects.get(pk=ada.pk)
+
+    versioned_cache._begin_request()
+    try:
+        assert cache.get(tenant.pk, "ada", load).email == "ada@example.com"
+        Recipient.objects.filter(pk=ada.pk).update(email="ada@new.example.com")
+        cache.changed(tenant.pk)
+
+        assert cache.get(tenant.pk, "ada", load).email == "ada@new.example.com"
+    finally:
+        versioned_cache._end_request()
