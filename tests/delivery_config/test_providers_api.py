@@ -199,6 +199,10 @@ def test_inapp_has_no_providers(admin):
         (smtp_config(host=""), "host"),
         (smtp_config(port=70000), "port"),
         (smtp_config(from_email="not an address"), "from_email"),
+        # Nested comments: the address parser recursed past Python's limit (RecursionError, a 500).
+        (smtp_config(from_email="alerts@example.com " + "(" * 5000), "from_email"),
+        # Taken, and Django's mail code then spent a second per email re-reading it (quadratic).
+        (smtp_config(from_email='"' * 20000 + " <alerts@example.com>"), "from_email"),
         (smtp_config(colour="blue"), "colour"),
         (smtp_config(password=None), "password"),  # a username without a password
     ],
