@@ -123,6 +123,10 @@ class EmailProvider(Provider):
         email, bench.e2e with py-spy)."""
         try:
             validate_email(out.to)
+            # The validator takes control characters in a quoted local part ("ada<VT>x"@...), and
+            # a line break there broke the To header (HEADER_LINE_BREAK).
+            if HEADER_LINE_BREAK.search(out.to):
+                raise ValidationError("a line break in the address")
         except ValidationError:
             raise ProviderError(
                 f"not an email address: {out.to!r}", permanent=True, code=Code.INVALID_ADDRESS

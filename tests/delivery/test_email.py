@@ -302,6 +302,17 @@ def test_smtp_address_no_header_can_carry_is_the_addresss_fault_before_connectin
     assert smtp_server.connections == 0
 
 
+def test_smtp_address_with_a_line_break_in_its_quoted_part_is_the_addresss_fault(smtp_server):
+    # Django's validator takes control characters inside a quoted local part (RFC 5322 obs-qtext),
+    # and a vertical tab there broke the To header's line: a parser read To as '"ada', and the
+    # message was recorded as sent.
+    with pytest.raises(ProviderError) as caught:
+        smtp(smtp_server).send(outgoing(to='"ada\x0bx"@example.com'))
+
+    assert (caught.value.permanent, caught.value.code) == (True, Code.INVALID_ADDRESS)
+    assert smtp_server.connections == 0
+
+
 @pytest.mark.parametrize("line_break", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e"])
 def test_smtp_subject_with_a_line_break_django_lets_through_is_refused_before_connecting(smtp_server, line_break):
     # Django refuses \n and \r in a header; Python's email package also breaks an ASCII header's
