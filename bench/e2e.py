@@ -129,6 +129,9 @@ def main(argv=None) -> dict:
         "--py-spy", metavar="FILE", help="record the celery worker into FILE-singles and FILE-bulk (collapsed stacks)"
     )
     args = parser.parse_args(argv)
+    if args.singles < 1 or args.bulk < 1:
+        # Both parts always run: a bulk of 0 was refused by the API (400) only after the singles.
+        parser.error("--singles and --bulk must be at least 1")
 
     busy = prepare(args.quiet_wait)
 
