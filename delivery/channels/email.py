@@ -38,6 +38,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.core.mail.message import sanitize_address
 from django.core.validators import validate_email
+from django.utils.encoding import punycode
 from django.utils.module_loading import import_string
 
 from alertflow import outbound
@@ -171,9 +172,16 @@ class EmailProvider(Provider):
 
 @functools.lru_cache(maxsize=256)
 def _message_id_domain(from_email: str) -> str:
-    """The domain of the Message-IDs of a sender: its address's. The same few senders for every
-    message, parsed once each (`parseaddr` was a tenth of building a message)."""
-    return parseaddr(from_email)[1].rpartition("@")[2] or "alertflow.invalid"
+    """The domain of the Message-IDs of a sender: its address's, in its ASCII form. A msg-id is
+    ASCII (RFC 5322 3.6.4): with an IDN domain, Django wrote the whole Message-ID header as an
+    RFC 2047 encoded word, which no mail system reads as the id we keep as the provider's. The
+    same few senders for every message, parsed once each (`parseaddr` was a tenth of building
+    a message)."""
+    domain = parseaddr(from_email)[1].rpartition("@")[2]
+    try:
+        return punycode(domain) if domain else "alertflow.invalid"
+    except UnicodeError:  # no IDNA form (a label too long): not an address, but still an id
+        return "alertflow.invalid"
 
 
 # --- SMTP -----------------------------------------------------------------------------------------

@@ -178,6 +178,15 @@ def test_smtp_connection_refused_is_transient(smtp_server):
     assert caught.value.code == Code.UNAVAILABLE
 
 
+def test_smtp_message_id_of_an_idn_sender_is_ascii_and_the_provider_message_id(smtp_server):
+    sent = smtp(smtp_server, from_email="Alerts <alerts@bücher.example>").send(outgoing())
+
+    [received] = smtp_server.messages
+    assert sent.provider_message_id.endswith("@xn--bcher-kva.example>")
+    assert received.message["Message-ID"] == sent.provider_message_id
+    assert received.mail_from == "alerts@xn--bcher-kva.example"
+
+
 def test_smtp_envelope_recipient_of_an_idn_domain_is_its_punycode(smtp_server):
     smtp(smtp_server).send(outgoing(to="ada@bücher.example"))
     [received] = smtp_server.messages
