@@ -4,6 +4,7 @@ Lua, and builds a new client per call.
 
 `Backoff` is the one "Redis failed: skip it for a while" rule of the caches that only save
 PostgreSQL queries (the versioned caches, the preferences cache, the suppressions fact).
+`WriteRefused` is the other side: the one answer of a write that must reach Redis and cannot.
 """
 
 import logging
@@ -12,6 +13,8 @@ from typing import ClassVar
 
 import redis
 from django.conf import settings
+
+from .errors import ApiError
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +32,17 @@ def client() -> redis.Redis:
         _client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
         _client_url = settings.REDIS_URL
     return _client
+
+
+class WriteRefused(ApiError):
+    """A write whose readers rely on Redis hearing of it, refused because Redis could not be
+    reached: raised inside the writer's transaction, so nothing is written; the API answers 503
+    with `code` and the client tries again. A write committed unheard would leave other processes
+    reading the old state from Redis or their own caches (a suppression hidden, an opt-out
+    ignored) until an expiry. One subclass per kind of write, for its code."""
+
+    def __init__(self, code: str, what: str):
+        super().__init__(503, code, f"{what} cannot be written while Redis is unreachable; try again.")
 
 
 class Backoff:

@@ -132,16 +132,18 @@ class VersionedCache:
         self._entries[entry_key] = (time.monotonic() + self.seconds, current, row)
         return row
 
-    def changed(self, tenant_id) -> None:
+    def changed(self, tenant_id) -> bool:
         """A row of the tenant changed or went: every process reloads the tenant's rows.
 
         Bumped now, so no process keeps serving the old row while the transaction runs, and
         again after the commit, so a row a process read in between (the old one, with the first
-        bump's version) is reloaded too."""
+        bump's version) is reloaded too. Returns whether the first bump reached Redis: when it
+        did not, the processes keep their rows until `seconds` after they read them, and a
+        writer that cannot let them (an opt-out) refuses the write."""
 
         key = self._version_key(tenant_id)
 
-        def bump():
+        def bump() -> bool:
             forget_request_versions(tenant_id)
             try:
                 # A lost version starts at random here too: a bare INCR counts from 0 again.
@@ -151,9 +153,12 @@ class VersionedCache:
                 pipe.execute()
             except Exception:
                 _backoff.failed("bump")
+                return False
+            return True
 
-        bump()
+        bumped = bump()
         transaction.on_commit(bump)
+        return bumped
 
     def clear(self) -> None:
         self._entries.clear()

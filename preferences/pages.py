@@ -9,7 +9,8 @@ follow every link in a mail with GET, and must never unsubscribe anyone (RFC 805
 Every answer is a small HTML page of this app's own (no external assets, nothing cached):
 400 for a token this deployment did not sign, 404 when what it names is gone (the recipient was
 erased, their address changed, the category was deleted), 403 for a POST on a critical category,
-405 for any other method.
+405 for any other method, 503 (with Retry-After) when the opt-out cannot be written because
+Redis is unreachable (services.PreferencesUnavailable: nothing written).
 """
 
 import logging
@@ -30,6 +31,9 @@ from .unsubscribe import BadLink, read_token
 logger = logging.getLogger(__name__)
 
 SOURCE = "unsubscribe_link"
+# Seconds a refused one-click POST asks its sender to wait: a process tries Redis again after
+# alertflow.redis.RETRY_SECONDS.
+RETRY_SECONDS = 60
 
 
 def page(request: HttpRequest, state: str, status: int = 200, **context) -> HttpResponse:
@@ -69,7 +73,14 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         return page(request, "critical", status=403 if request.method == "POST" else 200, **context)
     if request.method != "POST":
         return page(request, "confirm", **context)
-    changed = services.opt_out(recipient, category, Channel.EMAIL.value, source=SOURCE)
+    try:
+        changed = services.opt_out(recipient, category, Channel.EMAIL.value, source=SOURCE)
+    except services.PreferencesUnavailable:
+        # Nothing written: a 503 makes the mail provider's one-click POST come again, and the
+        # page asks a person to.
+        response = page(request, "unavailable", status=503, **context)
+        response["Retry-After"] = str(RETRY_SECONDS)
+        return response
     if changed:
         logger.info(
             "unsubscribed: recipient %s of tenant %s from %s email",

@@ -18,7 +18,7 @@ from rest_framework import serializers
 from alertflow.choices import Channel
 from alertflow.compiled import CompiledLookup
 from alertflow.errors import ApiError
-from alertflow.redis import Backoff
+from alertflow.redis import Backoff, WriteRefused
 from alertflow.versioned_cache import VersionedCache
 from tenants.models import Category, Tenant
 
@@ -179,7 +179,8 @@ def get_preferences(recipient: Recipient) -> dict:
 
 @transaction.atomic
 def set_preferences(recipient: Recipient, validated: dict) -> dict:
-    """Replace the recipient's preferences with a validated `PreferencesSerializer` document."""
+    """Replace the recipient's preferences with a validated `PreferencesSerializer` document.
+    Raises `PreferencesUnavailable` (nothing written) when Redis cannot hear of it."""
     quiet = validated.get("quiet_hours") or {}
     channels = {channel: validated.get("channels", {}).get(channel, True) for channel in CHANNELS}
     Preference.objects.update_or_create(
@@ -191,7 +192,7 @@ def set_preferences(recipient: Recipient, validated: dict) -> dict:
             "quiet_end": quiet.get("end"),
         },
     )
-    invalidate_preferences(recipient.tenant_id, recipient.pk)
+    invalidate_preferences(recipient.tenant_id, recipient.pk, required=True)
     return get_preferences(recipient)
 
 
@@ -204,7 +205,8 @@ def opt_out(recipient: Recipient, category: Category | None, channel: str, *, so
     `decide` reads, so the next send is suppressed as `category_opted_out` (or
     `channel_opted_out`). Idempotent, and safe against a concurrent PUT of the preferences: the
     row is locked while its JSON is changed. `source` names the writer for `signals.opted_out`.
-    Raises ValueError for an unknown channel or a category of another tenant.
+    Raises ValueError for an unknown channel or a category of another tenant, and
+    `PreferencesUnavailable` (nothing written) when Redis cannot hear of it.
     """
     if channel not in CHANNELS:
         raise ValueError(f"Unknown channel {channel!r}")
@@ -224,7 +226,7 @@ def opt_out(recipient: Recipient, category: Category | None, channel: str, *, so
             return False
         preference.categories = {**preference.categories, category.key: {**current, channel: False}}
         preference.save(update_fields=["categories", "updated"])
-    invalidate_preferences(recipient.tenant_id, recipient.pk)
+    invalidate_preferences(recipient.tenant_id, recipient.pk, required=True)
     from .signals import opted_out  # signals imports this module
 
     opted_out.send(sender=Recipient, recipient=recipient, category=category, channel=channel, source=source)
@@ -347,15 +349,28 @@ def _load_many_from_database(recipients: list[Recipient]) -> dict:
     return entries
 
 
-def invalidate_preferences(tenant_id, recipient_id) -> None:
+class PreferencesUnavailable(WriteRefused):
+    """Redis could not hear of a preference write: the write is refused, nothing is written.
+    Committed unheard, an opt-out would be ignored by every process that still holds the old
+    document (up to PREFERENCES_CACHE_SECONDS) while the sends go on. The API answers 503; the
+    one-click unsubscribe a 503 page, which the mail provider or the person retries."""
+
+    def __init__(self):
+        super().__init__("preferences_unavailable", "Preferences")
+
+
+def invalidate_preferences(tenant_id, recipient_id, *, required: bool = False) -> None:
     """Drop the cached copy now, and again after commit; and the tenant's recipients cached by
     every process (`find_recipient`), which carry their preferences.
 
     The second delete covers a reader that, between our write and our commit, read the old
-    row and cached it. A failed delete is logged, not raised: the write stands, and the entry's
-    expiry bounds the staleness.
+    row and cached it. A first invalidation that fails raises `PreferencesUnavailable` when
+    `required` (the preference writers: called inside their transaction, which rolls back).
+    Otherwise (a recipient row, which sends write too) it is logged, not raised: the write
+    stands, and the entries' expiry bounds the staleness of the timezone they carry.
     """
-    recipients_by_id.changed(tenant_id)
+    if not recipients_by_id.changed(tenant_id) and required:
+        raise PreferencesUnavailable
     key = cache_key(tenant_id, recipient_id)
 
     def delete() -> bool:
@@ -368,6 +383,8 @@ def invalidate_preferences(tenant_id, recipient_id) -> None:
 
     if delete():
         transaction.on_commit(delete)
+    elif required:
+        raise PreferencesUnavailable
 
 
 def decide(

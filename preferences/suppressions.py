@@ -35,7 +35,6 @@ from django.utils import timezone
 
 from alertflow import redis as shared_redis
 from alertflow.channels import CHANNELS
-from alertflow.errors import ApiError
 
 from .models import Suppression
 
@@ -68,15 +67,13 @@ class InvalidAddress(ValueError):
     pass
 
 
-class SuppressionsUnavailable(ApiError):
+class SuppressionsUnavailable(shared_redis.WriteRefused):
     """Redis could not take a writer's "some" mark: the suppression is not written (see the
     module docstring). The API answers 503; a provider's webhook answers 503 and is resent; the
     worker drops it, as the provider repeats it at the next send to that address."""
 
     def __init__(self):
-        super().__init__(
-            503, "suppressions_unavailable", "Suppressions cannot be written while Redis is unreachable; try again."
-        )
+        super().__init__("suppressions_unavailable", "Suppressions")
 
 
 def normalise(channel: str, address: str) -> str:

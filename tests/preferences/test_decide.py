@@ -181,12 +181,14 @@ class BrokenCache:
 
 
 def test_decide_falls_back_to_the_database_when_the_cache_is_down(admin, recipient, promo, monkeypatch):
+    response = admin.put("/api/v1/recipients/u1/preferences", {"channels": {"email": False}}, format="json")
+    assert response.status_code == 200
     broken = BrokenCache()
     monkeypatch.setattr(services, "cache", broken)
 
-    # Writes still succeed (the failed invalidation is logged) ...
-    response = admin.put("/api/v1/recipients/u1/preferences", {"channels": {"email": False}}, format="json")
-    assert response.status_code == 200
+    # Writes are refused, nothing written (tests/preferences/test_writes_without_redis.py) ...
+    response = admin.put("/api/v1/recipients/u1/preferences", {"channels": {"sms": False}}, format="json")
+    assert response.status_code == 503
     # ... and sends still get the right answer, from PostgreSQL.
     assert decide(recipient, promo, "email", at=NOON) == Decision("blocked", "channel_opted_out")
     assert decide(recipient, promo, "sms", at=NOON) == Decision("allowed")

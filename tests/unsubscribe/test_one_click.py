@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import pytest
 from django.core import signing
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from delivery import pipeline
@@ -432,3 +432,18 @@ def test_an_unsubscribe_withdraws_that_categorys_email_still_waiting_to_be_sent(
     assert status(promo_sms) == ("scheduled", "")
     assert status(news_email) == ("scheduled", "")
     assert status(security_email) == ("scheduled", "")
+
+
+def test_a_one_click_redis_cannot_hear_of_is_a_503_page_to_retry_and_writes_nothing(ada, promo):
+    """Committed unheard, the opt-out would be ignored by every process still holding the old
+    preferences (up to 15 minutes): refused, the provider's POST comes again."""
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):  # nothing listens on port 1
+        refused = one_click(valid_path(ada))
+
+    assert refused.status_code == 503
+    assert refused["Content-Type"].startswith("text/html")
+    assert refused["Retry-After"] == "60"
+    assert "try again" in refused.content.decode()
+    assert not Preference.objects.filter(recipient=ada).exists()
+    assert one_click(valid_path(ada)).status_code == 200  # the retry, Redis back
+    assert category_email(ada) == {"promo": {"email": False}}
