@@ -6,10 +6,13 @@ a sequential scan; the planner's row estimate (`pg_class.reltuples`, kept by aut
 free and close enough to page through.
 """
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import connections
+from django.http import HttpResponseRedirect
 from django.utils.functional import cached_property
+
+from .redis import WriteRefused
 
 # Below this estimate an exact count is cheap and the estimate may be stale (a fresh table).
 EXACT_COUNT_BELOW = 100_000
@@ -45,8 +48,32 @@ def table_row_estimate(queryset) -> int | None:
 
 
 class OperatorAdmin(admin.ModelAdmin):
-    """The base of every model admin: no full-table count on any changelist."""
+    """The base of every model admin: no full-table count on any changelist, and a write Redis
+    cannot hear of (alertflow.redis.WriteRefused, raised before anything is written) shown as an
+    error on the same page instead of a 500."""
 
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
+
+    def changeform_view(self, request, *args, **kwargs):
+        try:
+            return super().changeform_view(request, *args, **kwargs)
+        except WriteRefused as exc:
+            return self._refused(request, exc)
+
+    def delete_view(self, request, *args, **kwargs):
+        try:
+            return super().delete_view(request, *args, **kwargs)
+        except WriteRefused as exc:
+            return self._refused(request, exc)
+
+    def changelist_view(self, request, *args, **kwargs):  # where actions run
+        try:
+            return super().changelist_view(request, *args, **kwargs)
+        except WriteRefused as exc:
+            return self._refused(request, exc)
+
+    def _refused(self, request, exc: WriteRefused):
+        self.message_user(request, str(exc.detail), messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())

@@ -50,7 +50,7 @@ class ApiKeyAdmin(OperatorAdmin):
             # A queryset update sends no signal (tenants/signals.py): without these bumps every
             # process that had cached a key kept accepting it for up to keys.CACHE_SECONDS.
             for tenant_id in set(live.values_list("tenant_id", flat=True)):
-                keys.changed(tenant_id)
+                keys.changing(tenant_id)
             count = live.update(revoked=timezone.now())
         self.message_user(request, f"Revoked {count} key(s).")
 

@@ -8,6 +8,7 @@ in every process. Without Redis, every request reads PostgreSQL, as before.
 
 import time
 
+from alertflow.redis import WriteRefused
 from alertflow.versioned_cache import VersionedCache
 
 from .models import ApiKey
@@ -46,9 +47,28 @@ def find(secret: str) -> ApiKey | None:
     return key
 
 
+class KeysUnavailable(WriteRefused):
+    """Redis could not hear that a key, a membership or a tenant is about to change or go: the
+    write is refused, nothing is written. Committed unheard, a revoked key, a removed member or a
+    deactivated tenant would still be let in by every process that had cached the key and still
+    reads the old version from Redis, for up to CACHE_SECONDS."""
+
+    def __init__(self):
+        super().__init__("keys_unavailable", "API keys, members and tenants")
+
+
 def changed(tenant_id) -> None:
     """A key, membership or the tenant changed: every process reloads its keys."""
     _versions.changed(tenant_id)
+
+
+def changing(tenant_id) -> None:
+    """A key, membership or the tenant is about to change or go (a row that cached keys stand
+    on): every process must hear of it before the write, or it is refused (`KeysUnavailable`).
+    With Redis down everywhere nothing is cached, since `find` reads PostgreSQL when it cannot read
+    the version; the refusal is for a writer cut off from a Redis the other processes still read."""
+    if not _versions.changed(tenant_id):
+        raise KeysUnavailable
 
 
 def clear() -> None:
