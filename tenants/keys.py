@@ -1,9 +1,10 @@
 """Finding a request's API key without a database query on every request.
 
 Each process keeps the keys it has seen, checked on every use against a per-tenant version
-number in Redis that every write to a key, a membership or the tenant bumps (after commit). A
-revoked key, a demoted member or a deactivated tenant therefore takes effect on the next request
-in every process. Without Redis, every request reads PostgreSQL, as before.
+number in Redis that every change or delete of a key, a membership or the tenant bumps (before
+the write, refused when Redis cannot hear of it, and again after the commit). A revoked key, a
+demoted member or a deactivated tenant therefore takes effect on the next request in every
+process. Without Redis, every request reads PostgreSQL, as before.
 """
 
 import time
@@ -57,14 +58,10 @@ class KeysUnavailable(WriteRefused):
         super().__init__("keys_unavailable", "API keys, members and tenants")
 
 
-def changed(tenant_id) -> None:
-    """A key, membership or the tenant changed: every process reloads its keys."""
-    _versions.changed(tenant_id)
-
-
 def changing(tenant_id) -> None:
     """A key, membership or the tenant is about to change or go (a row that cached keys stand
-    on): every process must hear of it before the write, or it is refused (`KeysUnavailable`).
+    on): every process reloads its keys (the version is bumped now and again after the commit),
+    and must hear of it before the write, or the write is refused (`KeysUnavailable`).
     With Redis down everywhere nothing is cached, since `find` reads PostgreSQL when it cannot read
     the version; the refusal is for a writer cut off from a Redis the other processes still read."""
     if not _versions.changed(tenant_id):

@@ -2,8 +2,8 @@
 categories whenever a category does.
 
 Receivers rather than calls in the services, so that every writer (the API, the admin, a
-cascade) invalidates: see tenants/keys.py. A change or a delete Redis cannot hear of is refused
-before it is written (keys.changing).
+cascade) invalidates: see tenants/keys.py. Keys are invalidated before the write, so that a
+write Redis cannot hear of is refused before anything is written (keys.changing).
 """
 
 from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
@@ -14,20 +14,13 @@ from .models import ApiKey, Category, Membership, Tenant
 from .services import categories_by_key
 
 
-def key_changed(sender, instance, **kwargs) -> None:
-    keys.changed(_tenant_id(sender, instance))
-
-
 def key_changing(sender, instance, **kwargs) -> None:
-    """Before a row that cached keys may stand on is changed or deleted (a new one has no cached
-    key to outdate): refused when Redis cannot hear of it (keys.KeysUnavailable), before anything
-    is written."""
+    """Before a row that cached keys may stand on is changed or deleted: every process reloads
+    the tenant's keys (now and after the commit), or the write is refused when Redis cannot hear
+    of it (keys.KeysUnavailable), before anything is written. A new row outdates no cached key:
+    a key is cached only once it was found."""
     if not instance._state.adding:
-        keys.changing(_tenant_id(sender, instance))
-
-
-def _tenant_id(sender, instance):
-    return instance.pk if sender is Tenant else instance.tenant_id
+        keys.changing(instance.pk if sender is Tenant else instance.tenant_id)
 
 
 # The rows a cached key stands on: the key itself, its membership (the role) and its tenant.
@@ -35,8 +28,6 @@ for model in (ApiKey, Membership, Tenant):
     name = model._meta.model_name
     pre_save.connect(key_changing, sender=model, dispatch_uid=f"tenants.{name}_saving")
     pre_delete.connect(key_changing, sender=model, dispatch_uid=f"tenants.{name}_deleting")
-    post_save.connect(key_changed, sender=model, dispatch_uid=f"tenants.{name}_saved")
-    post_delete.connect(key_changed, sender=model, dispatch_uid=f"tenants.{name}_deleted")
 
 
 @receiver(post_save, sender=Category, dispatch_uid="tenants.category_saved")
