@@ -68,5 +68,11 @@ def changing(tenant_id) -> None:
         raise KeysUnavailable
 
 
+def changed(tenant_id) -> None:
+    """A change `changing` announced was committed outside a transaction: every process reloads
+    its keys again (a failure is logged; the write stands)."""
+    _versions.changed(tenant_id)
+
+
 def clear() -> None:
     _entries.clear()

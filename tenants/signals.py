@@ -6,6 +6,7 @@ cascade) invalidates: see tenants/keys.py. Keys are invalidated before the write
 write Redis cannot hear of is refused before anything is written (keys.changing).
 """
 
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 from django.dispatch import receiver
 
@@ -23,11 +24,23 @@ def key_changing(sender, instance, **kwargs) -> None:
         keys.changing(instance.pk if sender is Tenant else instance.tenant_id)
 
 
+def key_saved(sender, instance, created: bool, using: str, **kwargs) -> None:
+    """After a change saved outside a transaction (autocommit: `DELETE /api-keys` saves the
+    revocation that way), the "after the commit" bump of `key_changing` ran at once, before the
+    UPDATE: bumped again now that it is committed, or a request of another process that read the
+    old row in between kept it under the latest version (a revoked key let in for up to
+    keys.CACHE_SECONDS). In a transaction the after-commit bump comes after the write already
+    (and a delete always runs in one)."""
+    if not created and not transaction.get_connection(using).in_atomic_block:
+        keys.changed(instance.pk if sender is Tenant else instance.tenant_id)
+
+
 # The rows a cached key stands on: the key itself, its membership (the role) and its tenant.
 for model in (ApiKey, Membership, Tenant):
     name = model._meta.model_name
     pre_save.connect(key_changing, sender=model, dispatch_uid=f"tenants.{name}_saving")
     pre_delete.connect(key_changing, sender=model, dispatch_uid=f"tenants.{name}_deleting")
+    post_save.connect(key_saved, sender=model, dispatch_uid=f"tenants.{name}_saved")
 
 
 @receiver(post_save, sender=Category, dispatch_uid="tenants.category_saved")

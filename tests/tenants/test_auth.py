@@ -113,3 +113,32 @@ def test_demoting_a_member_reaches_cached_sessions(tenant, owner):
     owner.patch(f"/api/v1/members/{membership.pk}", {"role": "member"}, format="json")
 
     assert client.post("/api/v1/categories", {"key": "after"}, format="json").status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)  # no test transaction: the revocation commits as it does in production
+def test_a_key_read_while_its_revocation_is_written_is_not_kept(tenant, owner):
+    """DELETE /api-keys saves in autocommit, where the version bumps of `keys.changing` (the one
+    before the write and the "after commit" one) both ran before the UPDATE: a request of another
+    process reading the key between them and the UPDATE cached the live row under the final
+    version, and let the revoked key in for up to keys.CACHE_SECONDS."""
+    from django.db.models.signals import pre_save
+
+    from tenants import keys
+    from tenants.models import ApiKey
+    from tests.tenants.test_key_writes_without_redis import cached_client
+
+    key, secret = api_key(tenant)
+    client = cached_client(secret)
+
+    def concurrent_request(sender, instance, **kwargs):
+        # Connected after tenants.signals: after the key's invalidation, before its UPDATE.
+        if instance.pk == key.pk:
+            assert keys.find(secret).revoked is None
+
+    pre_save.connect(concurrent_request, sender=ApiKey, dispatch_uid="test.concurrent_request")
+    try:
+        assert owner.delete(f"/api/v1/api-keys/{key.pk}").status_code == 204
+    finally:
+        pre_save.disconnect(sender=ApiKey, dispatch_uid="test.concurrent_request")
+
+    assert client.get("/api/v1/categories").status_code == 401
