@@ -24,6 +24,9 @@ _client_url: str | None = None
 # After a Redis error, read PostgreSQL for this long before trying Redis again: a send must not
 # pay a connect timeout (1 s here, 2 s for settings.CACHES) on every lookup while Redis is down.
 RETRY_SECONDS = 30
+# The Retry-After of a refused write (`WriteRefused`): past a process's back-off above, so a
+# client that waits it out meets Redis tried again.
+WRITE_RETRY_SECONDS = 60
 
 
 def client() -> redis.Redis:
@@ -37,12 +40,13 @@ def client() -> redis.Redis:
 class WriteRefused(ApiError):
     """A write whose readers rely on Redis hearing of it, refused because Redis could not be
     reached: raised inside the writer's transaction, so nothing is written; the API answers 503
-    with `code` and the client tries again. A write committed unheard would leave other processes
-    reading the old state from Redis or their own caches (a suppression hidden, an opt-out
-    ignored) until an expiry. One subclass per kind of write, for its code."""
+    with `code` and a Retry-After (DRF's `wait`); the client tries again. A write committed
+    unheard would leave other processes reading the old state from Redis or their own caches (a
+    suppression hidden, an opt-out ignored) until an expiry. One subclass per kind of write, for its code."""
 
     def __init__(self, code: str, what: str):
         super().__init__(503, code, f"{what} cannot be written while Redis is unreachable; try again.")
+        self.wait = WRITE_RETRY_SECONDS
 
 
 class Backoff:

@@ -5,9 +5,10 @@ operation can give, each with the `Error` component (`{"error": {"code", "messag
 alertflow/errors.py), so a client generated from /api/schema knows every answer it can get.
 Most statuses follow from how the view is built (authentication, role, path id, request body,
 throttles); the rest, which only the view's logic knows (a 409 conflict, a 422), the view
-declares by action (or HTTP method, for an APIView):
+declares by action (or HTTP method, for an APIView; `"action.method"` for one method of an
+action that takes several):
 
-    extra_error_statuses = {"destroy": {409}}
+    extra_error_statuses = {"destroy": {409}, "preferences.put": {503}}
 """
 
 from http import HTTPStatus
@@ -32,7 +33,12 @@ ERROR_DESCRIPTIONS = {
     415: "The request body is not JSON: `unsupported_media_type`.",
     422: "The request is valid but cannot be carried out; the code names why.",
     429: "Too many requests: `rate_limited`. `Retry-After` says when to try again.",
+    503: "A write other processes must hear of through Redis, refused while Redis is unreachable; nothing was "
+    "written (alertflow.redis.WriteRefused): `keys_unavailable`, `preferences_unavailable` or "
+    "`suppressions_unavailable`. `Retry-After` says when to try again.",
 }
+# The statuses whose answer carries a Retry-After header.
+RETRY_AFTER_STATUSES = {429, 503}
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -55,7 +61,7 @@ class AutoSchema(SpectacularAutoSchema):
         for status in sorted(self.error_statuses()):
             response = self._get_response_for_code(ErrorSerializer, str(status), direction=direction)
             response["description"] = f"{HTTPStatus(status).phrase}. {ERROR_DESCRIPTIONS[status]}"
-            if status == 429:
+            if status in RETRY_AFTER_STATUSES:
                 response["headers"] = {
                     "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying."}
                 }
@@ -94,7 +100,7 @@ class AutoSchema(SpectacularAutoSchema):
     def declared_error_statuses(self) -> set[int]:
         declared = getattr(self.view, "extra_error_statuses", {})
         handler = self.view.action if isinstance(self.view, ViewSetMixin) else self.method.lower()
-        statuses = set(declared.get(handler, ()))
+        statuses = set(declared.get(handler, ())) | set(declared.get(f"{handler}.{self.method.lower()}", ()))
         if statuses - set(ERROR_DESCRIPTIONS):
             raise ValueError(f"{self.view.__class__.__name__}: describe {statuses} in ERROR_DESCRIPTIONS first.")
         return statuses

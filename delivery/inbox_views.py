@@ -248,7 +248,7 @@ class InboxPreferencesView(RecipientView):
     `/recipients/{id}/preferences`, plus `critical_categories`, which opt-outs never reach: a PUT
     that turns a channel off for one of them is refused."""
 
-    extra_error_statuses = {"put": {403}}  # a critical category turned off
+    extra_error_statuses = {"put": {403, 503}}  # a critical category turned off; preferences_unavailable
 
     def critical_categories(self) -> list[str]:
         return list(

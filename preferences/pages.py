@@ -31,9 +31,6 @@ from .unsubscribe import BadLink, read_token
 logger = logging.getLogger(__name__)
 
 SOURCE = "unsubscribe_link"
-# Seconds a refused one-click POST asks its sender to wait: a process tries Redis again after
-# alertflow.redis.RETRY_SECONDS.
-RETRY_SECONDS = 60
 
 
 def page(request: HttpRequest, state: str, status: int = 200, **context) -> HttpResponse:
@@ -75,11 +72,11 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         return page(request, "confirm", **context)
     try:
         changed = services.opt_out(recipient, category, Channel.EMAIL.value, source=SOURCE)
-    except services.PreferencesUnavailable:
+    except services.PreferencesUnavailable as exc:
         # Nothing written: a 503 makes the mail provider's one-click POST come again, and the
         # page asks a person to.
         response = page(request, "unavailable", status=503, **context)
-        response["Retry-After"] = str(RETRY_SECONDS)
+        response["Retry-After"] = str(exc.wait)  # the API's Retry-After for the same refusal
         return response
     if changed:
         logger.info(

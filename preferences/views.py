@@ -37,6 +37,7 @@ class RecipientViewSet(TenantViewSet, mixins.ListModelMixin, mixins.RetrieveMode
     lookup_field = "external_id"
     lookup_value_regex = "[^/]+"
     http_method_names = ["get", "put", "post", "delete", "head", "options"]
+    extra_error_statuses = {"preferences.put": {503}}  # preferences_unavailable
 
     def filter_queryset(self, queryset):
         if self.action != "list":
@@ -147,6 +148,7 @@ class SuppressionViewSet(
     queryset = Suppression.objects.select_related("category")
     serializer_class = SuppressionSerializer
     lookup_value_regex = "[0-9]+"
+    extra_error_statuses = {"create": {503}, "bulk_import": {503}}  # suppressions_unavailable
 
     def filter_queryset(self, queryset):
         if self.action != "list":

@@ -66,7 +66,7 @@ class LoginView(PublicView):
 
 class AcceptInviteView(PublicView):
     throttle_scope = "login"
-    extra_error_statuses = {"post": {409}}
+    extra_error_statuses = {"post": {409, 503}}  # 503: the membership changes (tenants/signals.py)
 
     @extend_schema(request=AcceptInviteSerializer, responses={200: MembershipSerializer}, auth=[])
     def post(self, request):
@@ -98,6 +98,7 @@ class ApiKeyViewSet(TenantViewSet, mixins.ListModelMixin, mixins.CreateModelMixi
     serializer_class = ApiKeySerializer
     read_role = Role.OWNER
     write_role = Role.OWNER
+    extra_error_statuses = {"destroy": {503}}  # keys_unavailable: a revocation Redis cannot hear of
 
     @extend_schema(responses={201: NewApiKeySerializer})
     def create(self, request, *args, **kwargs):
@@ -121,7 +122,8 @@ class MemberViewSet(
     serializer_class = MembershipSerializer
     write_role = Role.OWNER
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-    extra_error_statuses = {"partial_update": {409}, "destroy": {409}}  # the last owner stays
+    # 409: the last owner stays; 503: keys_unavailable, a change Redis cannot hear of.
+    extra_error_statuses = {"partial_update": {409, 503}, "destroy": {409, 503}}
 
     @extend_schema(request=InviteSerializer, responses={201: InvitedMemberSerializer})
     def create(self, request, *args, **kwargs):

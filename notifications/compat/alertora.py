@@ -55,7 +55,7 @@ class AlertoraPreferencesView(TenantScopedMixin, APIView):
     """`GET /preferences?recipient_id=...` and `POST /preferences`, as Alertora's clients call them."""
 
     write_role = Role.ADMIN
-    extra_error_statuses = {"get": {404}}
+    extra_error_statuses = {"get": {404}, "post": {503}}  # 503: preferences_unavailable
 
     @extend_schema(
         parameters=[OpenApiParameter("recipient_id", str, required=True, description="The recipient's id or email.")],

@@ -82,7 +82,7 @@ class UsersView(TenantScopedMixin, APIView):
     """`POST /api/v1/users/`: a new user is a new recipient."""
 
     write_role = Role.ADMIN
-    extra_error_statuses = {"post": {409}}
+    extra_error_statuses = {"post": {409, 503}}  # 503: preferences_unavailable
 
     @extend_schema(request=UserCreateSerializer, responses={201: dict})
     def post(self, request):
@@ -99,7 +99,7 @@ class UserView(TenantScopedMixin, APIView):
     """`GET/PUT /api/v1/users/{user_id}`: a recipient by its external id."""
 
     write_role = Role.ADMIN
-    extra_error_statuses = {"get": {404}, "put": {404, 409}}
+    extra_error_statuses = {"get": {404}, "put": {404, 409, 503}}  # 503: preferences_unavailable
 
     def recipient(self, user_id: str) -> Recipient:
         recipient = Recipient.objects.filter(tenant=self.tenant, external_id=user_id).first()

@@ -74,7 +74,7 @@ class UserPreferencesView(TenantScopedMixin, APIView):
     """
 
     write_role = Role.ADMIN
-    extra_error_statuses = {"get": {404}, "put": {404}}
+    extra_error_statuses = {"get": {404}, "put": {404, 503}}  # 503: preferences_unavailable
 
     def recipient(self, user_id: str) -> Recipient:
         recipient = Recipient.objects.filter(tenant=self.tenant, external_id=user_id).first()

@@ -67,3 +67,11 @@ def test_inbox_action_pattern_is_anchored_around_every_action(schema):
     [action] = [p for p in parameters if p["name"] == "action"]
 
     assert action["schema"]["pattern"] == "^(?:read|unread|seen|archive|unarchive|snooze)$"
+
+
+def test_a_refused_write_is_documented_on_the_method_that_writes(schema):
+    # The preferences action answers GET and PUT; only the PUT is refused while Redis is down.
+    path = "/api/v1/recipients/{external_id}/preferences/"
+    assert "503" in documented(schema, "put", path)
+    assert "Retry-After" in documented(schema, "put", path)["503"]["headers"]
+    assert "503" not in documented(schema, "get", path)
