@@ -9,12 +9,12 @@ from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, permissions, serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from alertflow.choices import Role
 from alertflow.errors import ApiError
+from alertflow.pagination import CursorPagination
 from alertflow.views import TenantScopedMixin
 from preferences import services as preference_services
 from preferences.models import Recipient

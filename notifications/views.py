@@ -6,13 +6,14 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
-from rest_framework import mixins, pagination, serializers, status
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from alertflow.choices import Role
 from alertflow.errors import ApiError
+from alertflow.pagination import CursorPagination
 from alertflow.views import TenantScopedMixin, TenantViewSet
 
 from . import analytics, campaigns, compat, lifecycle, services
@@ -32,7 +33,7 @@ from .serializers import (
 )
 
 
-class HistoryPagination(pagination.CursorPagination):
+class HistoryPagination(CursorPagination):
     """Cursor pagination: these tables get big, and OFFSET over millions of rows does not scale."""
 
     ordering = ("-created", "-id")
@@ -55,7 +56,10 @@ def filter_history(queryset, params, *, category_lookup: str):
             queryset = queryset.filter(**{lookup: params[param]})
     for param, lookup in (("created_after", "created__gte"), ("created_before", "created__lt")):
         if params.get(param):
-            moment = parse_datetime(str(params[param]))
+            try:
+                moment = parse_datetime(str(params[param]))
+            except ValueError:  # well formed, but no such date or time (2026-02-30, 25:00)
+                moment = None
             if moment is None:
                 raise ApiError(
                     400, "validation_error", f"{param}: not an ISO 8601 date-time.", {"fields": {param: ["Invalid."]}}

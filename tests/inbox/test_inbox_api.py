@@ -1,5 +1,6 @@
 """The recipient's inbox over REST: credentials, the feed and its counts, actions, preferences."""
 
+import base64
 import time
 from datetime import timedelta
 from unittest import mock
@@ -162,6 +163,17 @@ def test_feed_paginates_with_a_cursor(admin, ada_inbox):
 
     assert seen == list(reversed(ids))
     assert page["unread_count"] == 5
+
+
+def test_a_hand_made_feed_cursor_is_404(admin, ada_inbox):
+    """A recipient's own cursor with a position that is no date: a 500 before."""
+    send_inapp(admin)
+    cursor = base64.urlsafe_b64encode(b"o=0&r=0&p=garbage").decode()
+
+    response = ada_inbox.get(f"/api/v1/inbox?cursor={cursor}")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
 
 
 def test_feed_filters(admin, tenant, ada_inbox):

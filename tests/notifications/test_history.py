@@ -1,3 +1,5 @@
+import base64
+
 import pytest
 
 from notifications.models import DeliveryAttempt, Message
@@ -66,10 +68,35 @@ def test_history_filters(admin, ada, promo, otp, tenant):
     assert ids("created_before=2000-01-01T00:00:00Z") == []
 
 
-def test_bad_date_filter_is_400(admin):
-    response = admin.get("/api/v1/notifications?created_after=yesterday")
+@pytest.mark.parametrize("path", ["/api/v1/notifications", "/api/v1/messages"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "created_after=yesterday",
+        # Well formed, but no such date or time: parse_datetime raises instead of answering None.
+        "created_after=2026-02-30T10:00:00Z",
+        "created_before=2026-01-01T25:00:00Z",
+    ],
+)
+def test_bad_date_filter_is_400(admin, path, query):
+    response = admin.get(f"{path}?{query}")
 
     assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_error"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/notifications", "/api/v1/messages"])
+@pytest.mark.parametrize("position", ["garbage", "2026-02-30T10:00:00Z"])
+def test_a_hand_made_cursor_is_404_like_any_invalid_cursor(admin, ada, path, position):
+    """The cursor is base64, not signed: a position the ordering's date field cannot read raised
+    Django's ValidationError from the filter, a 500."""
+    send(admin, recipient="ada", channels=["email"])
+    cursor = base64.urlsafe_b64encode(f"o=0&r=0&p={position}".encode()).decode()
+
+    response = admin.get(f"{path}?cursor={cursor}")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
 
 
 def test_history_is_cursor_paginated(admin, ada):
