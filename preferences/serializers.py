@@ -81,7 +81,9 @@ def normalize_locale(value: str) -> str:
 def validate_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):  # ValueError: not a key at all ("../x", "")
+    # ValueError: not a key at all ("../x", ""), or a file of the database that is not a zone
+    # ("tzdata.zi"); OSError: a folder of it ("America", "Etc": IsADirectoryError, a 500 before).
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise serializers.ValidationError(f"{value!r} is not an IANA timezone such as 'Europe/Paris'.") from None
     return value
 

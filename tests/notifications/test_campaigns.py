@@ -154,6 +154,7 @@ def test_next_run_keeps_local_time_across_a_dst_change(admin, digest, tenant):
         ({"cron": "0 9 1 * MON", "timezone": "UTC"}, "cron"),
         ({"cron": "0 9 * * *", "timezone": "Mars/Olympus"}, "timezone"),
         ({"cron": "0 9 * * *", "timezone": "../etc/passwd"}, "timezone"),
+        ({"cron": "0 9 * * *", "timezone": "Etc"}, "timezone"),
     ],
 )
 def test_invalid_cron_or_timezone_is_400_naming_the_field(admin, digest, schedule, field):

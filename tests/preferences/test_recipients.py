@@ -45,6 +45,8 @@ def test_put_null_clears_a_field(admin, recipient):
         ("phone", "+1 555"),
         ("timezone", "Mars/Olympus_Mons"),
         ("timezone", "../etc/passwd"),
+        ("timezone", "America"),  # a folder of the zone database
+        ("timezone", "tzdata.zi"),  # a file of it that is no zone
         ("locale", "english"),
         ("locale", "fr_CA"),
         ("data", ["not", "an", "object"]),
