@@ -1,15 +1,30 @@
 """The product's API from the outside: a tenant, its recipients and SMTP provider, send bodies,
-and load generators (closed-loop threads, optionally over several processes)."""
+and load generators: wrk (C, one keep-alive connection per thread, bench/wrk.lua) or httpx
+(closed-loop threads, optionally over several processes)."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from .env import LOG_DIR
 from .smtp import FROM_EMAIL
+
+SEND_PATH = "/api/v1/notifications"
+WRK_SCRIPT = Path(__file__).with_name("wrk.lua")
+# wrk by default: httpx in Python threads spent ~1.7 ms of CPU per request on the two cores the
+# server measured has (bench/README, issue 14 session 4), a share of the box no real client takes.
+LOAD_GENERATORS = ("wrk", "httpx")
 
 # Recipients' addresses: `<external id>@<RECIPIENT_DOMAIN>`.
 RECIPIENT_DOMAIN = "bench.test"
@@ -87,6 +102,8 @@ class LoadResult:
     # (send start unix time, message id) per accepted single send
     accepted: list[tuple[float, str]] = field(default_factory=list)
     client_cpu: float = 0.0  # CPU seconds the load generator itself used
+    # The generator's own latency percentiles in ms (wrk's histogram, every response), when it has them.
+    latency_ms: dict | None = None
 
 
 def _load_thread(base_url, api_key, bodies: Iterable[dict], result: LoadResult, lock: threading.Lock) -> None:
@@ -99,7 +116,7 @@ def _load_thread(base_url, api_key, bodies: Iterable[dict], result: LoadResult, 
             sent_at = time.time()
             start = time.perf_counter()
             try:
-                response = client.post("/api/v1/notifications", json=body)
+                response = client.post(SEND_PATH, json=body)
             except httpx.HTTPError as exc:
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                 continue
@@ -164,4 +181,82 @@ def run_load_processes(base_url: str, api_key: str, bodies: list[dict], clients:
         result.finished = max(result.finished, finished)
     for child in children:
         child.join(10)
+    return result
+
+
+def run_generator(
+    generator: str, base_url: str, api_key: str, bodies: list[dict], clients: int, processes: int = 1
+) -> LoadResult:
+    """POST `bodies` to the send endpoint from `clients` keep-alive connections with `generator`
+    (one of LOAD_GENERATORS; `processes` is httpx's)."""
+    if generator == "wrk":
+        return run_wrk(base_url, api_key, bodies, clients)
+    return run_load_processes(base_url, api_key, bodies, clients, processes)
+
+
+def run_wrk(base_url: str, api_key: str, bodies: list[dict], clients: int, timeout: float = 900) -> LoadResult:
+    """POST `bodies` with wrk, `clients` threads of one connection each (bench/wrk.lua): each
+    thread sends its share (`bodies[i::clients]`, in order) and idles; once every thread has its
+    last response wrk is stopped (SIGINT), and its done() writes each response (status, send and
+    response times, message ids) and wrk's own latency percentiles and socket errors."""
+    exe = shutil.which("wrk")
+    if exe is None:
+        raise RuntimeError("wrk is not installed: `make bench-deps` (apt-get install wrk), or --load httpx")
+    with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
+        for i in range(clients):
+            lines = [json.dumps(body, separators=(",", ":")) + "\n" for body in bodies[i::clients]]
+            Path(tmp, f"bodies-{i + 1}.jsonl").write_text("".join(lines))
+        with (LOG_DIR / "wrk.log").open("ab") as stderr:
+            popen = subprocess.Popen(
+                [exe, "-t", str(clients), "-c", str(clients), "-d", f"{timeout:.0f}s", "--timeout", "30s",
+                 "-s", str(WRK_SCRIPT), base_url, "--", tmp, api_key, SEND_PATH],
+                stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
+            )  # fmt: skip
+        lines: list[str] = []
+        all_done = threading.Event()
+
+        def read() -> None:
+            done = 0
+            for line in popen.stdout:
+                lines.append(line)
+                done += line == "done\n"
+                if done == clients:
+                    all_done.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            all_done.wait(timeout)
+            popen.send_signal(signal.SIGINT)  # wrk then joins its threads, reports and runs done()
+            reader.join(60)
+            # wait4, not wait: the child's own CPU (user + system), the load generator's cost.
+            _, status, usage = os.wait4(popen.pid, 0)
+            popen.returncode = os.waitstatus_to_exitcode(status)
+        finally:
+            if popen.returncode is None:
+                popen.kill()
+                popen.wait(5)
+        report = [line for line in lines if line.startswith("WRK ")]
+        if popen.returncode != 0 or not report:
+            raise RuntimeError(f"wrk exited with {popen.returncode}: {''.join(lines)[-2000:]}")
+        figures = json.loads(report[-1][4:])
+        results = Path(tmp, "results.tsv").read_text().splitlines()
+    result = LoadResult(client_cpu=usage.ru_utime + usage.ru_stime)
+    result.latency_ms = {key: round(figures[f"{key}_us"] / 1000, 1) for key in ("p50", "p95", "p99", "max", "mean")}
+    sent_times, received_times = [], []
+    for line in results:
+        status, sent_at, received_at, ids = line.split("\t")
+        sent_times.append(float(sent_at))
+        received_times.append(float(received_at))
+        if status != "202":
+            result.errors[status] = result.errors.get(status, 0) + 1
+            continue
+        result.latencies.append(float(received_at) - float(sent_at))
+        result.accepted.extend((float(sent_at), mid) for mid in ids.split(",") if mid)
+    # Socket errors and requests past --timeout, which have no response line (or a late one).
+    for kind in ("connect", "read", "write", "timeout"):
+        if figures[kind]:
+            result.errors[f"wrk {kind}"] = figures[kind]
+    result.started = min(sent_times, default=0.0)
+    result.finished = max(received_times, default=0.0)
     return result

@@ -1,8 +1,8 @@
 """End-to-end email deliveries per second: API accept -> queue -> worker -> SMTP -> the sink.
 
-(a) `--singles` single sends POSTed through the API by `--clients` keep-alive clients while a
-Celery worker consumes: from the first request to the last email at the sink, plus each
-message's accept-to-arrival latency. (b) One bulk send to `--bulk` recipients in one request:
+(a) `--singles` single sends POSTed through the API by `--clients` keep-alive clients (wrk, or
+httpx threads with `--load httpx`) while a Celery worker consumes: from the first request to the
+last email at the sink, plus each message's accept-to-arrival latency. (b) One bulk send to `--bulk` recipients in one request:
 from the request to the last email at the sink. Both are given as a ratio to the sink's own
 ceiling, measured in the same run with plain smtplib clients over 1 and 4 connections (the
 aiosmtpd sink is itself a ceiling on this machine, DESIGN section 7).
@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from .client import create_recipients, create_smtp_provider, email_send, register_tenant, run_load
+from .client import LOAD_GENERATORS, create_recipients, create_smtp_provider, email_send, register_tenant, run_generator
 from .cpu import CpuMeter, PySpy
 from .env import log, prepare
 from .processes import WORKER_CONCURRENCY, Processes, free_port, start_gunicorn, start_relay, start_worker
@@ -36,10 +36,10 @@ def status_counts(notification_ids=None) -> dict:
     return {row["status"]: row["n"] for row in rows.values("status").annotate(n=Count("id"))}
 
 
-def run_singles(sink, procs, base_url, api_key, ids, count, clients) -> dict:
+def run_singles(sink, procs, base_url, api_key, ids, count, clients, generator) -> dict:
     sink.reset()
     bodies = [email_send(recipient=ids[i % len(ids)]) for i in range(count)]
-    run = run_load(base_url, api_key, bodies, clients)
+    run = run_generator(generator, base_url, api_key, bodies, clients)
     accepted = len(run.accepted)
     arrived_all = sink.wait_count(accepted, 300, procs)
     arrivals = sink.arrivals()
@@ -50,6 +50,8 @@ def run_singles(sink, procs, base_url, api_key, ids, count, clients) -> dict:
     return {
         "requests": count,
         "clients": clients,
+        "load_generator": generator,
+        "load_generator_cpu_ms_per_request": round(run.client_cpu * 1000 / max(1, len(run.latencies)), 2),
         "accepted": accepted,
         "request_errors": run.errors,
         "arrived": len(arrivals),
@@ -110,6 +112,9 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--singles", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8, help="API clients for the single sends")
+    parser.add_argument(
+        "--load", choices=LOAD_GENERATORS, default=LOAD_GENERATORS[0], help="the single sends' load generator"
+    )
     parser.add_argument("--bulk", type=int, default=5000)
     parser.add_argument(
         "--concurrency", type=int, default=WORKER_CONCURRENCY, help="celery worker processes (or threads)"
@@ -159,7 +164,7 @@ def main(argv=None) -> dict:
             PySpy(worker.popen.pid, spy.with_name(f"{spy.stem}-singles{spy.suffix}") if spy else None),
             CpuMeter(**pids) as singles_cpu,
         ):
-            singles = run_singles(sink, procs, base_url, api_key, ids, args.singles, args.clients)
+            singles = run_singles(sink, procs, base_url, api_key, ids, args.singles, args.clients, args.load)
         log(f"(b) one bulk send to {args.bulk} recipients")
         with (
             PySpy(worker.popen.pid, spy.with_name(f"{spy.stem}-bulk{spy.suffix}") if spy else None),
