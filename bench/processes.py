@@ -144,13 +144,49 @@ class Processes(contextlib.AbstractContextManager):
                 print(f"stopping {proc.name} failed: {error!r}", file=sys.stderr)
 
 
-def start_gunicorn(procs: Processes, port: int, workers: int, threads: int) -> Proc:
+# The API's WSGI servers bench.accept can measure: gunicorn's gthread (the product's) and sync
+# workers, and granian's WSGI interface (not a requirement: `pip install granian` to measure it).
+WEB_SERVERS = ("gthread", "sync", "granian")
+
+
+def start_web(procs: Processes, port: int, workers: int, threads: int, server: str = "gthread") -> Proc:
+    """The API on 127.0.0.1:`port` served by `server` (one of WEB_SERVERS), as the process "gunicorn"
+    whatever the server (the CPU tables' row); `threads` per worker (sync: one, whatever it says)."""
+    if server != "granian":
+        return start_gunicorn(procs, port, workers, threads, server)
+    proc = procs.start(
+        "gunicorn",
+        [
+            PYTHON, "-m", "granian", "--interface", "wsgi", "config.wsgi:application",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers),
+            "--blocking-threads", str(threads),
+            "--runtime-threads", "1",
+            "--http", "1", "--no-ws",
+            "--backlog", "2048",
+            "--workers-kill-timeout", "10",
+        ],
+    )  # fmt: skip
+    wait_until(lambda: health_ok(port), 60, "granian", interval=0.2, procs=procs)
+    return proc
+
+
+def health_ok(port: int) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_gunicorn(procs: Processes, port: int, workers: int, threads: int, worker_class: str = "gthread") -> Proc:
     proc = procs.start(
         "gunicorn",
         [
             PYTHON, "-m", "gunicorn", "--config", "python:config.gunicorn", "config.wsgi",
             "--bind", f"127.0.0.1:{port}",
-            "--worker-class", "gthread",
+            "--worker-class", worker_class,
             "--workers", str(workers),
             "--threads", str(threads),
             "--backlog", "2048",
@@ -158,15 +194,7 @@ def start_gunicorn(procs: Processes, port: int, workers: int, threads: int) -> P
             "--graceful-timeout", "10",
         ],
     )  # fmt: skip
-    import httpx
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 60, "gunicorn", interval=0.2, procs=procs)
+    wait_until(lambda: health_ok(port), 60, "gunicorn", interval=0.2, procs=procs)
     return proc
 
 
