@@ -282,7 +282,7 @@ def cached_preferences(recipient: Recipient) -> dict:
             if entry is not None:
                 return entry
     entry = _load_from_database(recipient)
-    if _cache_backoff.usable():
+    if _cache_backoff.usable() and not _invalidated_here([key]):
         try:
             cache.set(key, entry, PREFERENCES_CACHE_SECONDS)
         except Exception:
@@ -312,12 +312,29 @@ def cached_preferences_many(recipients: list[Recipient]) -> dict:
     if missing:
         loaded = _load_many_from_database(missing)
         entries.update(loaded)
-        if _cache_backoff.usable():
+        kept = {cache_key(r.tenant_id, r.pk): loaded[r.pk] for r in missing}
+        for key in _invalidated_here(kept):
+            del kept[key]
+        if kept and _cache_backoff.usable():
             try:
-                cache.set_many({cache_key(r.tenant_id, r.pk): loaded[r.pk] for r in missing}, PREFERENCES_CACHE_SECONDS)
+                cache.set_many(kept, PREFERENCES_CACHE_SECONDS)
             except Exception:
                 _cache_backoff.failed("set_many")
     return entries
+
+
+def _invalidated_here(keys) -> set[str]:
+    """The cache keys among `keys` that the open transaction invalidated (`invalidate_preferences`
+    registered their delete for its commit): such an entry is not cached. Read in the
+    transaction, it may hold the transaction's own writes; a rollback would leave them cached
+    for PREFERENCES_CACHE_SECONDS (a send refused with 403 or 429 after upserting its inline
+    recipient's timezone), and a commit deletes it anyway. Django drops the callbacks of what
+    rolled back from `run_on_commit` (its list of them, which captureOnCommitCallbacks reads too)."""
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block or not connection.run_on_commit:
+        return set()
+    pending = {getattr(func, "preferences_key", None) for _savepoints, func, _robust in connection.run_on_commit}
+    return pending.intersection(keys)
 
 
 def _loaded_entry(recipient: Recipient) -> dict:
@@ -382,6 +399,7 @@ def invalidate_preferences(tenant_id, recipient_id, *, required: bool = False) -
         return True
 
     if delete():
+        delete.preferences_key = key  # for `_invalidated_here`
         transaction.on_commit(delete)
     elif required:
         raise PreferencesUnavailable

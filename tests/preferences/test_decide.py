@@ -1,6 +1,6 @@
 """The one preference decision the send pipeline calls: matrix, quiet hours across DST, cache."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 
 import pytest
 import redis
@@ -11,6 +11,7 @@ from preferences.models import Preference
 from preferences.serializers import PreferencesSerializer
 from preferences.services import Decision, cached_preferences, cached_preferences_many, decide
 from tests.factories import CategoryFactory, RecipientFactory
+from tests.notifications.conftest import EMAIL
 
 NOON = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -137,7 +138,9 @@ def test_quiet_hours_apply_to_non_critical_categories(recipient, promo):
 
 
 def test_warm_cache_answers_without_a_query(recipient, promo, security, django_assert_num_queries):
-    set_prefs(recipient, {"channels": {"sms": False}, "quiet_hours": {"start": "22:00", "end": "07:00"}})
+    # Written as a committed write leaves it (set_prefs's invalidation would wait for the commit of
+    # the test's transaction, which never comes, and keep the entry out of the cache meanwhile).
+    Preference.objects.create(recipient=recipient, channels={"sms": False}, quiet_start=time(22), quiet_end=time(7))
     decide(recipient, promo, "email", at=NOON)  # warms
     with django_assert_num_queries(0):
         assert decide(recipient, promo, "sms", at=NOON).reason == "channel_opted_out"
@@ -165,6 +168,21 @@ def test_recipient_put_invalidates_the_cached_timezone(admin, recipient):
     # 23:00 UTC is 08:00 in Tokyo: outside the window.
     assert admin.put("/api/v1/recipients/u1", {"timezone": "Asia/Tokyo"}, format="json").status_code == 200
     assert decide(recipient, None, "email", at=late) == Decision("allowed")
+
+
+def test_a_refused_send_leaves_its_inline_recipients_change_out_of_the_cache(admin, recipient):
+    """A send's inline recipient is written, and its preferences read, in the send's transaction:
+    when the send is then refused (403 here, 429 over quota) and rolled back, the timezone it
+    carried stayed cached for PREFERENCES_CACHE_SECONDS, and later sends read quiet hours in a
+    timezone the recipient never had."""
+    Preference.objects.create(recipient=recipient, channels={"email": False})
+    body = {"recipient": {"id": "u1", "timezone": "Asia/Tokyo"}, "channels": ["email"], "content": EMAIL}
+
+    assert admin.post("/api/v1/notifications", body, format="json").status_code == 403
+
+    recipient.refresh_from_db()
+    assert recipient.timezone == "UTC"
+    assert cached_preferences(recipient)["timezone"] == "UTC"
 
 
 class BrokenCache:

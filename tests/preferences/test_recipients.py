@@ -3,7 +3,7 @@ from django.core.cache import cache
 from rest_framework.exceptions import ValidationError
 
 from preferences.models import Device, Preference, Recipient, Subscription
-from preferences.services import cache_key, decide, set_preferences, upsert_recipient
+from preferences.services import cache_key, decide, upsert_recipient
 from tests.factories import DeviceFactory, RecipientFactory, TopicFactory
 
 
@@ -91,7 +91,7 @@ def test_get_recipient(member, recipient):
 
 def test_delete_erases_the_recipient_devices_preferences_and_subscriptions(admin, tenant, recipient):
     DeviceFactory(recipient=recipient)
-    set_preferences(recipient, {"channels": {"email": False}})
+    Preference.objects.create(recipient=recipient, channels={"email": False})  # as committed: no invalidation pending
     TopicFactory(tenant=tenant).subscriptions.create(recipient=recipient)
     decide(recipient, None, "email")  # caches the preferences
     key = cache_key(tenant.pk, recipient.pk)
