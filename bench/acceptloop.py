@@ -12,15 +12,12 @@ bench.accept's 1,000 over 3 gunicorn processes do.
 """
 
 import argparse
-import collections
-import io
-import json
 import random
 import time
 
-from .client import create_recipients, email_send
+from .client import email_send
 from .cpu import tree_cpu_seconds
-from .env import flush_redis, prepare_database, setup_django
+from .inprocess import Counts, fresh_tenant
 
 
 def main():
@@ -30,64 +27,12 @@ def main():
     parser.add_argument("--recipients", type=int, default=3000)
     parser.add_argument("--trace", action="store_true", help="print the Redis commands and SQL of one request")
     args = parser.parse_args()
-    prepare_database()
-    flush_redis()
-    setup_django()
-    import redis.connection
-    from django.core.handlers.wsgi import WSGIHandler
+    call, _tenant_id, key, ids = fresh_tenant("acceptloop", args.recipients)
     from django.db import connection
 
-    app = WSGIHandler()
-
-    def call(method, path, body, key=None):
-        data = json.dumps(body).encode()
-        environ = {
-            "REQUEST_METHOD": method,
-            "PATH_INFO": path,
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "8000",
-            "HTTP_HOST": "127.0.0.1",
-            "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(data),
-            "CONTENT_LENGTH": str(len(data)),
-            "CONTENT_TYPE": "application/json",
-            "REMOTE_ADDR": "127.0.0.1",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-        }
-        if key:
-            environ["HTTP_AUTHORIZATION"] = f"Bearer {key}"
-        status = []
-        result = app(environ, lambda s, h, *a: status.append(s))
-        out = b"".join(result)
-        result.close()  # as a WSGI server does: request_finished
-        return status[0], out
-
-    status, out = call("POST", "/api/v1/register", {"service_name": "acceptloop", "notification_types": ["bench"]})
-    assert status.startswith("201"), (status, out)
-    body = json.loads(out)
-    tenant_id, key = body["client_id"], body["api_token"]
-    ids = create_recipients(tenant_id, args.recipients)
     rng = random.Random(1)
 
-    redis_calls = collections.Counter()
-    original = redis.connection.AbstractConnection.send_packed_command
-    trace = []
-
-    def counting(self, command, check_health=True):
-        redis_calls["rt"] += 1
-        if args.trace:
-            trace.append(("redis", bytes(command[0] if isinstance(command, list) else command)[:120]))
-        return original(self, command, check_health)
-
-    redis.connection.AbstractConnection.send_packed_command = counting
-    sql = collections.Counter()
-
-    def wrapper(execute, sql_text, params, many, context):
-        sql["n"] += 1
-        if args.trace:
-            trace.append(("sql", sql_text[:160]))
-        return execute(sql_text, params, many, context)
-
+    counts = Counts(trace=args.trace)
     for _ in range(args.warmup):
         s, o = call("POST", "/api/v1/notifications", email_send(recipient=rng.choice(ids)), key)
         assert s.startswith("202"), (s, o)
@@ -96,16 +41,15 @@ def main():
         c.execute("SELECT pg_backend_pid()")
         backend = c.fetchone()[0]
     if args.trace:
-        trace.clear()
-        with connection.execute_wrapper(wrapper):
+        counts.clear()
+        with connection.execute_wrapper(counts.sql_wrapper):
             call("POST", "/api/v1/notifications", email_send(recipient=rng.choice(ids)), key)
-        for kind, text in trace:
+        for kind, text in counts.trace:
             print(kind, text)
         return
-    redis_calls.clear()
-    sql.clear()
+    counts.clear()
     cpu0, pg0, wall0 = time.process_time(), tree_cpu_seconds(backend), time.perf_counter()
-    with connection.execute_wrapper(wrapper):
+    with connection.execute_wrapper(counts.sql_wrapper):
         for _ in range(args.requests):
             s, o = call("POST", "/api/v1/notifications", email_send(recipient=rng.choice(ids)), key)
             assert s.startswith("202"), (s, o)
@@ -113,7 +57,7 @@ def main():
     n = args.requests
     print(
         f"requests {n}: python {1000 * (cpu1 - cpu0) / n:.3f} ms, postgres {1000 * (pg1 - pg0) / n:.3f} ms, "
-        f"wall {1000 * (wall1 - wall0) / n:.3f} ms, sql {sql['n'] / n:.2f}, redis round trips {redis_calls['rt'] / n:.2f}"
+        f"wall {1000 * (wall1 - wall0) / n:.3f} ms, sql {counts.sql / n:.2f}, redis round trips {counts.redis / n:.2f}"
     )
 
 
