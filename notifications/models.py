@@ -6,10 +6,11 @@ message ids, and every timer (send_at, quiet hours, retry backoff) is `Message.n
 
 import logging
 import uuid
+import weakref
 from datetime import datetime, timedelta
 
 from django.core.exceptions import EmptyResultSet
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.models import Q
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
@@ -157,15 +158,27 @@ def returning_columns(connection) -> str:
     return ", ".join(quote(Message._meta.get_field(name).column) for name in transitions.COLUMNS)
 
 
+# Each connection's converters for the RETURNING columns, worked out at its first status write:
+# building them with Django's compiler on every call was two fifths of the claim's CPU for a
+# single send (bench.deliverloop, py-spy), where PostgreSQL needs none.
+_converters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def moved_from(rows: list, connection) -> list[transitions.Moved]:
     """Raw rows of a `RETURNING {returning_columns()}` as `transitions.Moved`, each value converted
     as the ORM converts it on read (SQLite returns UUIDs and datetimes as text). The one
     conversion for both status writes that use RETURNING: `update_returning` and the claim
     (delivery/state.py)."""
-    table = Message._meta.db_table
-    columns = [Message._meta.get_field(name).get_col(table) for name in transitions.COLUMNS]
-    compiler = Message.objects.none().query.get_compiler(connection=connection)
-    converters = compiler.get_converters(columns)
+    if not rows:
+        return []
+    wrapper = connections[connection.alias]  # the thread's own, not the `django.db.connection` proxy
+    found = _converters.get(wrapper)
+    if found is None:
+        table = Message._meta.db_table
+        columns = [Message._meta.get_field(name).get_col(table) for name in transitions.COLUMNS]
+        compiler = Message.objects.none().query.get_compiler(connection=wrapper)
+        found = _converters[wrapper] = (compiler, compiler.get_converters(columns))
+    compiler, converters = found
     if converters:
         rows = compiler.apply_converters(rows, converters)
     return [transitions.Moved(*row) for row in rows]
