@@ -3,8 +3,26 @@
 import contextvars
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+def current_request_id() -> str:
+    """The id of the request (or task) this runs for: a row that later work picks up stores it,
+    so that work's lines carry it too (Notification.request_id)."""
+    return request_id_var.get()
+
+
+@contextmanager
+def acting_for(request_id: str) -> Iterator[None]:
+    """Run the block under `request_id` (what it publishes carries it), then go back."""
+    token = request_id_var.set(request_id)
+    try:
+        yield
+    finally:
+        request_id_var.reset(token)
 
 
 class RequestIdFilter(logging.Filter):

@@ -10,13 +10,15 @@ Both lock rows with
 """
 
 import logging
+from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, Q, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from alertflow.logging import acting_for, current_request_id
 from alertflow.queues import CHANNEL_QUEUES, DEFAULT_QUEUE, PRIORITY_LEVELS
 from notifications import queue
 from notifications.models import Message, Notification
@@ -39,7 +41,7 @@ def enqueue_due(now=None) -> int:
     expire_overdue(now)
     with transaction.atomic():
         due = list(
-            Message.objects.select_for_update(skip_locked=True)
+            _for_their_requests(Message.objects.select_for_update(skip_locked=True, of=("self",)))
             .filter(status__in=[Message.Status.SCHEDULED, Message.Status.RETRYING], next_attempt__lte=now)
             .order_by("next_attempt")
             .only("id", "channel", "priority", "batched", "status", "updated")[:POLL_BATCH]
@@ -52,8 +54,26 @@ def enqueue_due(now=None) -> int:
         for message in due:
             # `updated` travels with the task (notifications/queue.py, QUEUED_HEADER).
             message.status, message.updated = Message.Status.QUEUED, now
-        queue.enqueue_on_commit(due)
+        enqueue_under_their_requests(due)
     return len(due)
+
+
+def _for_their_requests(messages):
+    """`messages` with the id of the request that made each (`request_id`, its notification's)."""
+    return messages.annotate(request_id=F("notification__request_id"))
+
+
+def enqueue_under_their_requests(messages: list[Message]) -> None:
+    """`queue.enqueue_on_commit` under the id of the request that made each message (loaded by
+    `_for_their_requests`), not the poller's own task id: the delivery lines of a scheduled
+    send, a retry or a lost publish carry the request's id like those of a send that went at
+    once. A notification made before it was stored goes under the poller's id."""
+    by_request = defaultdict(list)
+    for message in messages:
+        by_request[message.request_id or current_request_id()].append(message)
+    for request_id, group in by_request.items():
+        with acting_for(request_id):
+            queue.enqueue_on_commit(group)
 
 
 def locked_ids(*conditions, **lookups) -> list:
@@ -141,7 +161,7 @@ def sweep_stale(now=None) -> dict:
         queued_cutoff = min(queued_cutoff, unrelayed - LOST_PUBLISH_MARGIN)
     with transaction.atomic():
         stale = list(
-            Message.objects.select_for_update(skip_locked=True)
+            _for_their_requests(Message.objects.select_for_update(skip_locked=True, of=("self",)))
             .filter(_lost_publishes(queued_cutoff, waiting))
             .only("id", "channel", "priority", "batched", "status", "updated")[:POLL_BATCH]
         )
@@ -149,7 +169,7 @@ def sweep_stale(now=None) -> dict:
             Message.objects.filter(pk__in=[m.pk for m in stale]).update(updated=now, next_attempt=None)
             for message in stale:
                 message.updated = now
-            queue.enqueue_on_commit(stale)
+            enqueue_under_their_requests(stale)
         fan_outs = _stalled_fan_outs(queued_cutoff, waiting)
         for notification_id, checkpoint in fan_outs:
             # From its checkpoint: if its step was only waiting after all, whichever of the two

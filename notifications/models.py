@@ -16,6 +16,7 @@ from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from alertflow.choices import Channel, Priority
+from alertflow.logging import current_request_id
 
 from . import transitions
 
@@ -63,6 +64,10 @@ class Notification(models.Model):
     progressed = models.DateTimeField(default=timezone.now)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     request_hash = models.CharField(max_length=64, blank=True)
+    # The id of the request that made it (X-Request-ID, alertflow/logging.py): what publishes its
+    # messages later (the due poller for send_at and retries, the sweeper) publishes them under
+    # it, so their delivery lines carry it.
+    request_id = models.CharField(max_length=200, blank=True, default=current_request_id)
     response = models.JSONField(null=True, blank=True, help_text="The 202 body, replayed for a repeated key.")
     created = models.DateTimeField(default=timezone.now)
     cancelled = models.DateTimeField(null=True, blank=True)

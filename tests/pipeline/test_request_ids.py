@@ -4,12 +4,16 @@ every log line of the task, the provider call's included (alertflow/task_context
 import base64
 import json
 import logging
+from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from alertflow.logging import RequestIdFilter, request_id_var
 from alertflow.task_context import REQUEST_ID_HEADER
+from delivery import timers
 from delivery.tasks import send_message
 from notifications import queue
 from notifications.models import Message
@@ -107,3 +111,64 @@ def test_a_task_published_without_a_request_logs_under_its_own_task_id(json_line
     assert result.successful()
     assert json_lines and {line["request_id"] for line in json_lines} == {"task-abc"}
     assert request_id_var.get() == ""
+
+
+@contextmanager
+def as_the_poller():
+    """The due poller and the sweeper run as beat's tasks, under their own task ids."""
+    request_id_var.set("task-of-the-poller")
+    try:
+        yield
+    finally:
+        request_id_var.set("")
+
+
+def accepted(admin, **fields) -> Message:
+    body = {"recipient": "ada", "channels": ["email"], "content": CONTENT, "data": {"code": "4711"}, **fields}
+    response = admin.post("/api/v1/notifications", body, format="json", HTTP_X_REQUEST_ID=REQUEST_ID)
+    assert response.status_code == 202, response.content
+    request_id_var.set("")
+    return Message.objects.get(notification_id=response.json()["id"])
+
+
+def published_request_ids(broker) -> list[str]:
+    queue.relay_all()
+    return [task["headers"][REQUEST_ID_HEADER] for task in published(broker, "email:2")]
+
+
+@pytest.mark.django_db
+def test_a_scheduled_send_is_published_under_its_request_id(admin, ada, broker):
+    send_at = timezone.now() + timedelta(hours=1)
+    assert accepted(admin, send_at=send_at.isoformat()).status == Message.Status.SCHEDULED
+
+    with as_the_poller():
+        assert timers.enqueue_due(now=send_at) == 1
+
+    assert published_request_ids(broker) == [REQUEST_ID]
+
+
+@pytest.mark.django_db
+def test_a_retried_send_is_published_under_its_request_id(admin, ada, broker):
+    message = accepted(admin)
+    queue.relay_all()
+    broker.delete("email:2")  # taken by a worker, whose attempt failed for a while
+    Message.objects.filter(pk=message.pk).update(
+        status=Message.Status.RETRYING, attempts=1, next_attempt=timezone.now() - timedelta(seconds=1)
+    )
+
+    with as_the_poller():
+        assert timers.enqueue_due() == 1
+
+    assert published_request_ids(broker) == [REQUEST_ID]
+
+
+@pytest.mark.django_db
+def test_a_lost_publish_is_published_again_under_its_request_id(admin, ada, broker):
+    accepted(admin)
+    queue.relay_all()
+    broker.delete("email:2")  # the broker lost it
+
+    with as_the_poller():
+        assert timers.sweep_stale(now=timezone.now() + timedelta(hours=1))["messages"] == 1
+
+    assert published_request_ids(broker) == [REQUEST_ID]
