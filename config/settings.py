@@ -353,6 +353,10 @@ if not 0 <= ALERTFLOW_RELAY_HOLD_MAX_SECONDS <= 24 * 3600:  # NaN fails too
 # (the defaults: 8 tries over about 14 hours); an endpoint is disabled when that many deliveries
 # in a row used all their tries, or when every attempt failed for that many seconds.
 ALERTFLOW_WEBHOOK_TIMEOUT_SECONDS = env_int("ALERTFLOW_WEBHOOK_TIMEOUT_SECONDS", 5)
+# Webhook URLs must be https (events carry recipients' ids, statuses and suppressed addresses),
+# as Svix, Knock and Novu require outside development; on under DEBUG (`make run`), for local
+# receivers.
+ALERTFLOW_WEBHOOK_ALLOW_HTTP = env_bool("ALERTFLOW_WEBHOOK_ALLOW_HTTP", DEBUG)
 ALERTFLOW_WEBHOOK_LEASE_SECONDS = env_int("ALERTFLOW_WEBHOOK_LEASE_SECONDS", 60)
 ALERTFLOW_WEBHOOK_RETRY_BASE_SECONDS = env_int("ALERTFLOW_WEBHOOK_RETRY_BASE_SECONDS", 10)
 ALERTFLOW_WEBHOOK_RETRY_MAX_SECONDS = env_int("ALERTFLOW_WEBHOOK_RETRY_MAX_SECONDS", 6 * 3600)

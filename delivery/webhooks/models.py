@@ -7,6 +7,7 @@ import secrets as secrets_module
 import uuid
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -21,6 +22,15 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 
 def new_secret() -> str:
     return SECRET_PREFIX + secrets_module.token_urlsafe(32)
+
+
+def plain_http_refused(url: str) -> str | None:
+    """Why events may not be POSTed to `url` in clear (None: they may): an http URL, unless
+    settings.ALERTFLOW_WEBHOOK_ALLOW_HTTP. Checked when a URL is saved and before every POST, so
+    turning the setting off stops the http endpoints saved before."""
+    if url.lower().startswith("https://") or settings.ALERTFLOW_WEBHOOK_ALLOW_HTTP:
+        return None
+    return "webhook URLs must be https: events would travel in clear"
 
 
 class WebhookEndpoint(models.Model):

@@ -28,7 +28,7 @@ from alertflow import outbound
 from delivery import crypto
 
 from . import events, signing
-from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent, plain_http_refused
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,9 @@ def send(delivery: WebhookDelivery) -> Result:
 
 def post(url: str, body: bytes, secrets: list[str], *, event_type: str, event_id: str) -> Result:
     """One POST through the outbound guard; never raises for the endpoint's failures."""
+    refused = plain_http_refused(url)
+    if refused is not None:  # saved while http was allowed: a failed attempt, nothing sent
+        return Result(None, "", f"https_required: {refused}", 0)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,

@@ -6,7 +6,7 @@ from rest_framework import serializers
 from alertflow import outbound
 from alertflow.errors import ApiError
 
-from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, new_secret
+from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, new_secret, plain_http_refused
 from .types import EVENT_TYPES, SUBSCRIBABLE
 
 DEFAULT_OVERLAP = timedelta(hours=24)
@@ -46,6 +46,9 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
             outbound.check_url(url)
         except outbound.AddressNotAllowed as exc:
             raise ApiError(400, "address_not_allowed", f"url: {exc}", {"field": "url"}) from None
+        refused = plain_http_refused(url)
+        if refused is not None:
+            raise ApiError(400, "https_required", f"url: {refused}.", {"field": "url"})
         return url
 
     def validate_events(self, events: list[str]) -> list[str]:

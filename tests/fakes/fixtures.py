@@ -77,8 +77,9 @@ def sendgrid_fake(private_networks):
 
 
 @pytest.fixture
-def webhook_receiver(private_networks):
-    """A tenant's webhook endpoint on 127.0.0.1."""
+def webhook_receiver(private_networks, settings):
+    """A tenant's webhook endpoint on 127.0.0.1, in plain http, as in development."""
+    settings.ALERTFLOW_WEBHOOK_ALLOW_HTTP = True
     fake = WebhookReceiver().start()
     yield fake
     fake.release()

@@ -19,7 +19,8 @@ from notifications.models import Message
 
 from .conftest import accept, subscribe
 
-# A relay in miniature, on the test database, allowed to reach the receiver on 127.0.0.1.
+# A relay in miniature, on the test database, allowed to reach the receiver on 127.0.0.1 in
+# plain http.
 RELAY = """
 import sys
 import django
@@ -27,6 +28,7 @@ django.setup()
 from django.conf import settings
 settings.DATABASES["default"]["NAME"] = sys.argv[1]
 settings.ALERTFLOW_ALLOW_PRIVATE_NETWORKS = True
+settings.ALERTFLOW_WEBHOOK_ALLOW_HTTP = True
 from delivery.webhooks import relay
 relay.relay_due()
 """
