@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, models, transaction
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
@@ -515,7 +516,9 @@ class Outbox(models.Model):
     # Unix time the earliest of the messages was queued (notifications/queue.py, QUEUED_HEADER).
     queued_at = models.FloatField()
     request_id = models.CharField(max_length=200, blank=True)
-    created = models.DateTimeField(default=timezone.now)
+    # The database's clock, not the writer's: the relay measures how long a row waited with it
+    # alone (queue._held_within_cap), whichever host wrote the row.
+    created = models.DateTimeField(db_default=Now())
 
     def __str__(self) -> str:
         return f"{self.task} -> {self.queue}:{self.step}"

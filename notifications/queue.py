@@ -26,10 +26,11 @@ import base64
 import json
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from uuid import uuid4
 
 from celery import current_app
@@ -38,6 +39,7 @@ from celery.utils.saferepr import saferepr
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Min, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from alertflow.logging import request_id_var
@@ -237,20 +239,25 @@ def relay_once(limit: int = RELAY_ROWS, hold_back: bool = True) -> Relayed:
 
 def _held_within_cap(busy: list[tuple[str, int]]) -> tuple[list[tuple[str, int]], float | None]:
     """The busy lists whose single sends may wait on, and when the longest-held of those singles
-    reaches the cap (Unix time; None when no single waits in them), from one query of each
-    list's oldest single. A list whose oldest single has waited the cap is not held any more:
+    reaches the cap (Unix time on this host's clock; None when no single waits in them), from
+    one query of how long each list's oldest single has waited. A list whose oldest single has waited the cap is not held any more:
     all of its singles go out together, as when the list gets shorter (let out one by one as
     each reached the cap, they would go out a task each). A single that comes in a list during
     the round is not counted here: its commit's notification wakes the relay."""
     if not busy:
         return busy, None
     cap = settings.ALERTFLOW_RELAY_HOLD_MAX_SECONDS
-    since = timezone.now() - timedelta(seconds=cap)
-    waiting = Outbox.objects.filter(_single_sends_in(busy)).values_list("queue", "step").annotate(oldest=Min("created"))
-    oldest = {(queue, step): created for queue, step, created in waiting.order_by()}
-    held = [key for key in busy if key not in oldest or oldest[key] > since]
-    held_oldest = [oldest[key] for key in held if key in oldest]
-    return held, (min(held_oldest).timestamp() + cap if held_oldest else None)
+    # How long, on the database's clock alone (`created` is its now() too): the relay's host and
+    # the writers' may each be off from it by more than the cap.
+    waiting = (
+        Outbox.objects.filter(_single_sends_in(busy))
+        .values_list("queue", "step")
+        .annotate(waited=Now() - Min("created"))
+    )
+    waited = {(queue, step): age.total_seconds() for queue, step, age in waiting.order_by()}
+    held = [key for key in busy if key not in waited or waited[key] < cap]
+    longest = max((waited[key] for key in held if key in waited), default=None)
+    return held, (None if longest is None else time.time() + cap - longest)
 
 
 def relay_all() -> int:
