@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from alertflow.cpus import usable_cpus
 from alertflow.queues import WORKER_PROCESSES_PER_CORE
 
 from .env import LOG_DIR, PYTHON, ROOT, bench_env
@@ -25,7 +26,7 @@ from .env import LOG_DIR, PYTHON, ROOT, bench_env
 WORKER_NAME = "bench-worker@%h"
 # The product's default (config/settings.py CELERY_WORKER_CONCURRENCY, `make run`): prefork,
 # two processes per core.
-WORKER_CONCURRENCY = WORKER_PROCESSES_PER_CORE * (os.cpu_count() or 1)
+WORKER_CONCURRENCY = WORKER_PROCESSES_PER_CORE * usable_cpus()
 
 
 # Ports this process handed out from BENCH_PORT_RANGE: free until a child binds them, so taken.

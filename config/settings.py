@@ -11,6 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from alertflow.cpus import usable_cpus
 from alertflow.queues import PRUNE_WEBHOOKS_TASK, RELAY_WEBHOOKS_TASK, WEBHOOK_QUEUE, WORKER_PROCESSES_PER_CORE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -184,7 +185,7 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Pool processes of a `celery worker` started without `-c` (docker-compose.yml's workers).
-CELERY_WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", WORKER_PROCESSES_PER_CORE * (os.cpu_count() or 1))
+CELERY_WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", WORKER_PROCESSES_PER_CORE * usable_cpus())
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

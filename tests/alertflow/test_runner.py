@@ -1,12 +1,12 @@
 """The dev runner's decisions (`manage.py run`), without starting any process."""
 
-import os
 import signal
 from pathlib import Path
 
 import pytest
 from django.core.management.base import CommandError
 
+from alertflow.cpus import usable_cpus
 from alertflow.management.commands.run import (
     Addresses,
     banner,
@@ -183,7 +183,7 @@ def test_a_worker_started_without_c_runs_two_processes_per_core():
     # docker-compose's workers give no -c: Celery takes the setting (its own default is one per core).
     from config.celery import app
 
-    assert app.conf.worker_concurrency == 2 * (os.cpu_count() or 1)
+    assert app.conf.worker_concurrency == 2 * usable_cpus()
 
 
 def test_beat_uses_the_database_scheduler(tmp_path):

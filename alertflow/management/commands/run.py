@@ -27,6 +27,7 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from alertflow.cpus import usable_cpus
 from alertflow.multiproc import MULTIPROC_ENV
 from alertflow.queues import ALL_QUEUES, WORKER_PROCESSES_PER_CORE
 
@@ -338,7 +339,7 @@ class Command(BaseCommand):
         var_dir.mkdir(parents=True, exist_ok=True)
         # The executables of this virtualenv, whatever PATH says.
         bin_dir = Path(sys.executable).parent
-        commands = process_commands(bin_dir, addresses, os.cpu_count() or 1)
+        commands = process_commands(bin_dir, addresses, usable_cpus())
         for name, argv in commands.items():
             if not os.access(argv[0], os.X_OK):
                 raise CommandError(f"{name}: {argv[0]} not found; install requirements.txt (make venv)")
