@@ -10,8 +10,9 @@ import traceback
 import kombu.pools
 import pytest
 import redis
+from celery.contrib.testing.worker import TestWorkController, start_worker
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 from alertflow.management.commands.run import find_redis_server
 from config.celery import app
@@ -102,6 +103,27 @@ def running_relay(stopping_within: float = 10):
     stack = "".join(traceback.format_stack(sys._current_frames().get(thread.ident)))
     assert not thread.is_alive(), f"the relay did not stop, stuck in:\n{stack}\nafter: {warnings.lines}"
     assert not failures, failures
+
+
+class ClosingWorkController(TestWorkController):
+    """A test worker that closes its thread's database connections when it stops: the thread
+    runs the tasks (solo pool) on connections of its own, which start_worker left open, so the
+    test database could not be dropped at the end of the run ("being accessed by other users")."""
+
+    def start(self):
+        try:
+            super().start()
+        finally:
+            connections.close_all()  # in the worker's thread: its own connections
+
+
+@contextlib.contextmanager
+def running_worker():
+    """A real Celery worker in a thread (solo pool), for tests whose transactions commit."""
+    with start_worker(
+        app, pool="solo", perform_ping_check=False, shutdown_timeout=10, WorkController=ClosingWorkController
+    ) as worker:
+        yield worker
 
 
 def switch_broker(url: str) -> None:

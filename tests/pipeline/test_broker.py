@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import kombu.exceptions
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.utils import timezone
 
@@ -18,7 +17,7 @@ from notifications import queue, services
 from notifications.models import Message, Outbox
 from tests.factories import RecipientFactory
 
-from .conftest import CONTENT, accept, add_provider, running_relay, smtp_config, switch_broker
+from .conftest import CONTENT, accept, add_provider, running_relay, running_worker, smtp_config, switch_broker
 
 # Also run on SQLite, the database of `make run` (make test's second pass).
 pytestmark = pytest.mark.sqlite
@@ -85,7 +84,7 @@ def test_accepting_while_the_broker_is_down_answers_202_and_the_relay_catches_up
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_delivers_through_the_relay_and_the_broker(admin, tenant, ada, smtp_server, broker):
     add_provider(tenant, "email", "smtp", smtp_config(smtp_server))
-    with running_relay(), start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+    with running_relay(), running_worker():
         [message] = accept(admin, ["email"])
         deadline = time.monotonic() + 15
         while Message.objects.get(pk=message.pk).status != "sent" and time.monotonic() < deadline:

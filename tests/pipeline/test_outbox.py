@@ -12,7 +12,6 @@ import time
 from datetime import timedelta
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from celery.signals import task_prerun
 from django.conf import settings
 from django.db import connection, transaction
@@ -27,7 +26,7 @@ from notifications import queue, relay
 from notifications.models import Message, Outbox
 from tests.factories import RecipientFactory
 
-from .conftest import CONTENT, accept, add_provider, running_relay, smtp_config
+from .conftest import CONTENT, accept, add_provider, running_relay, running_worker, smtp_config
 
 
 def tasks_in(broker, name: str) -> list[dict]:
@@ -301,7 +300,7 @@ def test_singles_wait_in_the_outbox_while_workers_are_busy_and_then_go_out_toget
 def test_a_real_worker_drains_a_burst_of_singles_in_batches(admin, tenant, smtp_server, broker):
     add_provider(tenant, "email", "smtp", smtp_config(smtp_server))
     recipients = [RecipientFactory(tenant=tenant, email=f"r{i}@example.com") for i in range(40)]
-    with running_relay(), start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+    with running_relay(), running_worker():
         messages = [accept(admin, ["email"], recipient=r.external_id)[0] for r in recipients]
         assert wait_for(lambda: len(smtp_server.messages) == 40, 30)
     assert Message.objects.filter(pk__in=[m.pk for m in messages], status="sent").count() == 40
@@ -426,7 +425,7 @@ def test_a_real_worker_runs_what_the_relay_publishes_with_its_headers(admin, ten
 
     task_prerun.connect(record, weak=False)
     try:
-        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        with running_worker():
             assert wait_for(lambda: len(smtp_server.messages) == 1, 15)
     finally:
         task_prerun.disconnect(record)
