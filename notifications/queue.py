@@ -42,6 +42,7 @@ from django.db.models import Min, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from alertflow.compiled import CompiledInsert
 from alertflow.logging import request_id_var
 from alertflow.queues import (
     BATCH_PRIORITY_OFFSET,
@@ -144,6 +145,11 @@ def _queued_at(messages: list) -> float:
     return (min(known) if known else timezone.now()).timestamp()
 
 
+# A transaction's few outbox rows, written without Django's SQL compiler (a single send's
+# accept: 0.47 ms of 6.1 in-process went to the ORM's bulk_create here).
+_insert_outbox = CompiledInsert(Outbox)
+
+
 def enqueue_on_commit(messages: Iterable) -> None:
     """Have the queued ones of these messages published once the caller's transaction commits
     (never before, and not at all if it rolls back): one outbox row per (channel, priority,
@@ -157,16 +163,18 @@ def enqueue_on_commit(messages: Iterable) -> None:
     if not groups:
         return
     request_id = request_id_var.get()
-    Outbox.objects.bulk_create(
-        Outbox(
-            task=SEND_BATCH_TASK if batched else SEND_MESSAGE_TASK,
-            queue=CHANNEL_QUEUES[channel],
-            step=priority_step(priority, batched),
-            args=[str(m.id) for m in group],
-            queued_at=_queued_at(group),
-            request_id=request_id,
-        )
-        for (channel, priority, batched), group in groups.items()
+    _insert_outbox(
+        [
+            Outbox(
+                task=SEND_BATCH_TASK if batched else SEND_MESSAGE_TASK,
+                queue=CHANNEL_QUEUES[channel],
+                step=priority_step(priority, batched),
+                args=[str(m.id) for m in group],
+                queued_at=_queued_at(group),
+                request_id=request_id,
+            )
+            for (channel, priority, batched), group in groups.items()
+        ]
     )
     _wake_relay_after_commit()
 

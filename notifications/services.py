@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from alertflow.channels import CHANNELS
+from alertflow.compiled import CompiledInsert
 from alertflow.errors import ApiError
 from preferences import suppressions
 from preferences.models import Device, Recipient
@@ -41,6 +42,12 @@ FAN_OUT_CHUNK = 500
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # Reasons that mean "the recipient said no", as opposed to "we cannot reach them".
 PREFERENCE_REASONS = {"channel_opted_out", "category_opted_out"}
+
+# The accept's INSERTs, built once per process (and number of rows) instead of by Django's SQL
+# compiler on every request, where `save` and `bulk_create` took 1.1 of its 6.1 ms in-process.
+# As `bulk_create`: no model signals (Notification and Message have no receivers).
+_insert_notification = CompiledInsert(Notification)
+_insert_messages = CompiledInsert(Message)
 
 
 @dataclass(frozen=True)
@@ -78,8 +85,8 @@ def accept(tenant: Tenant, payload: dict) -> Accepted:
                 messages, body = [], {"id": str(notification.id), "status": summarise(notification, {})}
                 queue.fan_out(notification.id)
             notification.response = body
-            notification.save(force_insert=True)
-            Message.objects.bulk_create(messages)
+            _insert_notification([notification])
+            _insert_messages(messages)
             queue.enqueue_on_commit(messages)
             # Last before the commit: the quota's counter rows and then the analytics rows stay
             # locked until it, and every concurrent send of the tenant queues on them. A refused
