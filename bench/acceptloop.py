@@ -6,17 +6,20 @@ bench.accept on a shared box: run the two sides of a change one after the other,
 `--trace` prints the Redis commands and SQL of one warm send instead.
 
     .venv/bin/python -m bench.acceptloop [--requests 2000] [--warmup 300] [--recipients 3000] [--trace]
+                                         [--py-spy FILE]
 
 3,000 recipients in one process miss the per-process recipient cache about as often as
 bench.accept's 1,000 over 3 gunicorn processes do.
 """
 
 import argparse
+import os
 import random
 import time
+from pathlib import Path
 
 from .client import email_send
-from .cpu import tree_cpu_seconds
+from .cpu import PySpy, tree_cpu_seconds
 from .inprocess import Counts, fresh_tenant
 
 
@@ -26,6 +29,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--recipients", type=int, default=3000)
     parser.add_argument("--trace", action="store_true", help="print the Redis commands and SQL of one request")
+    parser.add_argument("--py-spy", metavar="FILE", help="record the measured sends with py-spy (collapsed stacks)")
     args = parser.parse_args()
     call, _tenant_id, key, ids = fresh_tenant("acceptloop", args.recipients)
     from django.db import connection
@@ -48,12 +52,14 @@ def main():
             print(kind, text)
         return
     counts.clear()
-    cpu0, pg0, wall0 = time.process_time(), tree_cpu_seconds(backend), time.perf_counter()
-    with connection.execute_wrapper(counts.sql_wrapper):
-        for _ in range(args.requests):
-            s, o = call("POST", "/api/v1/notifications", email_send(recipient=rng.choice(ids)), key)
-            assert s.startswith("202"), (s, o)
-    cpu1, pg1, wall1 = time.process_time(), tree_cpu_seconds(backend), time.perf_counter()
+    # py-spy attaches before the clocks start and detaches after they stop.
+    with PySpy(os.getpid(), Path(args.py_spy) if args.py_spy else None):
+        cpu0, pg0, wall0 = time.process_time(), tree_cpu_seconds(backend), time.perf_counter()
+        with connection.execute_wrapper(counts.sql_wrapper):
+            for _ in range(args.requests):
+                s, o = call("POST", "/api/v1/notifications", email_send(recipient=rng.choice(ids)), key)
+                assert s.startswith("202"), (s, o)
+        cpu1, pg1, wall1 = time.process_time(), tree_cpu_seconds(backend), time.perf_counter()
     n = args.requests
     print(
         f"requests {n}: python {1000 * (cpu1 - cpu0) / n:.3f} ms, postgres {1000 * (pg1 - pg0) / n:.3f} ms, "
