@@ -14,24 +14,33 @@ from . import keys
 from .models import ApiKey, Category, Membership, Tenant
 from .services import categories_by_key
 
+# What a cached key never reads: a write of only these outdates none (a password set when an
+# invitation is accepted, or re-hashed at a login, must not need Redis).
+UNREAD_FIELDS = frozenset({"password"})
 
-def key_changing(sender, instance, **kwargs) -> None:
+
+def outdates_keys(instance, update_fields) -> bool:
+    """Whether this write may outdate a cached key. A new row does not: a key is cached only
+    once it was found."""
+    return not instance._state.adding and not (update_fields is not None and update_fields <= UNREAD_FIELDS)
+
+
+def key_changing(sender, instance, update_fields=None, **kwargs) -> None:
     """Before a row that cached keys may stand on is changed or deleted: every process reloads
     the tenant's keys (now and after the commit), or the write is refused when Redis cannot hear
-    of it (keys.KeysUnavailable), before anything is written. A new row outdates no cached key:
-    a key is cached only once it was found."""
-    if not instance._state.adding:
+    of it (keys.KeysUnavailable), before anything is written."""
+    if outdates_keys(instance, update_fields):
         keys.changing(instance.pk if sender is Tenant else instance.tenant_id)
 
 
-def key_saved(sender, instance, created: bool, using: str, **kwargs) -> None:
+def key_saved(sender, instance, created: bool, using: str, update_fields=None, **kwargs) -> None:
     """After a change saved outside a transaction (autocommit: `DELETE /api-keys` saves the
     revocation that way), the "after the commit" bump of `key_changing` ran at once, before the
     UPDATE: bumped again now that it is committed, or a request of another process that read the
     old row in between kept it under the latest version (a revoked key let in for up to
     keys.CACHE_SECONDS). In a transaction the after-commit bump comes after the write already
     (and a delete always runs in one)."""
-    if not created and not transaction.get_connection(using).in_atomic_block:
+    if not created and outdates_keys(instance, update_fields) and not transaction.get_connection(using).in_atomic_block:
         keys.changed(instance.pk if sender is Tenant else instance.tenant_id)
 
 

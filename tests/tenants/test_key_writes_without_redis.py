@@ -4,6 +4,8 @@ unheard, every process that had cached the key and still reads the old version f
 the revoked key in for up to keys.CACHE_SECONDS."""
 
 import pytest
+from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.contrib.auth.models import User
 from django.test import override_settings
 from django.urls import reverse
@@ -11,9 +13,11 @@ from rest_framework.test import APIClient
 
 from tenants import keys
 from tenants.models import ApiKey, Membership
-from tests.factories import MembershipFactory, api_key
+from tests.factories import PASSWORD, MembershipFactory, api_key
 
 pytestmark = pytest.mark.django_db
+
+PBKDF2 = "django.contrib.auth.hashers.PBKDF2PasswordHasher"
 
 
 def redis_unreachable():
@@ -72,3 +76,24 @@ def test_the_admins_revoke_action_shows_the_refusal_and_revokes_nothing(client, 
     assert response.status_code == 200
     assert "cannot be written while Redis is unreachable" in response.content.decode()
     assert ApiKey.objects.get(pk=key.pk).revoked is None
+
+
+def test_a_password_needs_no_redis_accepting_an_invitation_or_upgraded_at_a_login(owner, tenant):
+    """A cached key reads no password: setting one (an invitation accepted) or re-hashing it at a
+    login (a hasher with more iterations after an upgrade of Django) was refused as a key change
+    while Redis was unreachable, so every such login and acceptance failed with a 503."""
+    token = owner.post("/api/v1/members", {"email": "ada@example.com"}, format="json").json()["invite_token"]
+    with redis_unreachable():
+        body = {"token": token, "password": PASSWORD}
+        assert APIClient().post("/api/v1/auth/accept-invite", body, format="json").status_code == 200
+
+    grace = MembershipFactory(tenant=tenant, email="grace@example.com")
+    # Hashed by a hasher the deployment accepts but no longer prefers: the login re-hashes it.
+    grace.password = PBKDF2PasswordHasher().encode(PASSWORD, "salt", iterations=1)
+    grace.save()
+    with redis_unreachable():
+        body = {"email": "grace@example.com", "password": PASSWORD}
+        with override_settings(PASSWORD_HASHERS=[*settings.PASSWORD_HASHERS, PBKDF2]):
+            assert APIClient().post("/api/v1/auth/login", body, format="json").status_code == 200
+    grace.refresh_from_db()
+    assert not grace.password.startswith("pbkdf2")  # upgraded
