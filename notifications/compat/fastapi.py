@@ -24,6 +24,7 @@ from alertflow.errors import ApiError
 from alertflow.views import TenantScopedMixin
 from preferences import services as preference_services
 from preferences.models import Device, Recipient
+from preferences.serializers import DeviceSerializer
 
 from . import hng, validated
 
@@ -39,6 +40,16 @@ class UserCreateSerializer(serializers.Serializer):
     push_token = serializers.CharField(max_length=4096, required=False, allow_null=True, allow_blank=True)
     preferences = UserPreferencesSerializer(required=False)
     password = serializers.CharField(required=False, write_only=True)
+
+    def validate_push_token(self, value):
+        """An FCM token, checked as `POST /recipients/{id}/devices` checks one (no whitespace, at
+        most MAX_TOKEN_BYTES: a longer one overflowed the unique token index, a 500)."""
+        if not value:
+            return value
+        device = DeviceSerializer(data={"platform": Device.Platform.FCM, "token": value})
+        if not device.is_valid():
+            raise serializers.ValidationError(device.errors.get("token", device.errors))
+        return device.validated_data["token"]
 
 
 class UserUpdateSerializer(UserCreateSerializer):

@@ -86,6 +86,10 @@ def test_a_second_user_with_the_same_email_is_a_409(client):
         ({"phone": "+14155552671"}, "phone"),
         ({"email": "not-an-email"}, "email"),
         ({"preferences": {"sms": 1}}, "preferences"),
+        # Checked as POST /recipients/{id}/devices checks a token. A long one overflowed the
+        # unique (tenant, platform, token) B-tree index: a 500 from PostgreSQL.
+        ({"push_token": "".join(f"{i * 7919 % 65521:x}" for i in range(1000))}, "push_token"),
+        ({"push_token": "fcm token"}, "push_token"),
     ],
 )
 def test_bad_or_unknown_user_fields_are_a_400_naming_the_field(client, change, field):
