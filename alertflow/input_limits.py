@@ -10,11 +10,16 @@ every request is checked here, before any view sees it:
 - JSON that arrives inside a string (an FCM service account, a Web Push subscription, an inbox
   websocket frame), by `loads`, which the code reading those calls.
 
+A number past the range of a double (`1e400`) is refused too: Python reads it as infinity, which
+json.dumps writes as `Infinity`, which is not JSON, so PostgreSQL refused it as jsonb (a 500).
+
 A refusal is a 400 naming the field: `invalid_characters` for either character, `too_deep` for
-nesting past ALERTFLOW_JSON_MAX_DEPTH levels (the body itself is level 1).
+nesting past ALERTFLOW_JSON_MAX_DEPTH levels (the body itself is level 1), `number_out_of_range`
+for such a number.
 """
 
 import json
+import math
 import re
 from typing import Any
 
@@ -45,9 +50,18 @@ def too_deep(field: str) -> ApiError:
     )
 
 
+def out_of_range(field: str) -> ApiError:
+    return ApiError(
+        400,
+        "number_out_of_range",
+        f"{field} holds a number past the range of a double (about 1.8e308), which cannot be stored.",
+        {"field": field},
+    )
+
+
 def check_json(value: Any, field: str = "") -> None:
-    """Raise ApiError if parsed JSON holds an UNSTORABLE character in a string or key, or nests
-    too deep.
+    """Raise ApiError if parsed JSON holds an UNSTORABLE character in a string or key, a number
+    no double can hold, or nests too deep.
 
     `field` names `value` in the messages (`token`, `config.service_account`); empty means the
     request body. Nested fields are named `data.items[2].name`.
@@ -71,6 +85,8 @@ def _check(value: Any, path: str, depth: int, limit: int) -> None:
             raise too_deep(path or ROOT)
         for index, item in enumerate(value):
             _check(item, f"{path}[{index}]", depth + 1, limit)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise out_of_range(path or ROOT)
 
 
 def loads(text: str, field: str) -> Any:

@@ -136,6 +136,34 @@ def test_an_outsider_gets_404_not_a_hint_from_the_input_check(owner, outsider, a
     assert owner.get("/api/v1/recipients/ada").status_code == 200
 
 
+# --- numbers ---------------------------------------------------------------------------------
+
+SEND = '{"recipient": "ada", "channels": ["sms"], "content": {"sms": {"text": "Hi"}}, %s}'
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "text", "field"),
+    [
+        # Python reads 1e400 as infinity, which json.dumps writes as `Infinity`: not JSON, and
+        # PostgreSQL refused the jsonb (a 500), or the response could not be rendered.
+        ("post", "/api/v1/notifications", SEND % '"data": {"amount": 1e400}', "data.amount"),
+        ("post", "/api/v1/notifications", SEND % '"metadata": {"m": [-1e999]}', "metadata.m[0]"),
+        ("put", "/api/v1/recipients/u1", '{"data": {"n": 1e400}}', "data.n"),
+        ("post", "/api/v1/templates/render", '{"content": {}, "data": {"n": 1e400}}', "data.n"),
+    ],
+)
+def test_a_number_no_double_can_hold_is_a_400_naming_the_field(owner, ada, method, path, text, field):
+    before = stored_rows()
+
+    response = getattr(owner, method)(path, text, content_type="application/json")
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "number_out_of_range"
+    assert error["details"]["field"] == field
+    assert stored_rows() == before
+
+
 # --- depth -----------------------------------------------------------------------------------
 
 
