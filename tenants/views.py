@@ -66,7 +66,7 @@ class LoginView(PublicView):
 
 class AcceptInviteView(PublicView):
     throttle_scope = "login"
-    extra_error_statuses = {"post": {409, 503}}  # 503: the membership changes (tenants/signals.py)
+    extra_error_statuses = {"post": {409}}
 
     @extend_schema(request=AcceptInviteSerializer, responses={200: MembershipSerializer}, auth=[])
     def post(self, request):
