@@ -42,10 +42,12 @@ def enqueue_due(now=None) -> int:
     with transaction.atomic():
         due = list(
             _for_their_requests(Message.objects.select_for_update(skip_locked=True, of=("self",)))
+            .annotate(run_status=F("notification__status"))
             .filter(status__in=[Message.Status.SCHEDULED, Message.Status.RETRYING], next_attempt__lte=now)
             .order_by("next_attempt")
-            .only("id", "channel", "priority", "batched", "status", "updated")[:POLL_BATCH]
+            .only("id", "notification_id", "channel", "priority", "batched", "status", "updated")[:POLL_BATCH]
         )
+        due = hold_paused(due, now)
         if not due:
             return 0
         Message.objects.filter(pk__in=[m.pk for m in due]).move(
@@ -56,6 +58,28 @@ def enqueue_due(now=None) -> int:
             message.status, message.updated = Message.Status.QUEUED, now
         enqueue_under_their_requests(due)
     return len(due)
+
+
+def hold_paused(due: list[Message], now) -> list[Message]:
+    """Of due messages (loaded with their notification's status as `run_status`), those that may
+    be queued. A paused campaign run's waiting messages are all `paused` (campaigns.pause); one
+    that comes due during the pause was in a worker's hands then (its retry, or its lease ran
+    out since): it is held now, with the others, and its run's resume moves it on.
+
+    The run is locked first, skipping one another transaction holds (its pause, resume or
+    cancel, which may wait on these messages' locks): such messages wait for the next poll."""
+    maybe_paused = {m.notification_id for m in due if m.run_status == Notification.Status.PAUSED}
+    if not maybe_paused:
+        return due
+    paused = set(
+        Notification.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=maybe_paused, status=Notification.Status.PAUSED)
+        .values_list("pk", flat=True)
+    )
+    held = [m.pk for m in due if m.notification_id in paused]
+    if held:
+        Message.objects.filter(pk__in=held).move(Message.Status.PAUSED, expected=len(held), updated=now)
+    return [m for m in due if m.notification_id not in maybe_paused]
 
 
 def _for_their_requests(messages):

@@ -74,7 +74,7 @@ class MessageAdmin(OperatorAdmin):
     def retry(self, request, queryset):
         self.message_user(request, f"Queued {lifecycle.replay(queryset)} failed or expired message(s) again.")
 
-    @admin.action(description="Cancel the selected scheduled, queued or retrying messages")
+    @admin.action(description="Cancel the selected scheduled, queued, retrying or paused messages")
     def cancel_waiting(self, request, queryset):
         # The forward-only move leaves alone what a worker has claimed meanwhile.
         cancelled = queryset.move(

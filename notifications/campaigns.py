@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import DateTimeField, F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 
@@ -37,10 +38,6 @@ EARLIEST_TIMEZONE = "Etc/GMT-14"
 
 # Recipient fields an audience filter may name (`data.<key>` reaches into the recipient's data).
 FILTER_FIELDS = {"external_id", "email", "phone", "name", "locale", "timezone"}
-
-# How far a paused run's scheduled messages are pushed out of the poller's reach: on resume
-# they come back, shifted by how long the pause lasted, so a rate-paced run keeps its pace.
-HOLD = timedelta(days=365 * 100)
 
 
 # --- Schedules ---------------------------------------------------------------------------------
@@ -143,7 +140,9 @@ def sync_schedule(campaign: Campaign) -> None:
 def delete_campaign(campaign: Campaign) -> None:
     """Delete the campaign and its schedule; runs in progress are cancelled first."""
     with transaction.atomic():
-        for run in campaign.runs.filter(notification__status__in=[Notification.Status.FANNING_OUT, "paused"]):
+        for run in campaign.runs.filter(
+            notification__status__in=[Notification.Status.FANNING_OUT, Notification.Status.PAUSED]
+        ):
             cancel(run)
         task = campaign.periodic_task
         campaign.delete()
@@ -286,33 +285,45 @@ def _locked(run: CampaignRun, status: str, code: str, verb: str) -> Notification
 
 @transaction.atomic
 def pause(run: CampaignRun) -> CampaignRun:
-    """Stop the fan-out after the page in progress and hold the run's scheduled messages."""
+    """Stop the fan-out after the page in progress, and take every message of the run that waits
+    to be sent (scheduled, queued, retrying) aside as `paused`, times untouched: nothing sends,
+    queues or expires a paused message (a task already in the broker claims nothing, the due
+    poller and the sweeper never read it), and a cancel, an opt-out or an operator still may."""
     notification = _locked(run, Notification.Status.FANNING_OUT, "not_running", "paused")
     now = timezone.now()
     notification.status = Notification.Status.PAUSED
     notification.save(update_fields=["status"])
-    _scheduled(notification).update(
-        next_attempt=F("next_attempt") + HOLD, expires_at=F("expires_at") + HOLD, updated=now
-    )
+    Message.objects.filter(notification=notification).move(Message.Status.PAUSED, updated=now)
     CampaignRun.objects.filter(pk=run.pk).update(paused_at=now)
     return CampaignRun.objects.select_related("notification").get(pk=run.pk)
 
 
 @transaction.atomic
 def resume(run: CampaignRun) -> CampaignRun:
-    """Continue from the checkpoint; held messages come back later by the pause's length."""
+    """Continue from the checkpoint; the paused messages wait again, later by the pause's length
+    (one that was already due, or queued, is due now): `retrying` if an attempt was made,
+    else `scheduled`, for the due poller to queue in their time."""
     notification = _locked(run, Notification.Status.PAUSED, "not_paused", "resumed")
     run = CampaignRun.objects.get(pk=run.pk)
     checkpoint = notification.fanned_out
     now = timezone.now()
-    paused_for = now - (run.paused_at or now)
+    paused_at = run.paused_at or now
+    paused_for = now - paused_at
     notification.status, notification.progressed = Notification.Status.FANNING_OUT, now
     notification.save(update_fields=["status", "progressed"])
-    _scheduled(notification).update(
-        next_attempt=F("next_attempt") - HOLD + paused_for,
-        expires_at=F("expires_at") - HOLD + paused_for,
-        updated=now,
-    )
+    paused = Message.objects.filter(notification=notification, status=Message.Status.PAUSED)
+    # A queued message has no time of its own: it was due at the pause.
+    was_due = Value(paused_at, output_field=DateTimeField())
+    for status, held in (
+        (Message.Status.SCHEDULED, paused.filter(attempts=0)),
+        (Message.Status.RETRYING, paused.filter(attempts__gt=0)),
+    ):
+        held.move(
+            status,
+            next_attempt=Coalesce(F("next_attempt"), was_due) + paused_for,
+            expires_at=F("expires_at") + paused_for,
+            updated=now,
+        )
     # The pace counts from the run's start: move it by the pause too.
     CampaignRun.objects.filter(pk=run.pk).update(paused_at=None, started=run.started + paused_for)
     # From the checkpoint: a step published before the pause and still waiting in the queue
@@ -333,12 +344,8 @@ def cancel(run: CampaignRun) -> CampaignRun:
     return CampaignRun.objects.select_related("notification").get(pk=run.pk)
 
 
-def _scheduled(notification: Notification):
-    return Message.objects.filter(notification=notification, status=Message.Status.SCHEDULED)
-
-
 # Message statuses as the run's progress counters. `queued` counts every message written to be
-# sent (scheduled ones included); each later counter counts the messages that got that far.
+# sent (scheduled and paused ones included); each later counter counts the messages that got that far.
 PROGRESS = {
     "queued": set(Message.Status) - {Message.Status.SUPPRESSED},
     "sent": {

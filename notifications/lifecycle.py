@@ -20,6 +20,8 @@ from .models import Message, Notification
 
 # What replay takes back: the dead letters.
 DEAD_LETTERS = [Message.Status.FAILED, Message.Status.EXPIRED]
+# Why a paused campaign run's messages are neither rescheduled nor replayed.
+PAUSED_RUN = "This notification's campaign run is paused: resume it first."
 # Replays of one call, at most: a larger backlog is replayed in several calls.
 MAX_REPLAY = 10_000
 
@@ -50,6 +52,8 @@ def reschedule(notification: Notification, send_at: datetime) -> dict:
     )
     if notification.status == Notification.Status.CANCELLED:
         raise ApiError(409, "already_cancelled", "A cancelled notification cannot be rescheduled.")
+    if notification.status == Notification.Status.PAUSED:
+        raise ApiError(409, "run_paused", PAUSED_RUN)
     now = timezone.now()
     if send_at <= now:
         raise ApiError(
@@ -82,7 +86,8 @@ def replay(messages) -> int:
     """Put dead letters (failed or expired messages) back in the queue with a fresh attempt
     budget and a fresh expiry; return how many.
 
-    `messages` is a queryset already cut down to one tenant; only its dead letters move.
+    `messages` is a queryset already cut down to one tenant; only its dead letters move, and
+    not those of a paused campaign run.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -92,6 +97,8 @@ def replay(messages) -> int:
             .select_related("notification")
             .select_for_update(skip_locked=True, of=("self",))
             .filter(status__in=DEAD_LETTERS)
+            # A paused campaign run sends nothing until it resumes (campaigns.pause).
+            .exclude(notification__status=Notification.Status.PAUSED)
             .only("id", "channel", "priority", "batched", "notification__expires_in")[:MAX_REPLAY]
         )
         if not chosen:

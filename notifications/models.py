@@ -208,22 +208,31 @@ class Message(models.Model):
         COMPLAINED = "complained"
         # Not sent before `expires_at`: final, listed and replayable with the dead letters.
         EXPIRED = "expired"
+        # Held by its campaign run's pause (notifications/campaigns.py): not due, not claimable,
+        # not expiring, its `next_attempt` and `expires_at` its real ones until the resume
+        # moves them on by the pause's length.
+        PAUSED = "paused"
 
     # Statuses only move forward (DESIGN section 3). Each status names the statuses it may be
     # entered from, and every status write puts them in its WHERE clause (`objects.move`, or the
     # claim and the batch record in delivery/state.py), so a late or repeated write changes
     # nothing: a batch recording `sent` after a receipt said `delivered`, a cancel racing a
-    # claim, a worker whose lease ran out. `scheduled` is only ever inserted.
-    # Replay (`failed -> queued`) is the one way back, and only when asked for.
+    # claim, a worker whose lease ran out. Replay (`failed -> queued`) is the one way back, and
+    # only when asked for. A run's pause and resume take waiting messages aside and back
+    # (`scheduled`, `queued`, `retrying` -> `paused` -> `scheduled` or `retrying`): nothing on
+    # either side has left or is in a worker's hands, and both happen under the run's lock.
     ENTERED_FROM = {
+        # Inserted by planning; from `paused` when its run resumes.
+        Status.SCHEDULED: (Status.PAUSED,),
         Status.QUEUED: (Status.SCHEDULED, Status.RETRYING, Status.FAILED, Status.EXPIRED),
         Status.SENDING: (Status.QUEUED,),
         Status.SENT: (Status.SENDING,),
-        Status.RETRYING: (Status.SENDING,),
+        Status.RETRYING: (Status.SENDING, Status.PAUSED),
         # From `sent` too: a provider's receipt may say it could not deliver (Twilio `undelivered`).
         Status.FAILED: (Status.SENDING, Status.SENT),
-        Status.CANCELLED: (Status.SCHEDULED, Status.QUEUED, Status.RETRYING),
-        # From every status that still waits to be sent, and from a settle that would retry too late.
+        Status.CANCELLED: (Status.SCHEDULED, Status.QUEUED, Status.RETRYING, Status.PAUSED),
+        # From every status that still waits to be sent, and from a settle that would retry too late
+        # (not `paused`: a paused message's wait does not count, its expiry moves on at the resume).
         Status.EXPIRED: (Status.SCHEDULED, Status.QUEUED, Status.RETRYING, Status.SENDING),
         # Receipts: a provider's may arrive before the batch has recorded `sent`.
         Status.DELIVERED: (Status.SENDING, Status.SENT),
@@ -232,6 +241,7 @@ class Message(models.Model):
         Status.READ: (Status.SENT, Status.DELIVERED),
         # Inserted by planning; from `sending` when the worker finds the address suppressed since.
         Status.SUPPRESSED: (Status.SENDING,),
+        Status.PAUSED: (Status.SCHEDULED, Status.QUEUED, Status.RETRYING),
     }
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

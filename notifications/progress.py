@@ -29,7 +29,8 @@ class Summary(models.TextChoices):
 
 # Message statuses by what they mean for the notification. `expired` is a final status of its
 # own (a message that could not leave before its expiry).
-WAITING_FOR_TIME = {Message.Status.SCHEDULED}
+# A paused campaign run's messages wait for their time too, once the run resumes.
+WAITING_FOR_TIME = {Message.Status.SCHEDULED, Message.Status.PAUSED}
 WAITING_FOR_WORKER = {Message.Status.QUEUED}
 UNDER_WAY = {Message.Status.SENDING, Message.Status.RETRYING}
 SENT = {Message.Status.SENT, Message.Status.DELIVERED, Message.Status.READ}
@@ -61,7 +62,8 @@ def summarise(notification: Notification, counts: Mapping[str, int]) -> str:
         return sum(counts.get(status, 0) for status in statuses)
 
     waiting_for_time, waiting_for_worker = total(WAITING_FOR_TIME), total(WAITING_FOR_WORKER)
-    fanning_out = notification.status == Notification.Status.FANNING_OUT
+    # A paused run is not done either: its fan-out continues at the resume.
+    fanning_out = notification.status in (Notification.Status.FANNING_OUT, Notification.Status.PAUSED)
     if fanning_out or waiting_for_time or waiting_for_worker or total(UNDER_WAY):
         settled = sum(counts.values()) - waiting_for_time - waiting_for_worker
         if settled:

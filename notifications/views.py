@@ -214,6 +214,8 @@ class MessageViewSet(TenantViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
             raise ApiError(
                 409, "not_failed", f"Only failed or expired messages are retried; this one is {message.status}."
             )
+        if message.notification.status == Notification.Status.PAUSED:
+            raise ApiError(409, "run_paused", lifecycle.PAUSED_RUN)
         lifecycle.replay(Message.objects.filter(pk=message.pk))
         return Response({"id": str(message.id), "status": Message.Status.QUEUED}, status=status.HTTP_202_ACCEPTED)
 

@@ -37,7 +37,13 @@ logger = logging.getLogger(__name__)
 _subscriptions = VersionedCache("webhook-subscriptions")
 
 # Statuses a message may still leave on its way out: a notification with one of them is not done.
-UNFINISHED = [Message.Status.SCHEDULED, Message.Status.QUEUED, Message.Status.SENDING, Message.Status.RETRYING]
+UNFINISHED = [
+    Message.Status.SCHEDULED,
+    Message.Status.QUEUED,
+    Message.Status.SENDING,
+    Message.Status.RETRYING,
+    Message.Status.PAUSED,
+]
 # Below this many unfinished messages, the completion check runs again after commit (see
 # `check_completed`).
 RECHECK_BELOW = 8

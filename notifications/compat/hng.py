@@ -42,7 +42,13 @@ ID_PREFIX = "notif_"
 PRIORITY_LEVELS = [(8, Priority.CRITICAL), (5, Priority.HIGH), (3, Priority.NORMAL), (0, Priority.LOW)]
 
 # HNG clients know three status words.
-PENDING = {Message.Status.SCHEDULED, Message.Status.QUEUED, Message.Status.SENDING, Message.Status.RETRYING}
+PENDING = {
+    Message.Status.SCHEDULED,
+    Message.Status.QUEUED,
+    Message.Status.SENDING,
+    Message.Status.RETRYING,
+    Message.Status.PAUSED,
+}
 DELIVERED = {Message.Status.SENT, Message.Status.DELIVERED, Message.Status.READ}
 
 

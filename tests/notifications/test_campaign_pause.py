@@ -1,0 +1,238 @@
+"""A paused campaign run: its waiting messages are `paused` with their real times, nothing sends,
+queues or expires them, and its resume moves them on by the pause's length."""
+
+import importlib
+from datetime import timedelta
+
+import pytest
+from django.apps import apps
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from delivery import pipeline
+from delivery.timers import enqueue_due, sweep_stale
+from notifications import services
+from notifications.models import CampaignRun, Message, Notification
+from preferences.services import opt_out
+from tests.fakes.fixtures import *  # noqa: F403
+from tests.pipeline.conftest import add_provider, smtp_config
+
+from .test_campaigns import create, digest, messages_of, recipients  # noqa: F401 (digest: a fixture)
+
+# Every test has the campaign's template, `digest`.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("digest")]
+
+HOLD = timedelta(days=365 * 100)  # what the previous code added to a paused run's times
+
+
+def first_page(admin, tenant, monkeypatch, size=3) -> tuple[str, CampaignRun, list[Message]]:
+    """A run of a campaign to 5 recipients at 1 a minute, its first page of `size` written: the
+    first message queued (its task in the broker), the others scheduled a minute apart. The run
+    is still fanning out."""
+    monkeypatch.setattr(services, "FAN_OUT_CHUNK", size)
+    recipients(tenant, 5)
+    campaign_id = create(admin, rate=1).json()["id"]
+    run = CampaignRun.objects.get(pk=admin.post(f"/api/v1/campaigns/{campaign_id}/run").json()["id"])
+    assert services.fan_out_chunk(run.notification_id).written == size
+    messages = list(messages_of(run).order_by("recipient__external_id"))
+    assert [m.status for m in messages] == ["queued"] + ["scheduled"] * (size - 1)
+    return campaign_id, run, messages
+
+
+def retrying(message, next_attempt) -> None:
+    """As a transient failure of its first attempt leaves it."""
+    Message.objects.filter(pk=message.pk).update(
+        status="retrying", attempts=1, reason="transient_failure", next_attempt=next_attempt
+    )
+
+
+def times(run) -> dict:
+    return {m.pk: (m.next_attempt, m.expires_at) for m in messages_of(run)}
+
+
+def url(campaign_id, run, verb) -> str:
+    return f"/api/v1/campaigns/{campaign_id}/runs/{run.pk}/{verb}"
+
+
+def test_a_paused_runs_messages_show_their_real_times_and_only_to_their_tenant(admin, outsider, tenant, monkeypatch):
+    campaign_id, run, _ = first_page(admin, tenant, monkeypatch)
+    before = times(run)
+
+    assert admin.post(url(campaign_id, run, "pause")).status_code == 200
+
+    listed = admin.get(f"/api/v1/messages?notification={run.notification_id}").json()["results"]
+    assert {m["status"] for m in listed} == {"paused"}
+    assert {
+        m["id"]: (m["next_attempt"] and parse_datetime(m["next_attempt"]), parse_datetime(m["expires_at"]))
+        for m in listed
+    } == {str(pk): value for pk, value in before.items()}
+    assert len(admin.get("/api/v1/messages?status=paused").json()["results"]) == 3
+    [progress] = admin.get(f"/api/v1/campaigns/{campaign_id}/runs").json()["results"]
+    assert (progress["state"], progress["queued"], progress["sent"]) == ("paused", 3, 0)
+    # The outsider neither sees the run's messages nor resumes, pauses or cancels it.
+    assert outsider.get(f"/api/v1/messages?notification={run.notification_id}").json()["results"] == []
+    assert outsider.get(f"/api/v1/messages/{listed[0]['id']}").status_code == 404
+    for verb in ("resume", "pause", "cancel"):
+        assert outsider.post(url(campaign_id, run, verb)).status_code == 404
+    assert Notification.objects.get(pk=run.notification_id).status == "paused"
+    assert set(messages_of(run).values_list("status", flat=True)) == {"paused"}
+
+
+def test_cancelling_a_paused_run_cancels_its_held_messages_keeping_their_real_expiry(admin, tenant, monkeypatch):
+    campaign_id, run, _ = first_page(admin, tenant, monkeypatch)
+    before = times(run)
+    admin.post(url(campaign_id, run, "pause"))
+
+    response = admin.post(url(campaign_id, run, "cancel"))
+
+    assert response.status_code == 200 and response.json()["state"] == "cancelled"
+    assert {m.pk: (m.status, m.expires_at) for m in messages_of(run)} == {
+        pk: ("cancelled", expires_at) for pk, (_, expires_at) in before.items()
+    }
+    assert admin.post(url(campaign_id, run, "resume")).status_code == 409
+    assert enqueue_due(now=timezone.now() + timedelta(days=30)) == 0
+    assert services.fan_out(run.notification_id) == 0
+
+
+@pytest.mark.sqlite  # the due poller and the resume's time arithmetic, on `make run`'s database too
+def test_resume_moves_every_held_message_on_by_the_pause(admin, tenant, monkeypatch):
+    campaign_id, run, (queued, scheduled, failed_once) = first_page(admin, tenant, monkeypatch)
+    retrying(failed_once, timezone.now() + timedelta(seconds=30))
+    before = times(run)
+    admin.post(url(campaign_id, run, "pause"))
+    # While paused: nothing goes due, nothing expires, however late it gets.
+    assert enqueue_due(now=timezone.now() + timedelta(days=30)) == 0
+    assert set(messages_of(run).values_list("status", flat=True)) == {"paused"}
+    CampaignRun.objects.filter(pk=run.pk).update(paused_at=timezone.now() - timedelta(minutes=10))
+    # Something else touches one meanwhile: its recipient unsubscribes from email (the link's write).
+    assert opt_out(failed_once.recipient, None, "email", source="unsubscribe_link")
+
+    resumed = admin.post(url(campaign_id, run, "resume"))
+
+    assert resumed.status_code == 200 and resumed.json()["state"] == "running"
+    now = timezone.now()
+    after = {m.pk: m for m in messages_of(run)}
+    pause = pytest.approx(timedelta(minutes=10), abs=timedelta(seconds=5))
+    # The queued one was due at the pause: it is due at the resume.
+    assert after[queued.pk].status == "scheduled"
+    assert after[queued.pk].next_attempt == pytest.approx(now, abs=timedelta(seconds=5))
+    assert after[queued.pk].expires_at - before[queued.pk][1] == pause
+    assert (after[scheduled.pk].status, after[scheduled.pk].reason) == ("scheduled", "")
+    assert after[scheduled.pk].next_attempt - before[scheduled.pk][0] == pause
+    assert after[scheduled.pk].expires_at - before[scheduled.pk][1] == pause
+    assert (after[failed_once.pk].status, after[failed_once.pk].attempts) == ("cancelled", 1)
+    assert after[failed_once.pk].reason == "channel_opted_out"
+    assert enqueue_due(now=now + timedelta(seconds=5)) == 1  # the formerly queued one, alone
+
+
+def test_a_retry_comes_back_retrying_after_the_pause(admin, tenant, monkeypatch):
+    campaign_id, run, (_, _, failed_once) = first_page(admin, tenant, monkeypatch)
+    retrying(failed_once, timezone.now() + timedelta(seconds=30))
+    before = times(run)[failed_once.pk]
+    admin.post(url(campaign_id, run, "pause"))
+    CampaignRun.objects.filter(pk=run.pk).update(paused_at=timezone.now() - timedelta(minutes=10))
+
+    admin.post(url(campaign_id, run, "resume"))
+
+    message = Message.objects.get(pk=failed_once.pk)
+    assert (message.status, message.attempts, message.reason) == ("retrying", 1, "transient_failure")
+    pause = pytest.approx(timedelta(minutes=10), abs=timedelta(seconds=5))
+    assert (message.next_attempt - before[0], message.expires_at - before[1]) == (pause, pause)
+
+
+@pytest.mark.sqlite  # the due poller and the resume's time arithmetic, on `make run`'s database too
+def test_nothing_of_a_paused_run_is_sent_by_a_redelivered_task_the_due_poller_or_the_sweeper(
+    admin, tenant, monkeypatch, smtp_server
+):
+    add_provider(tenant, "email", "smtp", smtp_config(smtp_server))
+    campaign_id, run, (queued, scheduled, failed_once, claimed) = first_page(admin, tenant, monkeypatch, size=4)
+    retrying(failed_once, timezone.now() - timedelta(seconds=1))  # due already
+    # A worker claimed this one and died: its lease runs out during the pause.
+    Message.objects.filter(pk=claimed.pk).update(
+        status="sending", attempts=1, lease_until=timezone.now() + timedelta(seconds=5)
+    )
+    ids = [m.pk for m in (queued, scheduled, failed_once, claimed)]
+
+    assert admin.post(url(campaign_id, run, "pause")).status_code == 200
+
+    assert pipeline.deliver(ids) == 0  # the queued one's task, redelivered
+    later = timezone.now() + timedelta(days=1)
+    assert enqueue_due(now=later) == 0
+    assert sweep_stale(now=later)["messages"] == 0
+    assert pipeline.deliver(ids) == 0
+    assert smtp_server.messages == []
+    # The lapsed claim came back and is held with the others.
+    assert set(messages_of(run).values_list("status", flat=True)) == {"paused"}
+
+    admin.post(url(campaign_id, run, "resume"))
+
+    # Each due in its time again: the lapsed claim's retry from when the poller found it.
+    assert enqueue_due(now=later + timedelta(minutes=5)) == 4
+    assert pipeline.deliver(ids) == 4
+    assert len(smtp_server.messages) == 4
+
+
+def test_a_paused_runs_messages_are_neither_rescheduled_nor_replayed(admin, tenant, monkeypatch):
+    campaign_id, run, (_, _, dead) = first_page(admin, tenant, monkeypatch)
+    Message.objects.filter(pk=dead.pk).update(status="failed", attempts=6, reason="retries_exhausted")
+    admin.post(url(campaign_id, run, "pause"))
+    send_at = (timezone.now() + timedelta(hours=1)).isoformat()
+
+    rescheduled = admin.patch(f"/api/v1/notifications/{run.notification_id}", {"send_at": send_at}, format="json")
+    retried = admin.post(f"/api/v1/messages/{dead.pk}/retry")
+    replayed = admin.post("/api/v1/messages/retry", {"status": "failed"}, format="json")
+
+    assert (rescheduled.status_code, rescheduled.json()["error"]["code"]) == (409, "run_paused")
+    assert (retried.status_code, retried.json()["error"]["code"]) == (409, "run_paused")
+    assert (replayed.status_code, replayed.json()["replayed"]) == (202, 0)
+    assert sorted(messages_of(run).values_list("status", flat=True)) == ["failed", "paused", "paused"]
+    assert enqueue_due(now=timezone.now() + timedelta(days=30)) == 0
+
+
+def test_the_migration_takes_the_hold_off_paused_runs_and_back(admin, tenant, monkeypatch):
+    migration = importlib.import_module("notifications.migrations.0015_paused_runs_without_hold")
+    campaign_id, run, (queued, scheduled, rescheduled) = first_page(admin, tenant, monkeypatch)
+    real = times(run)
+    admin.post(url(campaign_id, run, "pause"))
+    paused_at = CampaignRun.objects.get(pk=run.pk).paused_at
+    # What the previous code left: its scheduled messages HOLD away, its queued one as it was,
+    # and one an operator rescheduled meanwhile to a real time.
+    messages = Message.objects.filter(pk__in=[scheduled.pk, rescheduled.pk])
+    for message in messages:
+        message.status, message.next_attempt, message.expires_at = (
+            "scheduled",
+            message.next_attempt + HOLD,
+            message.expires_at + HOLD,
+        )
+    Message.objects.bulk_update(messages, ["status", "next_attempt", "expires_at"])
+    Message.objects.filter(pk=queued.pk).update(status="queued")
+    moved_to = timezone.now() + timedelta(hours=1)
+    Message.objects.filter(pk=rescheduled.pk).update(next_attempt=moved_to)
+    untouched = Notification.objects.create(tenant=tenant, status="accepted")
+    other = Message.objects.create(
+        tenant=tenant,
+        notification=untouched,
+        recipient=queued.recipient,
+        channel="email",
+        status="scheduled",
+        next_attempt=moved_to,
+    )
+
+    migration.take_hold_off(apps, None)
+
+    after = {m.pk: (m.status, m.next_attempt, m.expires_at) for m in messages_of(run)}
+    assert after == {
+        queued.pk: ("paused", *real[queued.pk]),
+        scheduled.pk: ("paused", *real[scheduled.pk]),
+        rescheduled.pk: ("paused", moved_to, real[rescheduled.pk][1]),
+    }
+    assert Message.objects.get(pk=other.pk).status == "scheduled"
+
+    migration.put_hold_back(apps, None)
+
+    back = {m.pk: (m.status, m.next_attempt, m.expires_at) for m in messages_of(run)}
+    assert back == {
+        queued.pk: ("scheduled", paused_at + HOLD, real[queued.pk][1] + HOLD),
+        scheduled.pk: ("scheduled", real[scheduled.pk][0] + HOLD, real[scheduled.pk][1] + HOLD),
+        rescheduled.pk: ("scheduled", moved_to + HOLD, real[rescheduled.pk][1] + HOLD),
+    }
