@@ -11,13 +11,21 @@ bad, expired or foreign credentials close the socket with code 4401. Then the se
 and the client may send `{"action": "read" | "seen" | "archive", "id"}`, or, after reconnecting,
 `{"action": "sync", "after": "<last id it saw>"}` to be sent what it missed (oldest first).
 
+An open socket's credential is checked again before every frame it sends is acted on, when a
+change that may revoke it commits (its recipient deleted or renamed, its tenant deactivated or
+deleted, the inbox secret rotated: delivery/signals.py), and when its token expires; one that
+no longer holds closes the socket with code 4401 and the reason `token_expired` or
+`credentials_revoked`, before anything more is sent or done.
+
 Every socket of a recipient (tabs, devices, any ws process) joins one group on the channels-redis
-pub/sub layer; writers publish to it after commit (delivery/inbox.py).
+pub/sub layer, and one of its tenant's; writers publish to them after commit (delivery/inbox.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from urllib.parse import parse_qs
 
@@ -27,7 +35,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from alertflow import input_limits, metrics
 from alertflow.errors import ApiError
 
-from . import inbox
+from . import inbox, inbox_auth
 from .inbox_auth import reader_from_credentials
 
 # Close codes in the 4000-4999 range are the application's own (RFC 6455 section 7.4.2): 4401
@@ -51,23 +59,31 @@ def credentials(query_string: bytes) -> dict:
 
 
 class InboxConsumer(AsyncWebsocketConsumer):
+    reader = None
     recipient = None
-    group = ""
+    credentials: dict
+    groups_joined: tuple = ()
     counted = False
+    expiry = None  # the task that closes the socket when its token expires
 
     async def connect(self):
-        reader = await database_sync_to_async(reader_from_credentials)(**credentials(self.scope["query_string"]))
+        self.credentials = credentials(self.scope["query_string"])
+        reader = await database_sync_to_async(reader_from_credentials)(**self.credentials)
         # Accepted first, then closed: a close before the handshake completes is an HTTP 403 and
         # the client never sees the code that says why.
         await self.accept()
         if reader is None:
-            await self.close(code=CLOSE_UNAUTHORIZED)
+            await self.close(code=CLOSE_UNAUTHORIZED, reason=inbox_auth.INVALID)
             return
-        self.recipient = reader.recipient
+        self.reader, self.recipient = reader, reader.recipient
         metrics.WEBSOCKETS.inc()
         self.counted = True
-        self.group = inbox.group_name(self.recipient.tenant_id, self.recipient.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        tenant_id = self.recipient.tenant_id
+        self.groups_joined = (inbox.group_name(tenant_id, self.recipient.pk), inbox.group_name(tenant_id))
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        if reader.expires is not None:
+            self.expiry = asyncio.get_running_loop().create_task(self.close_at(reader.expires))
         counted = await database_sync_to_async(inbox.counts)(self.recipient.pk)
         await self.send_json({"type": "unread_count", **counted})
 
@@ -75,11 +91,49 @@ class InboxConsumer(AsyncWebsocketConsumer):
         if self.counted:
             metrics.WEBSOCKETS.dec()
             self.counted = False
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.leave()
+
+    async def leave(self) -> None:
+        """Hear nothing more: out of the groups, the expiry timer stopped."""
+        if self.expiry is not None and self.expiry is not asyncio.current_task():
+            self.expiry.cancel()
+        self.expiry = None
+        groups, self.groups_joined = self.groups_joined, ()
+        for group in groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    # --- The credential, after connect ---------------------------------------------------------
+
+    async def authorized(self) -> bool:
+        """Whether the socket's credential still holds (inbox_auth.still_valid: one Redis GET
+        while nothing changed); if not, the socket is closed and False returned."""
+        if self.reader is None:
+            return False
+        reason = await database_sync_to_async(inbox_auth.still_valid)(self.reader, self.credentials)
+        if reason:
+            await self.revoke(reason)
+        return not reason
+
+    def expired(self) -> bool:
+        return self.reader is not None and self.reader.expires is not None and self.reader.expires <= time.time()
+
+    async def revoke(self, reason: str) -> None:
+        """Close with 4401 and `reason`: the client must get a new credential, not retry this one.
+        Nothing more is sent or done for the socket's frames, whatever is still on its way."""
+        self.reader = self.recipient = None
+        await self.close(code=CLOSE_UNAUTHORIZED, reason=reason)
+        await self.leave()
+
+    async def close_at(self, expires: float) -> None:
+        """Close the socket when its token expires, though no frame arrives to check it."""
+        await asyncio.sleep(max(0.0, expires - time.time()))
+        if self.reader is not None:
+            await self.revoke(inbox_auth.EXPIRED)
+
+    # --- Frames ----------------------------------------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None):
-        if self.recipient is None:
+        if self.recipient is None or not await self.authorized():
             return
         frame = self.parse(text_data)
         if frame is None:
@@ -110,10 +164,28 @@ class InboxConsumer(AsyncWebsocketConsumer):
     # --- Group events (delivery/inbox.py publishes them) -------------------------------------
 
     async def inbox_message(self, event):
-        await self.send_json(event["message"])
+        if await self.may_push():
+            await self.send_json(event["message"])
 
     async def inbox_counts(self, event):
-        await self.send_json(event["counts"])
+        if await self.may_push():
+            await self.send_json(event["counts"])
+
+    async def inbox_recheck(self, event):
+        """Something this socket's credential may stand on changed (inbox_auth.credentials_changed)."""
+        if self.reader is None or (event.get("kind") == "hmac" and self.credentials["token"]):
+            return
+        await self.authorized()
+
+    async def may_push(self) -> bool:
+        """Whether an event may go out: not after the socket was closed, nor past its token's
+        expiry (checked here too, at no cost, in case the timer has not run yet)."""
+        if self.reader is None:
+            return False
+        if self.expired():
+            await self.revoke(inbox_auth.EXPIRED)
+            return False
+        return True
 
     # --- Helpers ---------------------------------------------------------------------------
 

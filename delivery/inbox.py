@@ -45,9 +45,11 @@ MAX_MISSED = 100
 RESYNC_OVERLAP = timedelta(seconds=5)
 
 
-def group_name(tenant_id, recipient_id) -> str:
-    """The Channels group of one recipient's open sockets (every tab, every ws process)."""
-    return f"inbox.{tenant_id.hex if hasattr(tenant_id, 'hex') else tenant_id}.{recipient_id}"
+def group_name(tenant_id, recipient_id=None) -> str:
+    """The Channels group of one recipient's open sockets (every tab, every ws process), or with
+    no `recipient_id`, of all the tenant's (told when the tenant or its inbox secret changes)."""
+    tenant = tenant_id.hex if hasattr(tenant_id, "hex") else tenant_id
+    return f"inbox.{tenant}" if recipient_id is None else f"inbox.{tenant}.{recipient_id}"
 
 
 # --- Reading ------------------------------------------------------------------------------------
@@ -210,6 +212,13 @@ def counts_event(numbers: dict) -> dict:
 
 def announce_counts(recipient: Recipient) -> None:
     publish([(group_name(recipient.tenant_id, recipient.pk), counts_event(counts(recipient.pk)))])
+
+
+def announce_recheck(tenant_id, recipient_id=None, *, kind: str = "") -> None:
+    """Tell the open sockets of a recipient (or of the tenant) to check their credentials again
+    (`inbox_auth.credentials_changed`, after the commit of what may have revoked them); `kind`
+    "hmac" tells only those connected with an HMAC."""
+    publish([(group_name(tenant_id, recipient_id), {"type": "inbox.recheck", "kind": kind})])
 
 
 def publish(events: list[tuple[str, dict]]) -> None:

@@ -12,6 +12,11 @@ The REST inbox takes either as headers (`Authorization: Bearer rt_…`, or `X-In
 `X-Inbox-Recipient`, `X-Inbox-HMAC`); the websocket as query parameters (`token`, or `tenant`,
 `recipient`, `hmac`). Every failure reads the same from outside: unknown, expired, forged,
 another tenant's or an erased recipient.
+
+An open websocket outlives the check it passed at connect, so it is checked again (delivery/
+consumers.py): on every frame, through a per-process cache that every change of what a
+credential stands on outdates (`still_valid`, `credentials_changed`); at once when such a change
+commits (the sockets are told to check); and when its token expires.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from alertflow.auth import bearer_credential
+from alertflow.versioned_cache import VersionedCache
 from preferences.models import Recipient
 from tenants.models import Tenant
 
-from . import crypto
+from . import crypto, inbox
 from .models import InboxSecret
 
 TOKEN_PREFIX = "rt_"  # noqa: S105 (a prefix, not a secret)
@@ -46,6 +52,9 @@ class InboxReader:
     """DRF's `request.user` on inbox endpoints: one recipient of one tenant."""
 
     recipient: Recipient
+    # When the credential stops being valid (seconds since the epoch): a token's expiry; None
+    # for an HMAC, which lasts until the secret is rotated.
+    expires: float | None = None
 
     is_authenticated = True
     is_anonymous = False
@@ -82,7 +91,7 @@ def reader_from_token(token: str) -> InboxReader | None:
         return None
     if expires <= time.time():
         return None
-    return _reader(tenant_id, pk=recipient_id)
+    return _reader(tenant_id, expires, pk=recipient_id)
 
 
 # --- External id + HMAC ------------------------------------------------------------------------
@@ -108,7 +117,7 @@ def reader_from_hmac(tenant_id: str, external_id: str, signature: str) -> InboxR
         return None
     if not hmac.compare_digest(expected, signature.strip().lower()):
         return None
-    return _reader(tenant_uuid, external_id=external_id)
+    return _reader(tenant_uuid, None, external_id=external_id)
 
 
 def inbox_secret(tenant: Tenant) -> str:
@@ -125,11 +134,11 @@ def rotate_inbox_secret(tenant: Tenant) -> str:
     return secret
 
 
-def _reader(tenant_id: uuid.UUID, **lookup) -> InboxReader | None:
+def _reader(tenant_id: uuid.UUID, expires: float | None, **lookup) -> InboxReader | None:
     recipient = (
         Recipient.objects.select_related("tenant").filter(tenant_id=tenant_id, tenant__active=True, **lookup).first()
     )
-    return InboxReader(recipient) if recipient is not None else None
+    return InboxReader(recipient, expires) if recipient is not None else None
 
 
 def reader_from_credentials(
@@ -141,6 +150,49 @@ def reader_from_credentials(
     if tenant or recipient or signature:
         return reader_from_hmac(tenant, recipient, signature)
     return None
+
+
+# --- Open sockets ------------------------------------------------------------------------------
+
+# Close reasons, with code 4401: a credential refused at connect, and an open socket's that no
+# longer holds.
+INVALID = "invalid_credentials"
+EXPIRED = "token_expired"
+REVOKED = "credentials_revoked"
+
+# What a credential was found to name (its recipient's id), per process, checked on every use
+# against a per-tenant version that `credentials_changed` bumps (alertflow/versioned_cache.py):
+# a socket's frames then cost one Redis GET, not the credential's queries (and for an HMAC, a
+# decryption), and still see a revocation at the next frame.
+_checked = VersionedCache("inbox-credentials")
+
+
+def still_valid(reader: InboxReader, credentials: dict) -> str:
+    """Whether the credential an open socket connected with (`credentials`, as
+    `reader_from_credentials` takes them, which named `reader`) still names the same recipient:
+    "" when it does, else the close reason (`EXPIRED`, `REVOKED`)."""
+    if reader.expires is not None and reader.expires <= time.time():
+        return EXPIRED
+
+    def load():
+        found = reader_from_credentials(**credentials)
+        return found.recipient.pk if found is not None else None
+
+    key = tuple(sorted(credentials.items()))
+    return "" if _checked.get(reader.recipient.tenant_id, key, load) == reader.recipient.pk else REVOKED
+
+
+def credentials_changed(tenant_id, recipient_id=None, *, kind: str = "") -> None:
+    """A row that inbox credentials stand on changed or went (a recipient, the tenant, its inbox
+    secret): every process checks its sockets' credentials again at their next frame, and once
+    the change commits, the open sockets of the recipient (or of the whole tenant, when
+    `recipient_id` is None; only those connected with an HMAC when `kind` is "hmac") check theirs
+    at once, so a revoked one is closed without waiting for a frame.
+
+    Call it inside the writing transaction. Neither part raises: without Redis there is neither
+    cache (every frame reads PostgreSQL) nor channel layer to tell the sockets through."""
+    _checked.changed(tenant_id)
+    transaction.on_commit(lambda: inbox.announce_recheck(tenant_id, recipient_id, kind=kind))
 
 
 # --- DRF ---------------------------------------------------------------------------------------
