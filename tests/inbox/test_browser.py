@@ -7,6 +7,7 @@ Skipped, with the reason printed (`-rs` in pyproject.toml), where Chromium is no
 """
 
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -116,3 +117,36 @@ def test_a_message_pushed_while_the_first_page_loads_is_kept(admin, ada, live_se
             browser.close()
     other_thread.submit(lambda: connection.close()).result()  # or the test database cannot be dropped
     other_thread.shutdown()
+
+
+def test_the_bell_renews_an_expired_token_once_and_stops_when_the_new_one_is_refused(ada, live_server, settings):
+    # The server closes the socket when its token expires (4401 token_expired); the bell asks
+    # `getToken` for a new one, and this backend hands out dead tokens: refused at once (4401
+    # invalid_credentials), the bell must stop and call `onAuthError`, not loop on `getToken`.
+    settings.DEBUG = True
+    mount = """([token, wsUrl]) => {
+        window.asked = 0;
+        window.authErrors = 0;
+        AlertFlowInbox.mount(document.getElementById("bell"), {
+            apiUrl: location.origin, wsUrl: wsUrl, token: token,
+            getToken: () => { window.asked += 1; return "rt_dead" + window.asked; },
+            onAuthError: () => { window.authErrors += 1; },
+        });
+    }"""
+
+    with WsServer() as ws, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(f"{live_server.url}/demo/inbox/?ws_url={ws.url}")  # no token: nothing mounted yet
+            # Signing only, no query: fine on this thread. Valid for 2-3 s from now.
+            token, _ = issue_token(ada, now=time.time() - settings.ALERTFLOW_RECIPIENT_TOKEN_SECONDS + 3)
+            page.evaluate(mount, [token, ws.url])
+            page.wait_for_selector('#bell[data-af-state="live"]', timeout=WAIT_MS)
+            page.wait_for_function("window.authErrors > 0", timeout=WAIT_MS)
+            page.wait_for_timeout(1500)  # a loop would have asked again by now
+            asked, auth_errors = page.evaluate("[window.asked, window.authErrors]")
+            sync_api.expect(page.locator(".af-status")).to_have_text("Signed out of notifications.")
+        finally:
+            browser.close()
+    assert (asked, auth_errors) == (1, 1)

@@ -17,6 +17,11 @@
  * updates live over the websocket, and reconnects with exponential backoff, asking the server
  * for what it missed since the last message it saw. The inbox in AlertFlow is the truth; the
  * socket only tells the widget that something changed.
+ *
+ * A refused credential (the socket closed with 4401, reason `token_expired`, `credentials_revoked`
+ * or `invalid_credentials`; an HTTP 401) is never tried again: the widget asks `getToken` once
+ * for a new one and, when there is none or the new one is refused too before the server accepted
+ * it, stops and calls `onAuthError` (no reconnect loop with a dead credential).
  */
 (function (global) {
   "use strict";
@@ -108,7 +113,7 @@
     return headers;
   };
 
-  Inbox.prototype.request = function (method, path, body) {
+  Inbox.prototype.request = function (method, path, body, renewed) {
     var self = this;
     return fetch(this.apiUrl + path, {
       method: method,
@@ -116,9 +121,11 @@
       body: body ? JSON.stringify(body) : undefined,
     }).then(function (response) {
       if (response.status === 401) {
-        return self.renewToken().then(function (renewed) {
-          if (!renewed) throw new Error("unauthorized");
-          return self.request(method, path, body);
+        // Once: a token `getToken` has just given that is refused as well is not retried.
+        if (renewed) return self.signOut().then(function () { throw new Error("unauthorized"); });
+        return self.renewToken().then(function (ok) {
+          if (!ok) throw new Error("unauthorized");
+          return self.request(method, path, body, true);
         });
       }
       if (!response.ok) throw new Error("HTTP " + response.status);
@@ -193,6 +200,8 @@
     socket.onmessage = function (event) {
       var frame;
       try { frame = JSON.parse(event.data); } catch (e) { return; }
+      // The server sends the counts first once it accepted the credential.
+      self.untried = false;
       self.receive(frame);
     };
     socket.onclose = function (event) {
@@ -200,9 +209,19 @@
       self.socket = null;
       self.setState("offline");
       if (event.code === CLOSE_UNAUTHORIZED) {
+        // A credential refused before the server ever accepted it, just after `getToken` gave it:
+        // asking again would loop on a dead recipient, tenant or backend.
+        if (self.untried) {
+          self.signOut();
+          return;
+        }
         self.renewToken().then(function (renewed) {
-          if (renewed) self.connect();
-          else self.showStatus("Signed out of notifications.");
+          if (!renewed) {
+            self.showStatus("Signed out of notifications.");
+            return;
+          }
+          self.untried = true;
+          self.connect();
         });
         return;
       }
@@ -219,6 +238,13 @@
     var delay = Math.round(Math.random() * ceiling) + 250;
     this.showStatus("Reconnecting…");
     setTimeout(function () { self.connect(); }, delay);
+  };
+
+  Inbox.prototype.signOut = function () {
+    this.stopped = true;
+    this.showStatus("Signed out of notifications.");
+    if (typeof this.options.onAuthError === "function") this.options.onAuthError();
+    return Promise.resolve();
   };
 
   Inbox.prototype.renewToken = function () {
