@@ -13,7 +13,7 @@ from preferences.serializers import RecipientSerializer, validate_timezone
 from templates_app.rendering import validate_content
 from tenants.models import Category
 from tenants.serializers import MAX_EXPIRES_IN, ChannelListField
-from tenants.services import find_category
+from tenants.services import find_category, unknown_category
 
 from . import campaigns
 from .models import Campaign, CampaignRun, DeliveryAttempt, Message, Notification
@@ -117,7 +117,7 @@ class SendSerializer(ShallowCopiedFields, serializers.Serializer):
         if "category" in attrs:
             category = find_category(tenant, attrs["category"])
             if category is None:
-                raise serializers.ValidationError({"category": f"No category {attrs['category']!r}."})
+                raise unknown_category(attrs["category"])
         attrs["category"] = category
         attrs["channels"] = attrs.get("channels") or (category.channels if category else [])
         if not attrs["channels"]:
@@ -377,7 +377,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             key = (attrs.pop("category") or {}).get("key")
             category = Category.objects.filter(tenant=tenant, key=key).first() if key else None
             if key and category is None:
-                raise serializers.ValidationError({"category": f"No category {key!r}."})
+                raise unknown_category(key)
             attrs["category"] = category
         category = attrs.get("category", getattr(self.instance, "category", None))
         if not merged["channels"]:

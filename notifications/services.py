@@ -27,7 +27,8 @@ from preferences.services import cached_preferences_many, decide, find_recipient
 from templates_app.models import Template
 from templates_app.services import resolve_version, versions_for_sends
 from tenants import usage
-from tenants.models import Tenant
+from tenants.models import Category, Tenant
+from tenants.services import unknown_category
 
 from . import analytics, campaigns, queue, signals, stats
 from .expiry import expires_in_for
@@ -98,9 +99,27 @@ def accept(tenant: Tenant, payload: dict) -> Accepted:
         # A concurrent request with the same key committed first: answer what it answered.
         previous = _previous_response(tenant, key, fingerprint) if key else None
         if previous is None:
+            _refuse_if_deleted_meanwhile(tenant, payload)
             raise
         return previous
     return Accepted(notification, body)
+
+
+def _refuse_if_deleted_meanwhile(tenant: Tenant, payload: dict) -> None:
+    """After a send's commit failed: raise what the send would have been answered had its
+    category or recipient not existed, if another request deleted it since the send looked it
+    up (the serializer, the process's caches). Nothing locks them meanwhile; the foreign keys,
+    checked at the commit (Django makes them deferrable, on PostgreSQL and SQLite alike),
+    refuse the INSERTs instead. The queries are paid on this failure only, never by a send
+    that commits."""
+    category = payload.get("category")
+    if category is not None and not Category.objects.filter(pk=category.pk).exists():
+        raise unknown_category(category.key)
+    # A recipient given as an object was upserted in the send's transaction, its row locked
+    # (SELECT ... FOR UPDATE) or new, so no other request could delete it before the commit.
+    target = payload.get("recipient")
+    if isinstance(target, str) and not Recipient.objects.filter(tenant=tenant, external_id=target).exists():
+        raise unknown_recipient(target)
 
 
 def send_cost(notification: Notification, payload: dict, messages: list[Message]) -> dict[str, int]:
@@ -217,8 +236,13 @@ def resolve_recipient(tenant: Tenant, target) -> Recipient:
         return upsert_recipient(tenant, target["id"], fields)[0]
     recipient = find_recipient(tenant, target)
     if recipient is None:
-        raise ApiError(400, "unknown_recipient", f"No recipient with id {target!r}.", {"recipient": target})
+        raise unknown_recipient(target)
     return recipient
+
+
+def unknown_recipient(external_id: str) -> ApiError:
+    """The 400 for a recipient id the tenant has not got (a single send's)."""
+    return ApiError(400, "unknown_recipient", f"No recipient with id {external_id!r}.", {"recipient": external_id})
 
 
 def plan(notification: Notification, recipients: list[Recipient], send_times: dict | None = None) -> list[Message]:

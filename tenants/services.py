@@ -9,6 +9,7 @@ from django.core import signing
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from rest_framework import serializers
 
 from alertflow.choices import Role
 from alertflow.errors import ApiError
@@ -28,6 +29,12 @@ def find_category(tenant: Tenant, key: str) -> Category | None:
     """The tenant's category `key`, or None. The instance may be shared with other requests of
     the process: read it, never change it."""
     return categories_by_key.get(tenant.pk, key, lambda: Category.objects.filter(tenant=tenant, key=key).first())
+
+
+def unknown_category(key: str) -> serializers.ValidationError:
+    """The 400 for a category `key` the tenant has not got (a send's, a campaign's). A list,
+    as a serializer's `validate` makes of it: raised by a service, the answer is the same."""
+    return serializers.ValidationError({"category": [f"No category {key!r}."]})
 
 
 @transaction.atomic

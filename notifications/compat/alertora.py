@@ -18,6 +18,7 @@ from preferences.models import Recipient
 from preferences.serializers import PreferencesSerializer
 from tenants.models import Tenant
 
+from ..services import unknown_recipient
 from . import refuse_unknown_fields
 
 
@@ -40,7 +41,7 @@ def recipient_for_send(tenant: Tenant, recipient_id: str) -> Recipient:
         return existing
     if "@" in recipient_id:
         return preference_services.upsert_recipient(tenant, recipient_id, {"email": recipient_id})[0]
-    raise ApiError(400, "unknown_recipient", f"No recipient with id {recipient_id!r}.", {"recipient": recipient_id})
+    raise unknown_recipient(recipient_id)
 
 
 def alertora_document(recipient: Recipient, document: dict) -> dict:
