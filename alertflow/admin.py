@@ -12,6 +12,7 @@ from django.db import connections
 from django.http import HttpResponseRedirect
 from django.utils.functional import cached_property
 
+from .errors import ApiError
 from .redis import WriteRefused
 
 # Below this estimate an exact count is cheap and the estimate may be stale (a fresh table).
@@ -77,3 +78,23 @@ class OperatorAdmin(admin.ModelAdmin):
     def _refused(self, request, exc: WriteRefused):
         self.message_user(request, str(exc.detail), messages.ERROR)
         return HttpResponseRedirect(request.get_full_path())
+
+
+def change_each(model_admin: admin.ModelAdmin, request, objects, change) -> list:
+    """Run an action's `change(obj)` on each object on its own; return what it returned for
+    those it changed.
+
+    An object whose change raises ApiError is left as it is: a conflict with a change made
+    meanwhile (a cancel through the API, a run that finished, a quota reached, a write Redis
+    cannot hear of), which the API would answer with a 4xx or a 503. One warning names each
+    such object and why; the others are still changed, and the page never answers 500.
+    """
+    changed, refused = [], []
+    for obj in objects:
+        try:
+            changed.append(change(obj))
+        except ApiError as exc:
+            refused.append(f"{obj}: {exc.detail}")
+    if refused:
+        model_admin.message_user(request, "Left as they were: " + "; ".join(refused), messages.WARNING)
+    return changed

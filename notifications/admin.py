@@ -1,9 +1,8 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db import transaction
 from django.utils import timezone
 
-from alertflow.admin import OperatorAdmin
-from alertflow.errors import ApiError
+from alertflow.admin import OperatorAdmin, change_each
 
 from . import campaigns, lifecycle
 from .models import Campaign, CampaignRun, DeliveryAttempt, DeliveryCount, DeliveryLatency, Message, Notification
@@ -42,10 +41,9 @@ class NotificationAdmin(OperatorAdmin):
 
     @admin.action(description="Cancel what is not sent yet")
     def cancel(self, request, queryset):
-        cancelled = 0
-        for notification in queryset.exclude(status=Notification.Status.CANCELLED):
-            cancelled += lifecycle.cancel(notification)["cancelled_messages"]
-        self.message_user(request, f"Cancelled {cancelled} message(s).")
+        # One cancelled through the API since the page was read is left, and named (409).
+        done = change_each(self, request, queryset.exclude(status=Notification.Status.CANCELLED), lifecycle.cancel)
+        self.message_user(request, f"Cancelled {sum(d['cancelled_messages'] for d in done)} message(s).")
 
 
 @admin.register(Message)
@@ -177,15 +175,11 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.action(description="Run the selected campaigns now")
     def run_now(self, request, queryset):
-        started, refused = 0, []
-        for campaign in queryset:
-            try:
-                started += bool(campaigns.start_run(campaign, *[timezone.now()] * 2))
-            except ApiError as exc:  # over its tenant's monthly quota
-                refused.append(f"{campaign.name}: {exc.detail}")
-        self.message_user(request, f"Started {started} run(s).")
-        if refused:
-            self.message_user(request, "Not started: " + "; ".join(refused), messages.WARNING)
+        # A campaign over its tenant's monthly quota is left, and named (429).
+        runs = change_each(
+            self, request, queryset, lambda campaign: campaigns.start_run(campaign, *[timezone.now()] * 2)
+        )
+        self.message_user(request, f"Started {sum(map(bool, runs))} run(s).")
 
     @admin.action(description="Pause: no new runs, and stop the runs in progress")
     def pause(self, request, queryset):
@@ -203,11 +197,8 @@ class CampaignAdmin(admin.ModelAdmin):
                 campaign.save(update_fields=["paused"])
                 campaigns.sync_schedule(campaign)
             status = Notification.Status.FANNING_OUT if paused else Notification.Status.PAUSED
-            for run in campaign.runs.filter(notification__status=status).select_related("notification"):
-                try:
-                    (campaigns.pause if paused else campaigns.resume)(run)
-                    changed_runs += 1
-                except ApiError:
-                    pass  # it finished or changed state meanwhile
+            # A run that finished or changed state since it was read is left, and named (409).
+            runs = campaign.runs.filter(notification__status=status).select_related("notification")
+            changed_runs += len(change_each(self, request, runs, campaigns.pause if paused else campaigns.resume))
         verb = "Paused" if paused else "Resumed"
         self.message_user(request, f"{verb} {queryset.count()} campaign(s) and {changed_runs} run(s).")

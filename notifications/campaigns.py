@@ -6,6 +6,7 @@ out page by page by the same task and the same planning as bulk and topic sends
 its messages may leave (`timing`, `pace`). The notification's row is the run's checkpoint.
 """
 
+import contextlib
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -143,7 +144,9 @@ def delete_campaign(campaign: Campaign) -> None:
         for run in campaign.runs.filter(
             notification__status__in=[Notification.Status.FANNING_OUT, Notification.Status.PAUSED]
         ):
-            cancel(run)
+            # One cancelled since it was read (the API, the admin) has nothing left to stop.
+            with contextlib.suppress(ApiError):
+                cancel(run)
         task = campaign.periodic_task
         campaign.delete()
         if task is not None:

@@ -410,3 +410,62 @@ def test_django_admin_lists_runs_with_progress_and_runs_pauses_and_resumes(admin
     run.notification.refresh_from_db()
     assert run.notification.status == "fanning_out"
     assert PeriodicTask.objects.get(name=f"campaign:{campaign_id}").enabled
+
+
+def test_django_admin_pause_names_a_run_that_finished_meanwhile(
+    admin_client, admin, outsider, digest, tenant, monkeypatch
+):
+    recipients(tenant, 2)
+    campaign_id = create(admin).json()["id"]
+    finishing = CampaignRun.objects.get(pk=admin.post(f"/api/v1/campaigns/{campaign_id}/run").json()["id"])
+    pause = campaigns.pause
+
+    def fanned_out_first(run):
+        # Its fan-out writes the last page after the admin read the run as running.
+        monkeypatch.setattr(campaigns, "pause", pause)
+        services.fan_out(run.notification_id)
+        return pause(run)
+
+    monkeypatch.setattr(campaigns, "pause", fanned_out_first)
+
+    response = admin_client.post(
+        "/admin/notifications/campaign/", {"action": "pause", "_selected_action": [campaign_id]}, follow=True
+    )
+
+    assert response.status_code == 200
+    shown = [(m.level_tag, m.message) for m in response.context["messages"]]
+    assert (
+        "warning",
+        f"Left as they were: {finishing}: Only a running run can be paused; this one is completed.",
+    ) in shown
+    assert ("info", "Paused 1 campaign(s) and 0 run(s).") in shown
+    assert Campaign.objects.get(pk=campaign_id).paused is True
+    assert admin.get(f"/api/v1/campaigns/{campaign_id}/runs").json()["results"][0]["state"] == "completed"
+    assert outsider.get(f"/api/v1/campaigns/{campaign_id}").status_code == 404
+
+
+def test_django_admin_deletes_a_campaign_whose_run_the_api_cancelled_meanwhile(
+    admin_client, admin, outsider, digest, tenant, monkeypatch
+):
+    recipients(tenant, 2)
+    campaign_id = create(admin).json()["id"]
+    run_id = admin.post(f"/api/v1/campaigns/{campaign_id}/run").json()["id"]
+    cancel = campaigns.cancel
+    raced_by_the_api = []
+
+    def cancelled_by_the_api_first(run):
+        # The API's cancel commits after the delete read the run as running.
+        if not raced_by_the_api:
+            raced_by_the_api.append(None)  # the API's own call below goes straight to `cancel`
+            raced_by_the_api[0] = admin.post(f"/api/v1/campaigns/{campaign_id}/runs/{run_id}/cancel").status_code
+        return cancel(run)
+
+    monkeypatch.setattr(campaigns, "cancel", cancelled_by_the_api_first)
+
+    response = admin_client.post(f"/admin/notifications/campaign/{campaign_id}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    assert raced_by_the_api == [200]
+    assert not Campaign.objects.filter(pk=campaign_id).exists()
+    assert not PeriodicTask.objects.filter(name=f"campaign:{campaign_id}").exists()
+    assert outsider.get(f"/api/v1/campaigns/{campaign_id}").status_code == 404

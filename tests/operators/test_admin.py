@@ -16,7 +16,7 @@ from alertflow.broker import priority_lists
 from delivery.inbox_auth import rotate_inbox_secret
 from delivery.models import InboxItem, InboxSecret, Provider, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from delivery.webhooks import events as webhook_events
-from notifications import analytics, campaigns
+from notifications import analytics, campaigns, lifecycle
 from notifications.models import (
     Campaign,
     CampaignRun,
@@ -193,6 +193,45 @@ def test_cancel_action_cancels_only_waiting_messages(console, world, tenant):
     world["failed"].refresh_from_db()
     assert scheduled.status == Message.Status.CANCELLED
     assert world["failed"].status == Message.Status.FAILED
+
+
+def test_notification_cancel_action_names_one_cancelled_by_the_api_meanwhile_and_cancels_the_rest(
+    console, world, admin, tenant, outsider_tenant, monkeypatch
+):
+    raced = world["notification"]
+    other = Notification.objects.create(tenant=tenant, channels=["email"])
+    waiting = Message.objects.create(
+        tenant=tenant, notification=other, recipient=world["failed"].recipient, channel="email", status="scheduled"
+    )
+    outsiders = Notification.objects.create(tenant=outsider_tenant, channels=["email"])
+    cancel = lifecycle.cancel
+
+    def cancelled_by_the_api_first(notification):
+        # The API's cancel commits after the action read the notifications as not cancelled.
+        if not raced_by_the_api:
+            raced_by_the_api.append(None)  # the API's own call below goes straight to `cancel`
+            raced_by_the_api[0] = admin.post(f"/api/v1/notifications/{raced.pk}/cancel").status_code
+        return cancel(notification)
+
+    raced_by_the_api = []
+
+    monkeypatch.setattr(lifecycle, "cancel", cancelled_by_the_api_first)
+
+    response = console.post(
+        admin_url(Notification, "changelist"),
+        {"action": "cancel", "_selected_action": [raced.pk, other.pk]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    shown = [(m.level_tag, m.message) for m in response.context["messages"]]
+    assert ("warning", f"Left as they were: {raced.pk}: This notification was already cancelled.") in shown
+    assert ("info", "Cancelled 1 message(s).") in shown
+    assert raced_by_the_api == [200]
+    waiting.refresh_from_db()
+    assert waiting.status == Message.Status.CANCELLED
+    assert Notification.objects.get(pk=other.pk).status == Notification.Status.CANCELLED
+    assert Notification.objects.get(pk=outsiders.pk).status == Notification.Status.ACCEPTED
 
 
 def test_disable_provider_action(console, world):
