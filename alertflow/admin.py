@@ -6,12 +6,14 @@ a sequential scan; the planner's row estimate (`pg_class.reltuples`, kept by aut
 free and close enough to page through.
 """
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import connections
 from django.http import HttpResponseRedirect
 from django.utils.functional import cached_property
 
+from . import input_limits
 from .errors import ApiError
 from .redis import WriteRefused
 
@@ -78,6 +80,58 @@ class OperatorAdmin(admin.ModelAdmin):
     def _refused(self, request, exc: WriteRefused):
         self.message_user(request, str(exc.detail), messages.ERROR)
         return HttpResponseRedirect(request.get_full_path())
+
+
+class ApiCheckedForm(forms.ModelForm):
+    """A model admin's form whose changed values pass the API's serializer for the model
+    (`api_serializer`), as a PATCH through the API would, and the API's JSON limits: one place
+    for each rule (an IANA timezone, an E.164 phone, a locale, a category's channels...), so no
+    operator can store what the API refuses, and sends then trip over. The values saved are the
+    ones the serializer normalised (a lower-cased email, a phone in E.164); its errors are shown
+    on the fields. Uniqueness stays the model's check (a serializer's may count the row itself).
+    """
+
+    api_serializer: type  # a DRF serializer; its context has the object's `tenant`
+
+    def clean(self):
+        cleaned = super().clean()
+        serializer = self.api_serializer(context={"tenant": self._tenant(cleaned)})
+        writable = [name for name, field in serializer.fields.items() if not field.read_only]
+        changed = {name: cleaned[name] for name in writable if name in self.changed_data and name in cleaned}
+        for name, value in list(changed.items()):
+            try:
+                input_limits.check_json(value, name)
+            except ApiError as exc:  # NUL, too deep, a number past a double: the API's 400s
+                self.add_error(name, str(exc.detail))
+                del changed[name]
+        if not changed:
+            return cleaned
+        serializer = self.api_serializer(data=changed, partial=True, context=serializer.context)
+        try:
+            valid = serializer.is_valid()
+        except ApiError as exc:  # a check that answers with its own code (an address not allowed)
+            self.add_error(None, str(exc.detail))
+            return cleaned
+        if not valid:
+            for name, problems in serializer.errors.items():
+                self.add_error(name if name in changed else None, _messages(problems))
+            return cleaned
+        cleaned.update({name: value for name, value in serializer.validated_data.items() if name in changed})
+        return cleaned
+
+    def _tenant(self, cleaned: dict):
+        if "tenant" in cleaned:
+            return cleaned["tenant"]
+        return getattr(self.instance, "tenant", None) if getattr(self.instance, "tenant_id", None) else None
+
+
+def _messages(problems) -> list[str]:
+    """A serializer's errors for one field as flat text (nested ones name their path)."""
+    if isinstance(problems, dict):
+        return [f"{key}: {text}" for key, inner in problems.items() for text in _messages(inner)]
+    if isinstance(problems, list):
+        return [text for inner in problems for text in _messages(inner)]
+    return [str(problems)]
 
 
 def change_each(model_admin: admin.ModelAdmin, request, objects, change) -> list:

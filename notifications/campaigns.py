@@ -22,6 +22,7 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Periodic
 from alertflow.errors import ApiError
 from alertflow.queues import CAMPAIGN_TASK, DEFAULT_QUEUE
 from preferences.models import Recipient
+from preferences.zones import stored_zone
 from tenants import usage
 
 from . import queue
@@ -253,10 +254,7 @@ def timing(notification: Notification, recipients: list[Recipient], now: datetim
     start = max(run.slot, now) - timedelta(seconds=1)
     times = {}
     for recipient in recipients:
-        try:
-            zone = ZoneInfo(recipient.timezone or "UTC")
-        except (ValueError, KeyError):
-            zone = ZoneInfo("UTC")
+        zone = stored_zone(recipient.timezone)
         times[recipient.pk] = next(CronSim(schedule["cron"], start.astimezone(zone))).astimezone(UTC)
     return times
 

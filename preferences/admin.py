@@ -1,8 +1,26 @@
+from django import forms
 from django.contrib import admin
+from rest_framework import serializers
 
-from alertflow.admin import OperatorAdmin
+from alertflow.admin import ApiCheckedForm, OperatorAdmin
 
 from .models import Device, Preference, Recipient, Subscription, Suppression, Topic
+from .serializers import RecipientSerializer, TopicSerializer, validate_external_id
+
+
+class RecipientForm(ApiCheckedForm):
+    api_serializer = RecipientSerializer
+
+    def clean_external_id(self):
+        # The API's rule for an id (the URL's, not the body's: its serializer has it read-only).
+        try:
+            return validate_external_id(self.cleaned_data["external_id"])
+        except serializers.ValidationError as exc:
+            raise forms.ValidationError(exc.detail) from None
+
+
+class TopicForm(ApiCheckedForm):
+    api_serializer = TopicSerializer
 
 
 class PreferenceInline(admin.StackedInline):
@@ -27,6 +45,7 @@ class DeviceInline(admin.TabularInline):
 
 @admin.register(Recipient)
 class RecipientAdmin(OperatorAdmin):
+    form = RecipientForm
     list_display = ["external_id", "tenant", "email", "phone", "locale", "timezone", "updated"]
     list_filter = ["tenant"]
     search_fields = ["external_id", "email", "phone"]
@@ -50,6 +69,7 @@ class DeviceAdmin(OperatorAdmin):
 
 @admin.register(Topic)
 class TopicAdmin(OperatorAdmin):
+    form = TopicForm
     list_display = ["key", "name", "tenant", "created"]
     list_filter = ["tenant"]
     search_fields = ["key", "name"]

@@ -1,6 +1,5 @@
 import json
 import re
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from django.conf import settings
@@ -12,7 +11,7 @@ from alertflow.errors import ApiError
 from tenants.models import Category
 from tenants.serializers import validate_category_key
 
-from . import suppressions
+from . import suppressions, zones
 from .models import CHANNELS, DEFAULT_TIMEZONE, Device, Preference, Recipient, Suppression, Topic
 
 EXTERNAL_ID_PATTERN = re.compile(r"^[^/\x00-\x1f\x7f]{1,128}$")
@@ -79,12 +78,11 @@ def normalize_locale(value: str) -> str:
 
 
 def validate_timezone(value: str) -> str:
+    """The API's and the admin's check of a timezone name (`preferences.zones`)."""
     try:
-        ZoneInfo(value)
-    # ValueError: not a key at all ("../x", ""), or a file of the database that is not a zone
-    # ("tzdata.zi"); OSError: a folder of it ("America", "Etc": IsADirectoryError, a 500 before).
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise serializers.ValidationError(f"{value!r} is not an IANA timezone such as 'Europe/Paris'.") from None
+        zones.zone(value)
+    except ValueError as exc:
+        raise serializers.ValidationError(str(exc)) from None
     return value
 
 

@@ -22,7 +22,7 @@ from alertflow.redis import Backoff, WriteRefused
 from alertflow.versioned_cache import VersionedCache
 from tenants.models import Category, Tenant
 
-from . import suppressions
+from . import suppressions, zones
 from .models import CHANNELS, DEFAULT_TIMEZONE, Device, Preference, Recipient, Subscription, Suppression, Topic
 from .serializers import PreferencesSerializer, RecipientSerializer, validate_external_id
 
@@ -446,7 +446,7 @@ def decide(
             at or timezone.now(),
             dtime.fromisoformat(quiet["start"]),
             dtime.fromisoformat(quiet["end"]),
-            ZoneInfo(entry["timezone"]),
+            zones.stored_zone(entry["timezone"]),
         )
         if until is not None:
             return Decision(Outcome.DEFERRED, Reason.QUIET_HOURS, until)

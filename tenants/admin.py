@@ -2,10 +2,15 @@ from django.contrib import admin
 from django.db import transaction
 from django.utils import timezone
 
-from alertflow.admin import OperatorAdmin
+from alertflow.admin import ApiCheckedForm, OperatorAdmin
 
 from . import keys
 from .models import ApiKey, Category, Membership, Quota, Tenant, Usage
+from .serializers import CategorySerializer
+
+
+class CategoryForm(ApiCheckedForm):
+    api_serializer = CategorySerializer
 
 
 class MembershipInline(admin.TabularInline):
@@ -17,6 +22,7 @@ class MembershipInline(admin.TabularInline):
 
 class CategoryInline(admin.TabularInline):
     model = Category
+    form = CategoryForm
     extra = 0
 
 
@@ -70,6 +76,7 @@ class MembershipAdmin(OperatorAdmin):
 
 @admin.register(Category)
 class CategoryAdmin(OperatorAdmin):
+    form = CategoryForm
     list_display = ["key", "name", "tenant", "priority", "critical"]
     list_filter = ["priority", "critical", "tenant"]
     search_fields = ["key", "name", "tenant__name"]

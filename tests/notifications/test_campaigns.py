@@ -469,3 +469,16 @@ def test_django_admin_deletes_a_campaign_whose_run_the_api_cancelled_meanwhile(
     assert not Campaign.objects.filter(pk=campaign_id).exists()
     assert not PeriodicTask.objects.filter(name=f"campaign:{campaign_id}").exists()
     assert outsider.get(f"/api/v1/campaigns/{campaign_id}").status_code == 404
+
+
+def test_recipient_local_time_reads_a_stored_timezone_that_is_not_one_as_utc(admin, outsider, digest, tenant):
+    # "America" is a folder of the zone database (IsADirectoryError): the fan-out raised it.
+    RecipientFactory(tenant=tenant, external_id="odd", email="odd@example.com", timezone="America")
+    response = create(admin, schedule={"cron": "0 9 * * *", "timezone": "recipient"})
+    slot_tick = datetime(2030, 6, 3, 19, 0, 2, tzinfo=UTC)
+
+    run = campaigns.trigger(response.json()["id"], now=slot_tick)
+    services.fan_out(run.notification_id)
+
+    assert messages_of(run).get().next_attempt == datetime(2030, 6, 4, 9, 0, tzinfo=UTC)
+    assert outsider.get(f"/api/v1/campaigns/{response.json()['id']}").status_code == 404
