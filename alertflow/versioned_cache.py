@@ -13,7 +13,9 @@ Within a web request, the first version asked for a tenant reads the versions of
 cache of that tenant in one MGET, kept until the request ends: a send that authenticates its key
 and looks up its category, template version and recipient pays one round trip for the four, not
 four. The request then sees the versions as they were when it started using them, as one that
-started a moment earlier would; its own writes (`changed`) drop what it kept.
+started a moment earlier would; its own writes (`changed`) drop what it kept. Other per-tenant
+keys a send reads once (`read_with_versions`: whether the tenant has any suppression) come in the
+same MGET, for a round trip fewer per send.
 
 Without Redis there is no caching: every lookup reads PostgreSQL, as it did before, and after a
 Redis error the process does not try Redis again for `alertflow.redis.RETRY_SECONDS` (a lookup
@@ -39,6 +41,8 @@ _MISSING = object()
 _backoff = Backoff("Versioned caches")
 # The names of the process's versioned caches, whose versions a request reads together.
 _names: set[str] = set()
+# Other keys a request reads with them: {name: the key of a tenant's value}.
+_facts: dict[str, Callable[[Any], str]] = {}
 # The request's versions, {tenant id: {cache name: version}}; None outside a web request (tasks,
 # commands: every lookup reads its version then).
 _request = threading.local()
@@ -69,9 +73,36 @@ def _request_versions(tenant_id) -> dict[str, bytes | None] | None:
     versions = kept.get(str(tenant_id))
     if versions is None:
         names = sorted(_names)
-        values = client().mget([_version_key(name, tenant_id) for name in names])
-        versions = kept[str(tenant_id)] = dict(zip(names, values, strict=True))
+        facts = sorted(_facts)
+        values = client().mget(
+            [_version_key(name, tenant_id) for name in names] + [_facts[fact](tenant_id) for fact in facts]
+        )
+        # A fact under ("fact", name): no cache name can be a tuple.
+        versions = kept[str(tenant_id)] = dict(zip([*names, *[("fact", fact) for fact in facts]], values, strict=True))
     return versions
+
+
+def read_with_versions(name: str, key_of: Callable[[Any], str]) -> None:
+    """Have every web request read the Redis key `key_of(tenant_id)` in the MGET of the tenant's
+    versions, for `request_fact(name, tenant_id)`."""
+    _facts[name] = key_of
+
+
+def request_fact(name: str, tenant_id) -> tuple[bool, bytes | None]:
+    """The value of the key `name` (see `read_with_versions`) as the current request read it with
+    the tenant's versions: (True, value, None when Redis has no such key), or (False, None)
+    outside a web request or when Redis cannot be asked (the caller asks Redis itself). A
+    request that changes the value calls `forget_request_versions(tenant_id)` to read it anew."""
+    if not _backoff.usable():
+        return False, None
+    try:
+        kept = _request_versions(tenant_id)
+    except Exception:  # any redis-py connection or timeout error
+        _backoff.failed("get version")
+        return False, None
+    if kept is None:
+        return False, None
+    return True, kept.get(("fact", name))
 
 
 def _start(key: str, redis=None) -> None:

@@ -11,7 +11,11 @@ the tenant "some" before it inserts (and again after commit), and a reader write
 with SET NX after a query that found nothing, so it can never overwrite a writer's mark. Redis
 down: readers query PostgreSQL, and a writer refuses (`SuppressionsUnavailable`, nothing
 written): a suppression committed without its mark could be hidden, once Redis answers again, by
-a "none" Redis still holds, so it is never committed without one.
+a "none" Redis still holds, so it is never committed without one. A web request (a send, at
+accept) reads the fact with the tenant's cache versions, in the MGET its authentication makes
+(`alertflow.versioned_cache.request_fact`): a suppression committed while the request runs may be
+missed there, as by a query a moment earlier, and the worker's own read just before the provider
+call (outside any request) sees it.
 
 `suppression_created` is sent by `suppress` inside the caller's transaction, right after the rows
 are inserted, with the new rows: a receiver that writes (an outbox row for the tenant's
@@ -34,6 +38,7 @@ from django.dispatch import Signal, receiver
 from django.utils import timezone
 
 from alertflow import redis as shared_redis
+from alertflow import versioned_cache
 from alertflow.channels import CHANNELS
 
 from .models import Suppression
@@ -59,6 +64,8 @@ NONE_SECONDS = 60
 # mark to its commit); it only costs a query per batch, and is recomputed after a day.
 SOME_SECONDS = 24 * 3600
 NONE, SOME = b"none", b"some"
+# The fact's name among the keys a web request reads with the tenant's cache versions.
+REQUEST_FACT = "suppressions"
 # Readers only: after a Redis error they read PostgreSQL for a while.
 _backoff = shared_redis.Backoff("Suppressions fact")
 
@@ -224,14 +231,17 @@ def tenant_may_have_suppressions(tenant_id) -> bool:
     """False only when the tenant is known to have no suppression at all: from Redis (no
     query), or from a query that found none, then remembered with SET NX (see the module
     docstring: a writer's "some" mark always wins). True when unsure (Redis down)."""
+    # In a web request (a send), read with the tenant's cache versions: no round trip of its own.
+    read, fact = versioned_cache.request_fact(REQUEST_FACT, tenant_id)
     if not _backoff.usable():
         return True
     key = _key(tenant_id)
-    try:
-        fact = shared_redis.client().get(key)
-    except Exception:  # any redis-py connection or timeout error
-        _backoff.failed("get")
-        return True
+    if not read:
+        try:
+            fact = shared_redis.client().get(key)
+        except Exception:  # any redis-py connection or timeout error
+            _backoff.failed("get")
+            return True
     if fact is not None:
         return fact != NONE
     some = Suppression.objects.filter(tenant_id=tenant_id).exists()
@@ -245,6 +255,9 @@ def tenant_may_have_suppressions(tenant_id) -> bool:
     return some
 
 
+versioned_cache.read_with_versions(REQUEST_FACT, _key)
+
+
 def mark_some(tenant_id) -> None:
     """The tenant has (or is about to have) a suppression: called before the insert, inside the
     writer's transaction, and again once it commits, so no reader's "none" outlives the commit
@@ -256,6 +269,7 @@ def mark_some(tenant_id) -> None:
     NONE_SECONDS. The mark after the commit is only logged when it fails: the first one stands
     (it lasts SOME_SECONDS), it only covers a key Redis lost meanwhile."""
     key = _key(tenant_id)
+    versioned_cache.forget_request_versions(tenant_id)  # this request's read of the fact is old now
     try:
         shared_redis.client().set(key, SOME, ex=SOME_SECONDS)
     except Exception as exc:  # any redis-py connection or timeout error

@@ -8,6 +8,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from alertflow import redis as shared_redis
+from alertflow import versioned_cache
 from delivery import pipeline
 from notifications.models import Message
 from preferences import suppressions
@@ -47,6 +48,41 @@ def test_a_suppression_committed_after_none_was_cached_is_not_sent_to(admin, ten
     assert pipeline.deliver([message.id]) == 0
     assert smtp_server.messages == []
     assert (reload(message).status, reload(message).reason) == ("suppressed", "suppressed:manual")
+
+
+def test_a_send_reads_the_fact_with_its_cache_versions_in_one_round_trip(admin, tenant, ada, monkeypatch):
+    # The first send finds no suppression and says so in Redis; the second starts the tenant's
+    # keys version (tests/alertflow/test_versioned_cache.py).
+    accept(admin, ["email"])
+    accept(admin, ["email"])
+    assert fact(tenant) == suppressions.NONE
+    client = type(shared_redis.client())
+    commands = []
+    for name in ("get", "mget"):
+        real = getattr(client, name)
+        monkeypatch.setattr(
+            client,
+            name,
+            lambda self, *keys, _real=real, _name=name: commands.append((_name, keys)) or _real(self, *keys),
+        )
+
+    [message] = accept(admin, ["email"])
+
+    assert message.status == "queued"
+    assert [name for name, _ in commands] == ["mget"]  # no GET of the fact of its own
+    assert suppressions._key(tenant.pk) in commands[0][1][0]
+
+
+def test_a_suppression_marked_during_the_request_is_read_anew(tenant):
+    versioned_cache._begin_request()
+    try:
+        assert not suppressions.tenant_may_have_suppressions(tenant.pk)  # read with the versions
+        with transaction.atomic():
+            suppressions.suppress(tenant.pk, "email", ["ada@example.com"], "manual")
+
+        assert suppressions.tenant_may_have_suppressions(tenant.pk)
+    finally:
+        versioned_cache._end_request()
 
 
 def test_a_suppression_written_past_suppress_is_seen_too(admin, tenant, ada):
