@@ -46,13 +46,15 @@ bench: venv bench-deps
 	$(BIN)/python -m bench.all
 
 # What only the benchmarks need (bench/requirements.txt: django-post_office for bench.postoffice),
-# into the same virtualenv: nothing of the product imports them. And wrk, the C load generator of
-# bench.accept and bench.e2e (Debian's package), installed with apt-get when missing.
+# into the same virtualenv: nothing of the product imports them. And Debian's packages wrk, the C
+# load generator of bench.accept and bench.e2e, and valgrind, bench.instructions' counter,
+# installed with apt-get when missing.
 bench-deps: $(VENV)/.bench-installed
-	@if ! command -v wrk >/dev/null 2>&1; then \
+	@missing=""; for tool in wrk valgrind; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
 		sudo=""; if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then sudo="sudo"; fi; \
-		{ $$sudo apt-get update -q && $$sudo apt-get install -y -q --no-install-recommends wrk; } \
-			|| echo "wrk could not be installed: run bench.accept and bench.e2e with --load httpx" >&2; \
+		{ $$sudo apt-get update -q && $$sudo apt-get install -y -q --no-install-recommends $$missing; } \
+			|| echo "could not install$$missing: bench.accept and bench.e2e take --load httpx without wrk" >&2; \
 	fi
 
 $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
