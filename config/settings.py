@@ -244,10 +244,12 @@ SPECTACULAR_SETTINGS = {
         "PriorityEnum": "alertflow.choices.Priority",
         "RoleEnum": "alertflow.choices.Role",
         "ProviderChannelEnum": "delivery.models.PROVIDER_CHANNELS",
-        "SuppressionChannelEnum": "preferences.suppressions.ADDRESSED",
+        # The channels reached at an address or a device (email, sms, push): a suppression's and
+        # the Kafka service's `channel` take the same three, and drf-spectacular can name one
+        # set of choices once (a name each gave suppressions "KafkaChannelEnum").
+        "AddressedChannelEnum": "preferences.suppressions.ADDRESSED",
         "MessageStatusEnum": "notifications.models.Message.Status",
         "NotificationStatusEnum": "notifications.progress.Summary",
-        "KafkaChannelEnum": "notifications.compat.kafka.CHANNELS",
     },
 }
 
