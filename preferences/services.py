@@ -127,6 +127,11 @@ def upsert_recipient(tenant: Tenant, external_id: str, fields: dict) -> tuple[Re
 @transaction.atomic
 def erase_recipient(recipient: Recipient) -> None:
     """Delete the recipient with their personal data: devices, preferences, subscriptions."""
+    # Their row locked first: a send to them commits its messages before (the delete below then
+    # finds and deletes them) or waits for this commit (its foreign key check locks the row) and
+    # is refused as a send to an unknown recipient. Unlocked, messages committed between the
+    # delete's collection and its DELETE failed this commit on the foreign key: a 500.
+    Recipient.objects.select_for_update().filter(pk=recipient.pk).exists()
     recipient.delete()  # cascades; the post_delete signal drops the cached preferences
 
 

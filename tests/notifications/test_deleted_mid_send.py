@@ -14,6 +14,8 @@ import threading
 
 import pytest
 from django.db import connection
+from django.db.models.signals import pre_delete
+from rest_framework.test import APIClient
 
 from notifications import services
 from notifications.models import Message, Notification
@@ -176,4 +178,38 @@ def test_alertora_notify_whose_category_is_deleted_meanwhile_is_400(admin, ada, 
 
     assert response.status_code == 400, response.content
     assert response.json()["error"]["details"] == {"fields": {"category": ["No category 'promo'."]}}
+    assert_nothing_written()
+
+
+def test_an_erasure_racing_a_send_erases_everything_and_the_send_is_400(admin, ada, namesakes):
+    """The other way round: a send to ada commits its messages after the erasure (DELETE
+    /api/v1/recipients/ada) collected what to delete with her, and before it deletes her."""
+    sent = {}
+
+    def send_in_another_connection():
+        client = APIClient()
+        client.credentials(**admin._credentials)
+        try:
+            sent["response"] = send(client, recipient="ada", channels=["email"])
+        finally:
+            connection.close()
+
+    def send_meanwhile(sender, instance, **kwargs):
+        sent["thread"] = threading.Thread(target=send_in_another_connection)
+        sent["thread"].start()
+        # Long enough for a send that nothing holds back to commit; one that waits for the
+        # erasure is let go by its commit.
+        sent["thread"].join(timeout=3)
+
+    pre_delete.connect(send_meanwhile, sender=Recipient, dispatch_uid="send_meanwhile")
+    try:
+        erased = admin.delete("/api/v1/recipients/ada")
+    finally:
+        pre_delete.disconnect(dispatch_uid="send_meanwhile", sender=Recipient)
+    sent["thread"].join(timeout=60)
+
+    assert erased.status_code == 204, erased.content
+    assert sent["response"].status_code == 400, sent["response"].content
+    assert sent["response"].json()["error"]["code"] == "unknown_recipient"
+    assert not Recipient.objects.filter(pk=ada.pk).exists()
     assert_nothing_written()
