@@ -15,7 +15,8 @@ and looks up its category, template version and recipient pays one round trip fo
 four. The request then sees the versions as they were when it started using them, as one that
 started a moment earlier would; its own writes (`changed`) drop what it kept. Other per-tenant
 keys a send reads once (`read_with_versions`: whether the tenant has any suppression) come in the
-same MGET, for a round trip fewer per send.
+same MGET, for a round trip fewer per send. A worker's batch does the same inside `scope()` (its
+suppressions fact, providers and webhook subscriptions: one MGET at its first use, not three GETs).
 
 Without Redis there is no caching: every lookup reads PostgreSQL, as it did before, and after a
 Redis error the process does not try Redis again for `alertflow.redis.RETRY_SECONDS` (a lookup
@@ -27,7 +28,8 @@ rule (a key is found by its secret: its tenant is unknown until the row is read)
 import secrets
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.signals import request_finished, request_started
@@ -62,6 +64,21 @@ def _end_request(**kwargs) -> None:
 
 request_started.connect(_begin_request, dispatch_uid="alertflow.versioned_cache.begin_request")
 request_finished.connect(_end_request, dispatch_uid="alertflow.versioned_cache.end_request")
+
+
+@contextmanager
+def scope() -> Iterator[None]:
+    """Keep each tenant's versions from their first use to the end of the block, read in one
+    MGET, as a web request keeps them: for work outside a request (a worker's batch). Inside a
+    request or another scope it keeps using theirs."""
+    if getattr(_request, "versions", None) is not None:
+        yield
+        return
+    _begin_request()
+    try:
+        yield
+    finally:
+        _end_request()
 
 
 def _request_versions(tenant_id) -> dict[str, bytes | None] | None:

@@ -54,17 +54,25 @@ def _breaker_keys(provider_id: str) -> list[str]:
 
 def breaker_allows(provider_id: str) -> bool:
     """May this provider be tried now? Closed: yes. Open: no. Half-open: one probe at a time."""
+    return breaker_check(provider_id)[0]
+
+
+def breaker_check(provider_id: str) -> tuple[bool, bool]:
+    """`breaker_allows`, and whether the breaker had any state (failures counted, open or
+    half-open): a success need only reset a breaker that had some (`ProviderPool.close`)."""
     key, probe = _breaker_keys(provider_id)
     try:
-        open_until = float(client().hget(key, "open_until") or 0)
+        open_until, failures = client().hmget(key, "open_until", "failures")
+        open_until = float(open_until or 0)
         if open_until == 0:
-            return True
+            return True, failures is not None
         if time.time() < open_until:
-            return False
-        return bool(client().set(probe, 1, nx=True, ex=settings.ALERTFLOW_BREAKER_COOLDOWN_SECONDS))
+            return False, True
+        return bool(client().set(probe, 1, nx=True, ex=settings.ALERTFLOW_BREAKER_COOLDOWN_SECONDS)), True
     except redis.RedisError:
         logger.warning("Circuit breaker state unavailable; allowing %s", provider_id)
-        return True
+        # Unknown: reset it after a success, as before the state could be read.
+        return True, True
 
 
 def breaker_state(provider_id: str) -> str:

@@ -6,6 +6,7 @@ message's row (`state`) and the provider calls (`sending`) are kept apart, and t
 only puts them in order.
 """
 
+from alertflow import versioned_cache
 from alertflow.channels import CHANNELS
 from alertflow.compiled import CompiledLoad
 from notifications.models import Message
@@ -35,6 +36,16 @@ load = CompiledLoad(
 
 def deliver(message_ids: list) -> int:
     """Send the given messages if this call claims them; return how many were sent."""
+    # The batch reads what it needs of each tenant from Redis (the suppressions fact, the
+    # providers' and webhook subscriptions' cache versions) in one MGET at its first use, the
+    # suppressions check just before the provider calls, and keeps it to its end, as a web request
+    # does: a change made meanwhile is seen by the next batch. The fact and the providers were
+    # read once a batch already; the subscriptions, once a record.
+    with versioned_cache.scope():
+        return _deliver(message_ids)
+
+
+def _deliver(message_ids: list) -> int:
     lease = claim(message_ids)
     if not lease:
         return 0

@@ -139,7 +139,11 @@ class ProviderPool:
     """What one batch shares: each provider opened once, on first use (or taken from those the
     process kept, `kept`), given back at the end; each tenant's provider list read once; each
     breaker asked once while its provider keeps working, and told of the successes once, at the
-    end (per message, that was three Redis round trips)."""
+    end (per message, that was three Redis round trips), and only when it had state to reset.
+    A breaker that had none when the batch asked it is not reset at the end: that saves the
+    batch a Redis round trip, and a failure another worker counted meanwhile stays counted (this
+    batch's success does not outweigh a later failure; the count ages out with the breaker's
+    window), where the reset used to erase it."""
 
     def __init__(self, before_call: Callable[[float], None] = lambda seconds: None):
         # Told the longest a provider call about to start may take (its timeout), so the batch's
@@ -149,6 +153,8 @@ class ProviderPool:
         self.specs: dict[tuple, list[ProviderSpec]] = {}
         self.allowed: set[str] = set()
         self.succeeded: set[str] = set()
+        # Providers whose breaker had state (counted failures, open, half-open) when last asked.
+        self.to_reset: set[str] = set()
         # Providers whose send raised something unclassified: their connection's state is unknown.
         self.unsure: set[str] = set()
 
@@ -166,10 +172,12 @@ class ProviderPool:
     def breaker_allows(self, spec: ProviderSpec) -> bool:
         if spec.id in self.allowed:
             return True
-        if guards.breaker_allows(spec.id):
+        allowed, has_state = guards.breaker_check(spec.id)
+        if has_state:
+            self.to_reset.add(spec.id)
+        if allowed:
             self.allowed.add(spec.id)
-            return True
-        return False
+        return allowed
 
     def record_success(self, spec: ProviderSpec) -> None:
         self.succeeded.add(spec.id)
@@ -179,6 +187,7 @@ class ProviderPool:
         # success earlier in the batch no longer speaks for the provider either.
         self.allowed.discard(spec.id)
         self.succeeded.discard(spec.id)
+        self.to_reset.add(spec.id)
         guards.record_failure(spec.id)
 
     def close(self, keep: bool = True):
@@ -190,9 +199,10 @@ class ProviderPool:
             else:
                 KeptProviders._close([provider])
         self.open_providers.clear()
-        for provider_id in self.succeeded:
+        for provider_id in self.succeeded & self.to_reset:
             guards.record_success(provider_id)
         self.succeeded.clear()
+        self.to_reset.clear()
 
 
 def active_devices(recipient_ids: list) -> dict:

@@ -14,8 +14,8 @@ written): a suppression committed without its mark could be hidden, once Redis a
 a "none" Redis still holds, so it is never committed without one. A web request (a send, at
 accept) reads the fact with the tenant's cache versions, in the MGET its authentication makes
 (`alertflow.versioned_cache.request_fact`): a suppression committed while the request runs may be
-missed there, as by a query a moment earlier, and the worker's own read just before the provider
-call (outside any request) sees it.
+missed there, as by a query a moment earlier, and the worker's read for its batch, just before
+the provider calls (in the batch's own MGET, `delivery.pipeline.deliver`), sees it.
 
 `suppression_created` is sent by `suppress` inside the caller's transaction, right after the rows
 are inserted, with the new rows: a receiver that writes (an outbox row for the tenant's
