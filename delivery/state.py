@@ -16,10 +16,17 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from alertflow.compiled import CompiledInsert
 from notifications import transitions
 from notifications.models import DeliveryAttempt, Message, log_unmatched, moved_from, returning_columns
 
 from .channels import BUILTIN
+
+# The record's attempt rows, the INSERT built once per number of rows and connection: Django's
+# compiler built it on every record, a fifth of a single send's record (bench.deliverloop, py-spy).
+# One statement of all the rows, not an executemany: for a single send's one row, psycopg's
+# pipeline mode that executemany enters cost ~0.1 ms more than the statement (bench/README).
+insert_attempts = CompiledInsert(DeliveryAttempt)
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +158,8 @@ def record(messages: list, attempts: list, lease: Lease) -> None:
 
     The messages go as one `executemany` of a plain UPDATE, which psycopg pipelines: Django's
     `bulk_update` builds a CASE WHEN per field and row, and that was half the worker's CPU on
-    bulk sends (measured in bench/e2e). Each row is written only if the message is still
+    bulk sends (measured in bench/e2e). One message (a single send) goes as one `execute`: the
+    pipeline costs more than it saves for one statement (~0.1 ms, bench/README). Each row is written only if the message is still
     `sending` (every status `settle` decides is entered from there alone) under this batch's
     lease: a receipt that moved it on in the meantime keeps its word, a claim by another worker
     after this one's lease ran out keeps its own, and the write changes nothing.
@@ -174,12 +182,14 @@ def record(messages: list, attempts: list, lease: Lease) -> None:
         for m in messages
     ]
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        if len(rows) == 1:
+            cursor.execute(sql, rows[0])
+        else:
+            cursor.executemany(sql, rows)
         if cursor.rowcount < len(rows):
             log_unmatched("their settled status", len(rows), cursor.rowcount)
             messages = written(messages)
-        if attempts:
-            cursor.executemany(*attempt_rows(attempts))
+        insert_attempts(attempts)
         if transitions.listening():
             by_status = defaultdict(list)
             for message in messages:
@@ -193,24 +203,6 @@ def record(messages: list, attempts: list, lease: Lease) -> None:
                 sent[message.channel].append(message)
         for channel, delivered in sent.items():
             BUILTIN[channel].recorded(delivered)
-
-
-ATTEMPT_FIELDS = ["message", "provider", "outcome", "started", "duration_ms", "provider_message_id", "error"]
-
-
-def attempt_rows(attempts: list) -> tuple[str, list]:
-    """The INSERT of new `DeliveryAttempt` rows, one row a statement (for `executemany`, which
-    psycopg pipelines), and its rows of values, each prepared by its field as `bulk_create`
-    would. `bulk_create` compiled its INSERT with Django's SQL compiler on every record: a fifth
-    of a single send's record (bench.deliverloop, py-spy). Nothing is read back: the attempts'
-    ids stay None."""
-    fields = [DeliveryAttempt._meta.get_field(name) for name in ATTEMPT_FIELDS]
-    quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(DeliveryAttempt._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608 (names from the model)
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
-    )
-    return sql, [[f.get_db_prep_save(getattr(a, f.attname), connection) for f in fields] for a in attempts]
 
 
 def written(messages: list) -> list:
