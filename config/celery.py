@@ -36,6 +36,8 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
+    # kombu's Redis transport, keeping one redis-py client per channel (alertflow/broker.py).
+    broker_transport="alertflow.broker:Transport",
     broker_transport_options={
         "priority_steps": PRIORITY_STEPS,
         "sep": PRIORITY_SEPARATOR,
