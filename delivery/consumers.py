@@ -13,8 +13,8 @@ and the client may send `{"action": "read" | "seen" | "archive", "id"}`, or, aft
 
 An open socket's credential is checked again before every frame it sends is acted on, when a
 change that may revoke it commits (its recipient deleted or renamed, its tenant deactivated or
-deleted, the inbox secret rotated: delivery/signals.py), and when its token expires; one that
-no longer holds closes the socket with code 4401 and the reason `token_expired` or
+deleted, the inbox secret rotated: delivery/signals.py), when its token expires, and every
+RECHECK_SECONDS in case such a push was lost; one that no longer holds closes the socket with code 4401 and the reason `token_expired` or
 `credentials_revoked`, before anything more is sent or done.
 
 Every socket of a recipient (tabs, devices, any ws process) joins one group on the channels-redis
@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import DatabaseError
 
 from alertflow import input_limits, metrics
 from alertflow.errors import ApiError
@@ -38,10 +40,16 @@ from alertflow.errors import ApiError
 from . import inbox, inbox_auth
 from .inbox_auth import reader_from_credentials
 
+logger = logging.getLogger(__name__)
+
 # Close codes in the 4000-4999 range are the application's own (RFC 6455 section 7.4.2): 4401
 # reads as HTTP's 401 and tells a client to fetch new credentials instead of retrying these.
 CLOSE_UNAUTHORIZED = 4401
 MAX_FRAME_CHARS = 4096
+# How often an open socket checks its credential though nothing told it to: the push of a
+# revocation is best-effort (a publish that fails is logged, not retried), and a socket no frame
+# arrives on would otherwise never check again. The cached check is one Redis GET.
+RECHECK_SECONDS = 60
 
 
 def credentials(query_string: bytes) -> dict:
@@ -64,7 +72,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
     credentials: dict
     groups_joined: tuple = ()
     counted = False
-    expiry = None  # the task that closes the socket when its token expires
+    watcher = None  # the task that checks the credential at its expiry and every RECHECK_SECONDS
 
     async def connect(self):
         self.credentials = credentials(self.scope["query_string"])
@@ -82,8 +90,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
         self.groups_joined = (inbox.group_name(tenant_id, self.recipient.pk), inbox.group_name(tenant_id))
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
-        if reader.expires is not None:
-            self.expiry = asyncio.get_running_loop().create_task(self.close_at(reader.expires))
+        self.watcher = asyncio.get_running_loop().create_task(self.watch())
         counted = await database_sync_to_async(inbox.counts)(self.recipient.pk)
         await self.send_json({"type": "unread_count", **counted})
 
@@ -94,10 +101,10 @@ class InboxConsumer(AsyncWebsocketConsumer):
         await self.leave()
 
     async def leave(self) -> None:
-        """Hear nothing more: out of the groups, the expiry timer stopped."""
-        if self.expiry is not None and self.expiry is not asyncio.current_task():
-            self.expiry.cancel()
-        self.expiry = None
+        """Hear nothing more: out of the groups, the watcher stopped."""
+        if self.watcher is not None and self.watcher is not asyncio.current_task():
+            self.watcher.cancel()
+        self.watcher = None
         groups, self.groups_joined = self.groups_joined, ()
         for group in groups:
             await self.channel_layer.group_discard(group, self.channel_name)
@@ -124,11 +131,20 @@ class InboxConsumer(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_UNAUTHORIZED, reason=reason)
         await self.leave()
 
-    async def close_at(self, expires: float) -> None:
-        """Close the socket when its token expires, though no frame arrives to check it."""
-        await asyncio.sleep(max(0.0, expires - time.time()))
-        if self.reader is not None:
-            await self.revoke(inbox_auth.EXPIRED)
+    async def watch(self) -> None:
+        """Check the credential when its token expires and every RECHECK_SECONDS, though no
+        frame arrives and no push did: closed at its expiry, and within about two intervals of a
+        revocation whose push was lost (one for the check, one for the cache's backstop)."""
+        while self.reader is not None:
+            wake = time.time() + RECHECK_SECONDS
+            if self.reader.expires is not None:
+                wake = min(wake, self.reader.expires)
+            await asyncio.sleep(max(0.0, wake - time.time()))
+            try:
+                await self.authorized()
+            except DatabaseError:
+                # The next interval tries again; an expiry needs no query (still_valid).
+                logger.warning("Checking an inbox socket's credential failed", exc_info=True)
 
     # --- Frames ----------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 
-from delivery import inbox, inbox_auth
+from delivery import consumers, inbox, inbox_auth
 from delivery.inbox_auth import issue_token, reader_from_credentials, sign_external_id, still_valid
 from delivery.models import InboxItem
 
@@ -157,6 +157,20 @@ def test_a_frame_after_a_revocation_whose_push_was_lost_is_refused(owner, admin,
 
     assert async_to_sync(scenario)() == REVOKED
     assert InboxItem.objects.get(pk=item_id).read is None  # the action was not carried out
+
+
+def test_a_socket_whose_revocation_push_was_lost_is_closed_at_its_next_periodic_check(owner, tenant, ada, monkeypatch):
+    query = hmac_query(owner, tenant, "ada")
+    monkeypatch.setattr(inbox, "announce_recheck", lambda *args, **kwargs: None, raising=False)  # lost
+    monkeypatch.setattr(consumers, "RECHECK_SECONDS", 0.5, raising=False)
+
+    async def scenario():
+        socket = await connected(query)
+        assert await socket.receive_nothing(1.2)  # checked twice meanwhile: still valid, left open
+        assert (await sync_to_async(owner.post)("/api/v1/inbox-secret")).status_code == 201
+        return await closed_with(socket)  # no frame sent
+
+    assert async_to_sync(scenario)() == REVOKED
 
 
 def test_checking_an_open_sockets_credential_costs_no_query_until_what_it_stands_on_changes(
