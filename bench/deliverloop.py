@@ -7,6 +7,11 @@ bench.acceptloop's sibling for the worker: run the two sides of a change alterna
 `--trace` prints the Redis commands and SQL of one warm call instead.
 
     .venv/bin/python -m bench.deliverloop [--emails 2000] [--warmup 300] [--size 1] [--trace]
+                                          [--accepted N]
+
+`--accepted` sends are accepted before the clock starts (at least `--warmup` + `--emails`, the
+default), and only the first `--warmup` + `--emails` delivered: bench.instructions runs two
+lengths with the same accepted count, so their difference holds the deliveries alone.
 """
 
 import argparse
@@ -26,6 +31,7 @@ def main():
     parser.add_argument("--size", type=int, default=1, help="message ids per deliver() call (a task)")
     parser.add_argument("--recipients", type=int, default=1000)
     parser.add_argument("--trace", action="store_true", help="print the Redis commands and SQL of one call")
+    parser.add_argument("--accepted", type=int, default=0, help="sends accepted first (default: warmup + emails)")
     args = parser.parse_args()
     call, _tenant_id, key, recipients = fresh_tenant("deliverloop", args.recipients)
     from django.db import connection
@@ -40,10 +46,10 @@ def main():
         status, out = call("POST", "/api/v1/providers", provider, key)
         assert status.startswith("201"), (status, out)
         total = args.warmup + (args.size if args.trace else args.emails)
-        for _ in range(total):
+        for _ in range(max(total, args.accepted)):
             status, out = call("POST", "/api/v1/notifications", email_send(recipient=rng.choice(recipients)), key)
             assert status.startswith("202"), (status, out)
-        ids = [str(pk) for pk in Message.objects.order_by("created", "pk").values_list("pk", flat=True)]
+        ids = [str(pk) for pk in Message.objects.order_by("created", "pk").values_list("pk", flat=True)][:total]
         calls = [ids[i : i + args.size] for i in range(0, len(ids), args.size)]
         warm, measured = calls[: args.warmup // args.size], calls[args.warmup // args.size :]
         for chunk in warm:
