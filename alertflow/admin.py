@@ -88,16 +88,25 @@ class ApiCheckedForm(forms.ModelForm):
     for each rule (an IANA timezone, an E.164 phone, a locale, a category's channels...), so no
     operator can store what the API refuses, and sends then trip over. The values saved are the
     ones the serializer normalised (a lower-cased email, a phone in E.164); its errors are shown
-    on the fields. Uniqueness stays the model's check (a serializer's may count the row itself).
+    on the fields. The serializer is given the saved object, as a PATCH is, so its checks of the
+    object as a whole (a campaign's template with its channels) see the values left unchanged.
     """
 
     api_serializer: type  # a DRF serializer; its context has the object's `tenant`
 
     def clean(self):
         cleaned = super().clean()
-        serializer = self.api_serializer(context={"tenant": self._tenant(cleaned)})
+        tenant = self._tenant(cleaned)
+        if tenant is None:  # the tenant field has its error; the API's checks are per tenant
+            return cleaned
+        instance = None if self.instance._state.adding else self.instance
+        serializer = self.api_serializer(instance, context={"tenant": tenant})
         writable = [name for name, field in serializer.fields.items() if not field.read_only]
-        changed = {name: cleaned[name] for name in writable if name in self.changed_data and name in cleaned}
+        changed = {
+            name: self.api_value(name, cleaned[name])
+            for name in writable
+            if name in self.changed_data and name in cleaned
+        }
         for name, value in list(changed.items()):
             try:
                 input_limits.check_json(value, name)
@@ -106,7 +115,7 @@ class ApiCheckedForm(forms.ModelForm):
                 del changed[name]
         if not changed:
             return cleaned
-        serializer = self.api_serializer(data=changed, partial=True, context=serializer.context)
+        serializer = self.api_serializer(instance, data=changed, partial=True, context=serializer.context)
         try:
             valid = serializer.is_valid()
         except ApiError as exc:  # a check that answers with its own code (an address not allowed)
@@ -116,8 +125,15 @@ class ApiCheckedForm(forms.ModelForm):
             for name, problems in serializer.errors.items():
                 self.add_error(name if name in changed else None, _messages(problems))
             return cleaned
-        cleaned.update({name: value for name, value in serializer.validated_data.items() if name in changed})
+        # What the serializer normalised, and what it derived (a campaign's channels from its
+        # category when none are named), as the API would store them.
+        cleaned.update({name: value for name, value in serializer.validated_data.items() if name in cleaned})
         return cleaned
+
+    def api_value(self, name: str, value):
+        """A form field's cleaned value as the API's request body has it (a model instance as the
+        key the API names it by, say)."""
+        return value
 
     def _tenant(self, cleaned: dict):
         if "tenant" in cleaned:

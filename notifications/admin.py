@@ -1,11 +1,14 @@
+from django import forms
 from django.contrib import admin
 from django.db import transaction
 from django.utils import timezone
 
-from alertflow.admin import OperatorAdmin, change_each
+from alertflow.admin import ApiCheckedForm, OperatorAdmin, change_each
+from tenants.models import Category
 
 from . import campaigns, lifecycle
 from .models import Campaign, CampaignRun, DeliveryAttempt, DeliveryCount, DeliveryLatency, Message, Notification
+from .serializers import CampaignSerializer
 
 ATTEMPT_FIELDS = ["started", "provider", "outcome", "duration_ms", "provider_message_id", "error"]
 
@@ -146,10 +149,49 @@ class CampaignRunInline(admin.TabularInline):
         return ", ".join(f"{name} {count}" for name, count in campaigns.progress(run).items())
 
 
-@admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
-    """Campaigns with their runs; saving here keeps the beat schedule in step, as the API does."""
+class CategoryChoice(forms.ModelChoiceField):
+    def label_from_instance(self, category):
+        return f"{category.key} ({category.tenant})"  # on the add page, every tenant's are offered
 
+
+class CampaignForm(ApiCheckedForm):
+    """The campaigns API's checks (schedule, audience, template and channels, category), and a
+    category of the campaign's own tenant only: the API names it by key within the tenant."""
+
+    api_serializer = CampaignSerializer
+
+    class Meta:
+        field_classes = {"category": CategoryChoice}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        category = self.fields.get("category")
+        if category is not None:
+            tenant_id = self.instance.tenant_id
+            if tenant_id is None:  # the tenant is chosen on the same page: clean_category checks
+                category.queryset = Category.objects.select_related("tenant")
+            else:
+                category.queryset = Category.objects.filter(tenant_id=tenant_id).select_related("tenant")
+
+    def clean_category(self):
+        category = self.cleaned_data["category"]
+        tenant = self._tenant(self.cleaned_data)
+        if category is not None and tenant is not None and category.tenant_id != tenant.pk:
+            raise forms.ValidationError(f"{category.key!r} is a category of another tenant, not of {tenant}.")
+        return category
+
+    def api_value(self, name, value):
+        if name == "category":
+            return value.key if value is not None else None
+        return value
+
+
+@admin.register(Campaign)
+class CampaignAdmin(OperatorAdmin):
+    """Campaigns with their runs; saving here keeps the beat schedule in step, as the API does.
+    A campaign stays with its tenant (its template, category and audience are the tenant's)."""
+
+    form = CampaignForm
     list_display = ["name", "tenant", "template", "paused", "next_run_at", "created"]
     list_filter = ["paused"]
     search_fields = ["name", "tenant__name", "template"]
@@ -157,8 +199,13 @@ class CampaignAdmin(admin.ModelAdmin):
     inlines = [CampaignRunInline]
     actions = ["run_now", "pause", "resume"]
 
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "tenant"] if obj is not None else self.readonly_fields
+
     @admin.display(description="next run")
     def next_run_at(self, campaign):
+        if campaign._state.adding:  # the add page: no schedule yet (next_run raised: a 500)
+            return None
         return campaigns.next_run(campaign)
 
     def save_model(self, request, obj, form, change):

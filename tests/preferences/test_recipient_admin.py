@@ -4,7 +4,6 @@ place for each rule), and a timezone stored before that check existed fails no s
 from datetime import timedelta
 
 import pytest
-from django.forms import MultiWidget
 from django.urls import reverse
 from django.utils import timezone
 
@@ -12,34 +11,9 @@ from preferences.models import Recipient
 from tenants.models import Category
 from tests.factories import CategoryFactory, RecipientFactory
 from tests.notifications.conftest import EMAIL
+from tests.operators.pages import errors_of, save
 
 pytestmark = pytest.mark.django_db
-
-
-def form_data(page) -> dict:
-    """What a browser would post back from an admin change (or add) page, as it was drawn."""
-    forms = [page.context["adminform"].form]
-    forms += [inline.formset.management_form for inline in page.context["inline_admin_formsets"]]
-    data = {}
-    for form in forms:
-        for name, field in form.fields.items():
-            value = form[name].value()
-            if isinstance(field.widget, MultiWidget):  # a date and a time (SplitDateTimeWidget)
-                data.update(
-                    {f"{form.add_prefix(name)}_{i}": part for i, part in enumerate(field.widget.decompress(value))}
-                )
-            elif value is not None:
-                data[form.add_prefix(name)] = value
-    return data
-
-
-def save(console, url, **changes):
-    """Post the page at `url` back with `changes`; return the response (302 when saved)."""
-    return console.post(url, {**form_data(console.get(url)), **changes})
-
-
-def errors_of(response) -> dict:
-    return response.context["adminform"].form.errors
 
 
 @pytest.fixture
