@@ -42,6 +42,9 @@ class DeviceInline(admin.TabularInline):
     readonly_fields = ["platform", "last_seen", "created"]
     show_change_link = True
 
+    def has_add_permission(self, request, obj=None):
+        return False  # see DeviceAdmin
+
 
 @admin.register(Recipient)
 class RecipientAdmin(OperatorAdmin):
@@ -65,6 +68,11 @@ class DeviceAdmin(OperatorAdmin):
     # The push token addresses the device: searchable by exact value, never shown.
     fields = ["tenant", "recipient", "platform", "active", "reason", "last_seen", "created"]
     readonly_fields = ["created"]
+
+    def has_add_permission(self, request):
+        # Devices are registered through the API, which holds the token: one added here had an
+        # empty token (and, from the recipient page's inline, no tenant: a 500).
+        return False
 
 
 @admin.register(Topic)

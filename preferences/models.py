@@ -1,5 +1,6 @@
 """A tenant's end users (recipients), their push devices, preferences and topic subscriptions."""
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils.timezone import now
@@ -118,6 +119,12 @@ class Device(models.Model):
     def __str__(self) -> str:
         return f"{self.platform} device of {self.recipient_id}"
 
+    def clean(self):
+        # The admin's check (its forms call it; the API's writes take both from the caller's tenant
+        # and do not): a push to the recipient would read another tenant's device.
+        if self.tenant_id and self.recipient_id and self.recipient.tenant_id != self.tenant_id:
+            raise ValidationError({"recipient": f"A recipient of {self.recipient.tenant}, not of {self.tenant}."})
+
     def deactivate(self, reason: str) -> None:
         """Stop sending to this token, e.g. FCM `UNREGISTERED` or APNs 410 `Unregistered`.
 
@@ -171,6 +178,14 @@ class Subscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.recipient_id} in {self.topic_id}"
+
+    def clean(self):
+        # The admin's check (its forms call it; the API finds both in the caller's tenant and does
+        # not): a topic send would reach another tenant's recipient.
+        if self.topic_id and self.recipient_id and self.recipient.tenant_id != self.topic.tenant_id:
+            raise ValidationError(
+                {"recipient": f"A recipient of {self.recipient.tenant}; the topic is of {self.topic.tenant}."}
+            )
 
 
 class Suppression(models.Model):
