@@ -349,6 +349,16 @@ except ValueError:
     ALERTFLOW_RELAY_HOLD_MAX_SECONDS = -1.0  # refused just below
 if not 0 <= ALERTFLOW_RELAY_HOLD_MAX_SECONDS <= 24 * 3600:  # NaN fails too
     raise ImproperlyConfigured("ALERTFLOW_RELAY_HOLD_MAX_SECONDS must be a number of seconds from 0 to 86400")
+# Under load the relay spaces its rounds, 25 ms per row the last one took, up to this: the single
+# sends committed meanwhile share a task, which halves the worker's CPU per send, and each waits
+# for the next round up to this long (notifications/relay.py, round_gap). 0.025 keeps every round
+# 25 ms apart, as before the spacing (bench/README, issue 14 session 5, the relay's rounds).
+try:
+    ALERTFLOW_RELAY_ROUND_MAX_SECONDS = float(env_str("ALERTFLOW_RELAY_ROUND_MAX_SECONDS", "0.1"))
+except ValueError:
+    ALERTFLOW_RELAY_ROUND_MAX_SECONDS = -1.0  # refused just below
+if not 0.025 <= ALERTFLOW_RELAY_ROUND_MAX_SECONDS <= 1:  # NaN fails too
+    raise ImproperlyConfigured("ALERTFLOW_RELAY_ROUND_MAX_SECONDS must be a number of seconds from 0.025 to 1")
 
 # Tenant webhooks out (delivery/webhooks): each POST's timeout; how long a relay holds a claimed
 # delivery before another may take it (a killed relay's delivery is due again after it); the

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import close_old_connections, connection
 
 from . import queue
@@ -36,12 +37,12 @@ HELD_POLL_SECONDS = 0.05
 # (100 rounds/s) the relay cost 1.67-2.38 ms CPU per accepted send on a busy box, at 0.025
 # 0.57-0.98 ms, accept -> arrival p99 no worse (bench/README, issue 14 session 3, the relay).
 ROUND_SECONDS = 0.025
-# ...and the more rows a round took, the longer until the next, up to this: the single sends that
-# commit meanwhile go out as one task, and a worker's fixed cost per task (Celery's, the claim, the
-# record's transaction: most of what a single send costs it) is shared by more of them. A round
-# of one row (a quiet system) is followed by one at most ROUND_SECONDS later, and after a quiet
-# spell the first commit goes out at once (bench/README, issue 14 session 5, the relay's rounds).
-ROUND_MAX_SECONDS = 0.1
+# ...and the more rows a round took, the longer until the next, up to
+# settings.ALERTFLOW_RELAY_ROUND_MAX_SECONDS (0.1): the single sends that commit meanwhile go out
+# as one task, and a worker's fixed cost per task (Celery's, the claim, the record's transaction:
+# most of what a single send costs it) is shared by more of them. A round of one row (a quiet
+# system) is followed by one at most ROUND_SECONDS later, and after a quiet spell the first commit
+# goes out at once (bench/README, issue 14 session 5, the relay's rounds).
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 5.0
 STOP_CHECK_SECONDS = 0.1
@@ -138,13 +139,13 @@ def sleep_unless_stopping(seconds: float, stopping: Callable[[], bool]) -> None:
 
 def round_gap(rows: int) -> float:
     """How long after a round that took `rows` outbox rows the next may start: ROUND_SECONDS a
-    row, from ROUND_SECONDS to ROUND_MAX_SECONDS. The rows of a round are the commits of the last
+    row, from ROUND_SECONDS to settings.ALERTFLOW_RELAY_ROUND_MAX_SECONDS. The rows of a round are the commits of the last
     gap: the busier the API, the more single sends each task carries. After a full round
     (RELAY_ROWS) more rows wait already, and waiting would not add to the next round's tasks:
     ROUND_SECONDS, so a backlog drains as fast as before."""
     if rows >= queue.RELAY_ROWS:
         return ROUND_SECONDS
-    return min(ROUND_MAX_SECONDS, ROUND_SECONDS * max(1, rows))
+    return min(max(ROUND_SECONDS, settings.ALERTFLOW_RELAY_ROUND_MAX_SECONDS), ROUND_SECONDS * max(1, rows))
 
 
 def serve(stopping: Callable[[], bool]) -> None:
