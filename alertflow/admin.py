@@ -12,6 +12,7 @@ from django.core.paginator import Paginator
 from django.db import connections
 from django.http import HttpResponseRedirect
 from django.utils.functional import cached_property
+from rest_framework import serializers
 
 from . import input_limits
 from .errors import ApiError
@@ -80,6 +81,15 @@ class OperatorAdmin(admin.ModelAdmin):
     def _refused(self, request, exc: WriteRefused):
         self.message_user(request, str(exc.detail), messages.ERROR)
         return HttpResponseRedirect(request.get_full_path())
+
+
+def api_checked(check, value):
+    """`check(value)`, the API's rule for one field (which may return the value normalised), with
+    its refusal as a form error: a value the API would refuse is never saved."""
+    try:
+        return check(value)
+    except serializers.ValidationError as exc:
+        raise forms.ValidationError(exc.detail) from None
 
 
 class ApiCheckedForm(forms.ModelForm):

@@ -1,8 +1,6 @@
-from django import forms
 from django.contrib import admin
-from rest_framework import serializers
 
-from alertflow.admin import ApiCheckedForm, OperatorAdmin
+from alertflow.admin import ApiCheckedForm, OperatorAdmin, api_checked
 
 from .models import Device, Preference, Recipient, Subscription, Suppression, Topic
 from .serializers import RecipientSerializer, TopicSerializer, validate_external_id
@@ -13,10 +11,7 @@ class RecipientForm(ApiCheckedForm):
 
     def clean_external_id(self):
         # The API's rule for an id (the URL's, not the body's: its serializer has it read-only).
-        try:
-            return validate_external_id(self.cleaned_data["external_id"])
-        except serializers.ValidationError as exc:
-            raise forms.ValidationError(exc.detail) from None
+        return api_checked(validate_external_id, self.cleaned_data["external_id"])
 
 
 class TopicForm(ApiCheckedForm):

@@ -9,18 +9,12 @@ from rest_framework import serializers
 from alertflow import input_limits, outbound
 from alertflow.errors import ApiError
 from tenants.models import Category
-from tenants.serializers import validate_category_key
+from tenants.serializers import normalize_locale, validate_category_key
 
 from . import suppressions, zones
 from .models import CHANNELS, DEFAULT_TIMEZONE, Device, Preference, Recipient, Suppression, Topic
 
 EXTERNAL_ID_PATTERN = re.compile(r"^[^/\x00-\x1f\x7f]{1,128}$")
-# BCP 47 as used for content: language, optional script, optional region, optional variants
-# (`en`, `fr-CA`, `zh-Hant-TW`, `es-419`, `de-CH-1996`). Extensions and private use are refused.
-LOCALE_PATTERN = re.compile(
-    r"^(?P<language>[A-Za-z]{2,3})(?:-(?P<script>[A-Za-z]{4}))?(?:-(?P<region>[A-Za-z]{2}|[0-9]{3}))?"
-    r"(?P<variants>(?:-(?:[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*)$"
-)
 # The unique (tenant, platform, token) index is a B-tree, whose entries must stay under ~2,700
 # bytes; real tokens are far shorter (FCM ~160 chars, APNs 64, a Web Push subscription ~400).
 MAX_TOKEN_BYTES = 2000
@@ -61,20 +55,6 @@ def normalize_phone(value: str) -> str:
     if not phonenumbers.is_valid_number(number):
         raise serializers.ValidationError(f"{value!r} is not a valid phone number.")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def normalize_locale(value: str) -> str:
-    """Check the BCP 47 shape and return it in canonical case: `zh-hant-tw` -> `zh-Hant-TW`."""
-    match = LOCALE_PATTERN.match(value)
-    if not match:
-        raise serializers.ValidationError(f"{value!r} is not a BCP 47 locale such as 'en', 'fr-CA' or 'zh-Hant-TW'.")
-    parts = [match["language"].lower()]
-    if match["script"]:
-        parts.append(match["script"].title())
-    if match["region"]:
-        parts.append(match["region"].upper())
-    parts.extend(variant.lower() for variant in match["variants"].split("-") if variant)
-    return "-".join(parts)
 
 
 def validate_timezone(value: str) -> str:

@@ -1,12 +1,28 @@
+from django import forms
 from django.contrib import admin
 from django.db import transaction
 from django.utils import timezone
 
-from alertflow.admin import ApiCheckedForm, OperatorAdmin
+from alertflow.admin import ApiCheckedForm, OperatorAdmin, api_checked
 
 from . import keys
 from .models import ApiKey, Category, Membership, Quota, Tenant, Usage
-from .serializers import CategorySerializer
+from .serializers import CategorySerializer, InviteSerializer, normalize_locale
+
+
+class TenantForm(forms.ModelForm):
+    def clean_default_locale(self):
+        # The recipients API's rule for a locale: templates are looked up by the canonical spelling.
+        return api_checked(normalize_locale, self.cleaned_data["default_locale"])
+
+
+class MembershipForm(forms.ModelForm):
+    def clean_email(self):
+        # As an invitation checks and stores it: the invite API's field, then the one stored
+        # spelling, so the form's per-tenant unique check sees the email the row will hold
+        # (checked as typed, `Ada@` passed it beside `ada@` and the save answered 500).
+        email = api_checked(InviteSerializer().fields["email"].run_validation, self.cleaned_data["email"])
+        return Membership.normalize_email(email)
 
 
 class CategoryForm(ApiCheckedForm):
@@ -15,6 +31,7 @@ class CategoryForm(ApiCheckedForm):
 
 class MembershipInline(admin.TabularInline):
     model = Membership
+    form = MembershipForm
     extra = 0
     fields = ["email", "name", "role", "created"]
     readonly_fields = ["created"]
@@ -28,6 +45,7 @@ class CategoryInline(admin.TabularInline):
 
 @admin.register(Tenant)
 class TenantAdmin(OperatorAdmin):
+    form = TenantForm
     list_display = ["name", "id", "default_locale", "active", "created"]
     list_filter = ["active"]
     search_fields = ["name", "id"]
@@ -69,6 +87,7 @@ class MembershipAdmin(OperatorAdmin):
     list_filter = ["role"]
     search_fields = ["email", "name", "tenant__name"]
     list_select_related = ["tenant"]
+    form = MembershipForm
     autocomplete_fields = ["tenant"]
     fields = ["tenant", "email", "name", "role", "created"]
     readonly_fields = ["created"]

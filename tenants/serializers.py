@@ -13,11 +13,33 @@ MAX_EXPIRES_IN = 30 * 24 * 3600
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KEY_RULE = "1-64 characters: letters, digits, '_', '.', '-', starting with a letter or digit"
 
+# BCP 47 as used for content (a recipient's locale, a tenant's default locale): language,
+# optional script, optional region, optional variants (`en`, `fr-CA`, `zh-Hant-TW`, `es-419`,
+# `de-CH-1996`). Extensions and private use are refused.
+LOCALE_PATTERN = re.compile(
+    r"^(?P<language>[A-Za-z]{2,3})(?:-(?P<script>[A-Za-z]{4}))?(?:-(?P<region>[A-Za-z]{2}|[0-9]{3}))?"
+    r"(?P<variants>(?:-(?:[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*)$"
+)
+
 
 def validate_category_key(value: str) -> str:
     if not KEY_PATTERN.match(value):
         raise serializers.ValidationError(f"{value!r} is not a valid key ({KEY_RULE}).")
     return value
+
+
+def normalize_locale(value: str) -> str:
+    """Check the BCP 47 shape and return it in canonical case: `zh-hant-tw` -> `zh-Hant-TW`."""
+    match = LOCALE_PATTERN.match(value)
+    if not match:
+        raise serializers.ValidationError(f"{value!r} is not a BCP 47 locale such as 'en', 'fr-CA' or 'zh-Hant-TW'.")
+    parts = [match["language"].lower()]
+    if match["script"]:
+        parts.append(match["script"].title())
+    if match["region"]:
+        parts.append(match["region"].upper())
+    parts.extend(variant.lower() for variant in match["variants"].split("-") if variant)
+    return "-".join(parts)
 
 
 class RegisterSerializer(serializers.Serializer):
