@@ -100,15 +100,16 @@ def _request_versions(tenant_id) -> dict[str, bytes | None] | None:
 
 
 def read_with_versions(name: str, key_of: Callable[[Any], str]) -> None:
-    """Have every web request read the Redis key `key_of(tenant_id)` in the MGET of the tenant's
-    versions, for `request_fact(name, tenant_id)`."""
+    """Have every web request (and `scope()`) read the Redis key `key_of(tenant_id)` in the MGET
+    of the tenant's versions, for `request_fact(name, tenant_id)`."""
     _facts[name] = key_of
 
 
 def request_fact(name: str, tenant_id) -> tuple[bool, bytes | None]:
     """The value of the key `name` (see `read_with_versions`) as the current request read it with
     the tenant's versions: (True, value, None when Redis has no such key), or (False, None)
-    outside a web request or when Redis cannot be asked (the caller asks Redis itself). A
+    outside a web request or a `scope()`, or when Redis cannot be asked (the caller asks Redis
+    itself). A
     request that changes the value calls `forget_request_versions(tenant_id)` to read it anew."""
     if not _backoff.usable():
         return False, None

@@ -231,11 +231,12 @@ def tenant_may_have_suppressions(tenant_id) -> bool:
     """False only when the tenant is known to have no suppression at all: from Redis (no
     query), or from a query that found none, then remembered with SET NX (see the module
     docstring: a writer's "some" mark always wins). True when unsure (Redis down)."""
-    # In a web request (a send), read with the tenant's cache versions: no round trip of its own.
-    read, fact = versioned_cache.request_fact(REQUEST_FACT, tenant_id)
     if not _backoff.usable():
         return True
     key = _key(tenant_id)
+    # In a web request (a send) or a worker's batch, read with the tenant's cache versions: no
+    # round trip of its own.
+    read, fact = versioned_cache.request_fact(REQUEST_FACT, tenant_id)
     if not read:
         try:
             fact = shared_redis.client().get(key)
