@@ -1,6 +1,7 @@
 import contextlib
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -139,14 +140,24 @@ def switch_broker(url: str) -> None:
 class OwnRedis:
     """A redis-server of the test's own on a unix socket (no port to share), which the test may
     stop, start again (empty) or freeze: a frozen server keeps accepting connections and never
-    answers, as a hung Redis or a half-open connection does."""
+    answers, as a hung Redis or a half-open connection does. With `tcp`, on a free port of
+    127.0.0.1 instead (`port`): kombu reads a `redis+socket://` URL with its stock transport."""
 
-    def __init__(self, directory):
-        self.path = str(directory / "redis.sock")
-        self.argv = [find_redis_server(), "--port", "0", "--unixsocket", self.path, "--save", "", "--appendonly", "no"]
+    def __init__(self, directory, tcp: bool = False):
+        self.path = self.port = None
+        if tcp:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.port = probe.getsockname()[1]
+            listen = ["--port", str(self.port), "--bind", "127.0.0.1"]
+            self.client = redis.Redis(port=self.port, socket_timeout=5)
+        else:
+            self.path = str(directory / "redis.sock")
+            listen = ["--port", "0", "--unixsocket", self.path]
+            self.client = redis.Redis(unix_socket_path=self.path, socket_timeout=5)
+        self.argv = [find_redis_server(), *listen, "--save", "", "--appendonly", "no"]
         self.argv += ["--dir", str(directory), "--loglevel", "warning"]
         self.process = None
-        self.client = redis.Redis(unix_socket_path=self.path, socket_timeout=5)
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL)

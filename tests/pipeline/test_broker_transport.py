@@ -1,46 +1,18 @@
 """The broker transport (alertflow/broker.py): kombu's Redis transport keeping one redis-py client
 per channel for the unacked index and the acks, against a real redis-server."""
 
-import socket
-import subprocess
-import time
-
 import pytest
-import redis
 from kombu import Connection
 
 from alertflow import broker
-from alertflow.management.commands.run import find_redis_server
 from config.celery import app
 
-
-class TcpRedis:
-    """A redis-server of the test's own on a free TCP port."""
-
-    def __init__(self, directory):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.argv = [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        self.argv += ["--appendonly", "no", "--dir", str(directory), "--loglevel", "warning"]
-        self.client = redis.Redis(port=self.port, socket_timeout=5)
-        self.process = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.ping()
-                return
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
+from .conftest import OwnRedis
 
 
 @pytest.fixture
 def tcp_redis(tmp_path):
-    server = TcpRedis(tmp_path)
+    server = OwnRedis(tmp_path, tcp=True)
     server.start()
     yield server
     server.process.kill()
