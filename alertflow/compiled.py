@@ -126,8 +126,14 @@ class CompiledInsert:
     nothing read back: a primary key the database makes stays None on the objects), with the
     `INSERT ... VALUES` built once per number of rows and connection instead of by Django's SQL
     compiler on every call. Each value is still the field's own: `pre_save(obj, add=True)` then
-    `get_db_prep_save`, as the compiler does. For the few rows of a request; a fan-out's hundreds
-    go through `bulk_create` (UNNEST on PostgreSQL)."""
+    `get_db_prep_save`, as the compiler does. For the few rows of a request or a worker's batch; a
+    fan-out's hundreds go through `bulk_create`.
+
+    Several rows on PostgreSQL are one `INSERT ... SELECT * FROM UNNEST(%s::type[], ...)`, a
+    parameter per column, as `bulk_create` writes them there: one statement for every number of
+    rows. As `VALUES (...), (...)` a batch of 20 attempt rows had 140 parameters, which psycopg
+    parses the SQL of anew on every call (it caches statements of at most 50), and each number of
+    rows was a statement of its own for psycopg's prepared statements and this class's cache."""
 
     def __init__(self, model) -> None:
         meta = model._meta
@@ -153,27 +159,47 @@ class CompiledInsert:
         ):
             raise ValueError(f"{self.model.__name__}: rows that set a db_default column and rows that do not")
         fields = [f for f in self.fields if f.attname not in left] if left else self.fields
+        unnest = len(objs) > 1 and connection.vendor == "postgresql" and self._unnestable(fields, connection)
+        shape = ("unnest" if unnest else len(objs), left)
         shapes = self._sql.setdefault(connection, {})
-        sql = shapes.get((len(objs), left))
+        sql = shapes.get(shape)
         if sql is None:
             quote = connection.ops.quote_name
-            row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+            if unnest:
+                # The types without their length (varchar, not varchar(100)), as Django's
+                # compiler casts them: nothing is cut short before the column checks it.
+                arrays = ", ".join(f"(%s)::{f.db_type(connection).split('(')[0]}[]" for f in fields)
+                rows = f"SELECT * FROM UNNEST({arrays})"  # noqa: S608 (types from the model; values are parameters)
+            else:
+                row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+                rows = f"VALUES {', '.join([row] * len(objs))}"
             sql = (
-                f"INSERT INTO {quote(self.model._meta.db_table)} "  # noqa: S608 (names from the model; values are parameters)
-                f"({', '.join(quote(f.column) for f in fields)}) VALUES {', '.join([row] * len(objs))}"
+                f"INSERT INTO {quote(self.model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) {rows}"
             )
             if len(shapes) >= MAX_SHAPES:
                 shapes.clear()
-            shapes[(len(objs), left)] = sql
-        params = []
+            shapes[shape] = sql
+        values = []
         for obj in objs:
             obj._prepare_related_fields_for_save(operation_name="bulk_create")
+            row = []
             for field in fields:
                 value = field.pre_save(obj, add=True)
                 if hasattr(value, "resolve_expression"):
                     raise ValueError(f"{field}: an expression needs Django's compiler (use bulk_create)")
-                params.append(field.get_db_prep_save(value, connection))
-        return sql, params
+                row.append(field.get_db_prep_save(value, connection))
+            values.append(row)
+        if unnest:
+            return sql, [list(column) for column in zip(*values, strict=True)]
+        return sql, [value for row in values for value in row]
+
+    @staticmethod
+    def _unnestable(fields: list, connection) -> bool:
+        """Whether every column's type makes a plain array, as Django's compiler decides it
+        (an array or a geometry column does not)."""
+        return all(
+            (f.target_field if f.is_relation else f).get_internal_type() in connection.data_types for f in fields
+        )
 
     def __call__(self, objs: list) -> None:
         if not objs:

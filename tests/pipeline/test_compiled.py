@@ -4,12 +4,13 @@ reads what the ORM reads; CompiledInsert writes what bulk_create writes."""
 from datetime import timedelta
 
 import pytest
+from django.db import connection, connections
 from django.db.models.sql.compiler import SQLCompiler, SQLInsertCompiler
 from django.utils import timezone
 
 from alertflow.compiled import CompiledInsert, CompiledLoad
 from delivery.pipeline import load
-from notifications.models import Message, Notification, Outbox
+from notifications.models import DeliveryAttempt, Message, Notification, Outbox
 from tests.factories import CategoryFactory, RecipientFactory
 
 from .conftest import accept
@@ -146,6 +147,52 @@ def test_an_insert_writes_what_bulk_create_writes(tenant):
             written = model.objects.exclude(pk=orm_row.pk).values(*fields).get()
         assert written == model.objects.filter(pk=orm_row.pk).values(*fields).get()
     assert Message.objects.get(pk=compiled[1].pk).notification_id == compiled[0].pk
+
+
+def test_several_rows_write_what_bulk_create_writes(tenant):
+    recipient = RecipientFactory(tenant=tenant, external_id="ada")
+    now = timezone.now()
+    by_orm = [new_rows(tenant, recipient, now + timedelta(seconds=i)) for i in range(3)]
+    compiled = [new_rows(tenant, recipient, now + timedelta(seconds=i)) for i in range(3)]
+    # Values that differ from row to row, a null among them, in each kind of column.
+    for rows in (by_orm, compiled):
+        rows[1][0].data, rows[1][0].send_at, rows[1][1].to = {"other": "ü"}, None, ""
+        rows[2][1].batched, rows[2][2].args = False, []
+    for index, model in enumerate((Notification, Message, Outbox)):
+        model.objects.bulk_create([rows[index] for rows in by_orm])
+        CompiledInsert(model)([rows[index] for rows in compiled])
+
+    for index, model in enumerate((Notification, Message, Outbox)):
+        fields = [f.attname for f in model._meta.concrete_fields if f.name not in {"id", "notification"}]
+        orm_ids = [rows[index].pk for rows in by_orm]
+        written = model.objects.exclude(pk__in=orm_ids).order_by("created").values(*fields)
+        assert list(written) == list(model.objects.filter(pk__in=orm_ids).order_by("created").values(*fields))
+        assert len(written) == 3
+    message_ids = [rows[1].pk for rows in compiled]
+    assert set(Message.objects.filter(pk__in=message_ids).values_list("notification_id", flat=True)) == {
+        rows[0].pk for rows in compiled
+    }
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="UNNEST is PostgreSQL's")
+def test_on_postgresql_every_number_of_rows_is_one_statement_with_a_parameter_per_column(tenant):
+    """A worker's batch of attempt rows: one SQL text (psycopg parses and prepares it once), not
+    one per number of rows with a parameter per value (which psycopg parses anew each call)."""
+    recipient = RecipientFactory(tenant=tenant, external_id="ada")
+    notification, message, _outbox = new_rows(tenant, recipient)
+    notification.save()
+    message.save()
+    insert = CompiledInsert(DeliveryAttempt)
+
+    def attempts(n):
+        return [DeliveryAttempt(message=message, provider="smtp", outcome="sent") for _ in range(n)]
+
+    default = connections["default"]  # the statements are kept per connection object
+    two, twenty = insert.statement(attempts(2), default), insert.statement(attempts(20), default)
+    assert two[0] == twenty[0]
+    assert len(twenty[1]) == len(insert.fields) and all(len(column) == 20 for column in twenty[1])
+    insert(attempts(20))
+    assert DeliveryAttempt.objects.filter(message=message).count() == 20
 
 
 def test_a_second_insert_of_as_many_rows_compiles_nothing(tenant, django_assert_num_queries, monkeypatch):
