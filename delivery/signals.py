@@ -44,8 +44,9 @@ def webhook_endpoint_changed(sender, instance: WebhookEndpoint, **kwargs) -> Non
 
 @receiver(fanned_out, dispatch_uid="delivery.webhooks_fanned_out")
 def notification_fanned_out(sender, notification_id, **kwargs) -> None:
-    """A bulk, topic or campaign send wrote its last messages: it may be complete already, with
-    no message move left to write its `notification.completed` (delivery/webhooks/events.py)."""
+    """A bulk, topic or campaign send wrote its last messages (or a campaign run paused after
+    that resumed): it may be complete already, with no message move left to write its
+    `notification.completed` (delivery/webhooks/events.py)."""
     webhook_events.check_completed({notification_id})
 
 

@@ -228,7 +228,7 @@ class CampaignAdmin(OperatorAdmin):
         )
         self.message_user(request, f"Started {sum(map(bool, runs))} run(s).")
 
-    @admin.action(description="Pause: no new runs, and stop the runs in progress")
+    @admin.action(description="Pause: no new runs, and stop the runs with anything left to send")
     def pause(self, request, queryset):
         self._set_paused(request, queryset, True)
 
@@ -243,9 +243,9 @@ class CampaignAdmin(OperatorAdmin):
                 campaign.paused = paused
                 campaign.save(update_fields=["paused"])
                 campaigns.sync_schedule(campaign)
-            status = Notification.Status.FANNING_OUT if paused else Notification.Status.PAUSED
+            runs = campaign.runs.select_related("notification")
+            runs = campaigns.pausable(runs) if paused else runs.filter(notification__status=Notification.Status.PAUSED)
             # A run that finished or changed state since it was read is left, and named (409).
-            runs = campaign.runs.filter(notification__status=status).select_related("notification")
             changed_runs += len(change_each(self, request, runs, campaigns.pause if paused else campaigns.resume))
         verb = "Paused" if paused else "Resumed"
         self.message_user(request, f"{verb} {queryset.count()} campaign(s) and {changed_runs} run(s).")

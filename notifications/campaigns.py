@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
 from django.db import IntegrityError, transaction
-from django.db.models import DateTimeField, F, Value
+from django.db.models import DateTimeField, Exists, F, OuterRef, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
@@ -25,7 +25,7 @@ from preferences.models import Recipient
 from preferences.zones import stored_zone
 from tenants import usage
 
-from . import queue
+from . import queue, signals
 from .expiry import expires_in_for
 from .models import Campaign, CampaignRun, Message, Notification
 from .progress import message_counts
@@ -275,43 +275,67 @@ def pace(notification: Notification, messages: list[Message], now: datetime) -> 
     CampaignRun.objects.filter(pk=run.pk).update(planned=run.planned + len(sendable))
 
 
-def _locked(run: CampaignRun, status: str, code: str, verb: str) -> Notification:
-    """The run's notification, locked (a fan-out page in progress finishes first), in `status`."""
+def _locked(run: CampaignRun, statuses: tuple, code: str, verb: str) -> Notification:
+    """The run's notification, locked (a fan-out page in progress finishes first), in one of
+    `statuses`."""
     notification = Notification.objects.select_for_update().get(pk=run.notification_id)
-    if notification.status != status:
+    if notification.status not in statuses:
+        wanted = " or ".join(run.STATE_OF[status] for status in statuses)
         state = run.STATE_OF[notification.status]
-        raise ApiError(409, code, f"Only a {run.STATE_OF[status]} run can be {verb}; this one is {state}.")
+        raise ApiError(409, code, f"Only a {wanted} run can be {verb}; this one is {state}.")
     return notification
 
 
 @transaction.atomic
 def pause(run: CampaignRun) -> CampaignRun:
-    """Stop the fan-out after the page in progress, and take every message of the run that waits
-    to be sent (scheduled, queued, retrying) aside as `paused`, times untouched: nothing sends,
-    queues or expires a paused message (a task already in the broker claims nothing, the due
-    poller and the sweeper never read it), and a cancel, an opt-out or an operator still may."""
-    notification = _locked(run, Notification.Status.FANNING_OUT, "not_running", "paused")
+    """Stop whatever of the run is not sent yet: its fan-out after the page in progress, and
+    every message of the run that waits to be sent (scheduled, queued, retrying), taken aside as
+    `paused`, times untouched: nothing sends, queues or expires a paused message (a task already
+    in the broker claims nothing, the due poller and the sweeper never read it), and a cancel,
+    an opt-out or an operator still may.
+
+    A run whose fan-out is done (`accepted`) is paused while some of its messages still wait (a
+    rate-paced run sends for hours after its last page); with none left it answers 409."""
+    notification = _locked(
+        run, (Notification.Status.FANNING_OUT, Notification.Status.ACCEPTED), "not_running", "paused"
+    )
+    after_fan_out = notification.status == Notification.Status.ACCEPTED
     now = timezone.now()
+    held = Message.objects.filter(notification=notification).move(Message.Status.PAUSED, updated=now)
+    if after_fan_out and not held:
+        raise ApiError(
+            409, "not_running", "This run is completed and none of its messages waits to be sent: nothing to pause."
+        )
     notification.status = Notification.Status.PAUSED
     notification.save(update_fields=["status"])
-    Message.objects.filter(notification=notification).move(Message.Status.PAUSED, updated=now)
-    CampaignRun.objects.filter(pk=run.pk).update(paused_at=now)
+    CampaignRun.objects.filter(pk=run.pk).update(paused_at=now, paused_after_fan_out=after_fan_out)
     return CampaignRun.objects.select_related("notification").get(pk=run.pk)
+
+
+def pausable(runs):
+    """Of `runs`, those `pause` would stop: fanning out, or done fanning out with messages still
+    waiting to be sent (those a pause takes aside)."""
+    waiting = Message.objects.filter(
+        notification_id=OuterRef("notification_id"), status__in=Message.ENTERED_FROM[Message.Status.PAUSED]
+    )
+    return runs.filter(
+        Q(notification__status=Notification.Status.FANNING_OUT)
+        | Q(Exists(waiting), notification__status=Notification.Status.ACCEPTED)
+    )
 
 
 @transaction.atomic
 def resume(run: CampaignRun) -> CampaignRun:
-    """Continue from the checkpoint; the paused messages wait again, later by the pause's length
-    (one that was already due, or queued, is due now): `retrying` if an attempt was made,
-    else `scheduled`, for the due poller to queue in their time."""
-    notification = _locked(run, Notification.Status.PAUSED, "not_paused", "resumed")
+    """Continue from where the pause stopped: the paused messages wait again, later by the
+    pause's length (one that was already due, or queued, is due now): `retrying` if an attempt
+    was made, else `scheduled`, for the due poller to queue in their time. A run paused while
+    fanning out continues from its checkpoint; one paused after its fan-out is `completed`
+    again, its `finished_at` as it was."""
+    notification = _locked(run, (Notification.Status.PAUSED,), "not_paused", "resumed")
     run = CampaignRun.objects.get(pk=run.pk)
-    checkpoint = notification.fanned_out
     now = timezone.now()
     paused_at = run.paused_at or now
     paused_for = now - paused_at
-    notification.status, notification.progressed = Notification.Status.FANNING_OUT, now
-    notification.save(update_fields=["status", "progressed"])
     paused = Message.objects.filter(notification=notification, status=Message.Status.PAUSED)
     # A queued message has no time of its own: it was due at the pause.
     was_due = Value(paused_at, output_field=DateTimeField())
@@ -325,11 +349,23 @@ def resume(run: CampaignRun) -> CampaignRun:
             expires_at=F("expires_at") + paused_for,
             updated=now,
         )
-    # The pace counts from the run's start: move it by the pause too.
-    CampaignRun.objects.filter(pk=run.pk).update(paused_at=None, started=run.started + paused_for)
-    # From the checkpoint: a step published before the pause and still waiting in the queue
-    # meets this one there, and only the first continues (services.fan_out_step).
-    queue.fan_out(notification.id, after=checkpoint)
+    if run.paused_after_fan_out:
+        # `accepted` again, `progressed` (its finished_at) untouched, and no fan-out step: one
+        # would write whoever joined the audience since the last page.
+        notification.status = Notification.Status.ACCEPTED
+        notification.save(update_fields=["status"])
+        CampaignRun.objects.filter(pk=run.pk).update(paused_at=None, paused_after_fan_out=False)
+        # As at the end of a fan-out, it may be complete already: the paused messages may all
+        # have been withdrawn meanwhile (an unsubscribe, an operator's cancel).
+        signals.fanned_out.send(Notification, notification_id=notification.pk, tenant_id=notification.tenant_id)
+    else:
+        notification.status, notification.progressed = Notification.Status.FANNING_OUT, now
+        notification.save(update_fields=["status", "progressed"])
+        # The pace counts from the run's start: move it by the pause too.
+        CampaignRun.objects.filter(pk=run.pk).update(paused_at=None, started=run.started + paused_for)
+        # From the checkpoint: a step published before the pause and still waiting in the queue
+        # meets this one there, and only the first continues (services.fan_out_step).
+        queue.fan_out(notification.id, after=notification.fanned_out)
     return CampaignRun.objects.select_related("notification").get(pk=run.pk)
 
 

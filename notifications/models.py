@@ -34,7 +34,8 @@ class Notification(models.Model):
     class Status(models.TextChoices):
         # Messages are being written by the fan-out task (bulk and topic sends).
         FANNING_OUT = "fanning_out"
-        # A campaign run an operator paused: the fan-out stops and its scheduled messages wait.
+        # A campaign run the tenant or an operator paused: its fan-out, if not done, stops, and
+        # its messages waiting to be sent are `paused` (notifications/campaigns.py).
         PAUSED = "paused"
         # Every message is written; each message carries its own delivery status.
         ACCEPTED = "accepted"
@@ -415,6 +416,9 @@ class CampaignRun(models.Model):
     # Messages written so far, so the rate cap paces the next page after the last one.
     planned = models.PositiveIntegerField(default=0)
     paused_at = models.DateTimeField(null=True, blank=True)
+    # The pause came after the fan-out had written its last page (a rate-paced run sends for
+    # hours after that): the resume makes the notification `accepted` again, with no fan-out step.
+    paused_after_fan_out = models.BooleanField(default=False)
     started = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -432,7 +436,8 @@ class CampaignRun(models.Model):
     def finished(self):
         if self.notification.status == Notification.Status.CANCELLED:
             return self.notification.cancelled
-        if self.notification.status == Notification.Status.ACCEPTED:
+        # `progressed` is when the last page was written: a pause after it leaves it as it was.
+        if self.notification.status == Notification.Status.ACCEPTED or self.paused_after_fan_out:
             return self.notification.progressed
         return None
 

@@ -62,7 +62,7 @@ def summarise(notification: Notification, counts: Mapping[str, int]) -> str:
         return sum(counts.get(status, 0) for status in statuses)
 
     waiting_for_time, waiting_for_worker = total(WAITING_FOR_TIME), total(WAITING_FOR_WORKER)
-    # A paused run is not done either: its fan-out continues at the resume.
+    # A paused run is not done either: its fan-out, or its paused messages, continue at the resume.
     fanning_out = notification.status in (Notification.Status.FANNING_OUT, Notification.Status.PAUSED)
     if fanning_out or waiting_for_time or waiting_for_worker or total(UNDER_WAY):
         settled = sum(counts.values()) - waiting_for_time - waiting_for_worker

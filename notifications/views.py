@@ -292,6 +292,7 @@ class CampaignViewSet(
     queryset = Campaign.objects.select_related("category", "periodic_task")
     serializer_class = CampaignSerializer
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    extra_error_statuses = {"run": {409}, "pause_run": {409}, "resume_run": {409}, "cancel_run": {409}}
 
     @transaction.atomic
     def perform_create(self, serializer):
@@ -334,19 +335,25 @@ class CampaignViewSet(
     @extend_schema(request=None, responses={200: CampaignRunSerializer}, parameters=[RUN_ID])
     @action(detail=True, methods=["post"], url_path=r"runs/(?P<run_id>[^/.]+)/pause")
     def pause_run(self, request, pk=None, run_id=None):
-        """Stop after the page in progress; scheduled messages wait."""
+        """Stop whatever of the run is not sent yet: its fan-out after the page in progress, and its
+        messages waiting to be sent (scheduled, queued, retrying), which become `paused`. A
+        completed run (its fan-out done) is paused too while messages still wait, as a rate-paced
+        run's do; 409 `not_running` when none is left, or the run is paused or cancelled."""
         return Response(CampaignRunSerializer(campaigns.pause(self._run(run_id))).data)
 
     @extend_schema(request=None, responses={200: CampaignRunSerializer}, parameters=[RUN_ID])
     @action(detail=True, methods=["post"], url_path=r"runs/(?P<run_id>[^/.]+)/resume")
     def resume_run(self, request, pk=None, run_id=None):
-        """Continue from the checkpoint."""
+        """Continue where the pause stopped: the paused messages wait again, later by the pause's
+        length, and the fan-out continues from its checkpoint (a run paused after it is `completed`
+        again). 409 `not_paused` for a run that is not paused."""
         return Response(CampaignRunSerializer(campaigns.resume(self._run(run_id))).data)
 
     @extend_schema(request=None, responses={200: CampaignRunSerializer}, parameters=[RUN_ID])
     @action(detail=True, methods=["post"], url_path=r"runs/(?P<run_id>[^/.]+)/cancel")
     def cancel_run(self, request, pk=None, run_id=None):
-        """Stop the fan-out and cancel every message not sent yet."""
+        """Stop the fan-out and cancel every message not sent yet, paused ones included. 409
+        `not_running` for a completed or cancelled run."""
         return Response(CampaignRunSerializer(campaigns.cancel(self._run(run_id))).data)
 
 

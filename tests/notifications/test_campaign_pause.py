@@ -11,11 +11,14 @@ from django.utils.dateparse import parse_datetime
 
 from delivery import pipeline
 from delivery.timers import enqueue_due, sweep_stale
+from delivery.webhooks.models import WebhookEvent
 from notifications import services
 from notifications.models import CampaignRun, Message, Notification
 from preferences.services import opt_out
+from tests.factories import RecipientFactory
 from tests.fakes.fixtures import *  # noqa: F403
 from tests.pipeline.conftest import add_provider, smtp_config
+from tests.webhooks.conftest import subscribe
 
 from .test_campaigns import create, digest, messages_of, recipients  # noqa: F401 (digest: a fixture)
 
@@ -167,7 +170,7 @@ def test_nothing_of_a_paused_run_is_sent_by_a_redelivered_task_the_due_poller_or
     admin.post(url(campaign_id, run, "resume"))
 
     # Each due in its time again: the lapsed claim's retry from when the poller found it.
-    assert enqueue_due(now=later + timedelta(minutes=5)) == 4
+    assert enqueue_due(now=later + timedelta(minutes=15)) == 4  # the lapsed claim's retry: `later` + the pause
     assert pipeline.deliver(ids) == 4
     assert len(smtp_server.messages) == 4
 
@@ -236,3 +239,176 @@ def test_the_migration_takes_the_hold_off_paused_runs_and_back(admin, tenant, mo
         scheduled.pk: ("scheduled", real[scheduled.pk][0] + HOLD, real[scheduled.pk][1] + HOLD),
         rescheduled.pk: ("scheduled", moved_to + HOLD, real[rescheduled.pk][1] + HOLD),
     }
+
+
+# --- A run whose fan-out is done, with messages still waiting (a rate-paced run) ---------------
+
+
+def fanned_out(admin, tenant, count=5) -> tuple[str, CampaignRun, list[Message]]:
+    """A run of a campaign to `count` recipients at 1 a minute, its fan-out done (the run
+    `completed`): the first message queued, the others scheduled a minute apart, for minutes."""
+    recipients(tenant, count)
+    campaign_id = create(admin, rate=1).json()["id"]
+    run = CampaignRun.objects.get(pk=admin.post(f"/api/v1/campaigns/{campaign_id}/run").json()["id"])
+    services.fan_out(run.notification_id)
+    messages = list(messages_of(run).order_by("recipient__external_id"))
+    assert [m.status for m in messages] == ["queued"] + ["scheduled"] * (count - 1)
+    assert progress_of(admin, campaign_id)["state"] == "completed"
+    return campaign_id, run, messages
+
+
+def progress_of(client, campaign_id) -> dict:
+    [run] = client.get(f"/api/v1/campaigns/{campaign_id}/runs").json()["results"]
+    return run
+
+
+def test_a_completed_run_with_messages_waiting_is_paused_and_sends_nothing_until_resumed(
+    admin, tenant, monkeypatch, smtp_server
+):
+    add_provider(tenant, "email", "smtp", smtp_config(smtp_server))
+    campaign_id, run, (queued, scheduled, failed_once, claimed, last) = fanned_out(admin, tenant)
+    retrying(failed_once, timezone.now() - timedelta(seconds=1))  # due already
+    # A worker claimed this one and died: its lease runs out during the pause.
+    Message.objects.filter(pk=claimed.pk).update(
+        status="sending", attempts=1, lease_until=timezone.now() + timedelta(seconds=5)
+    )
+    finished_at = progress_of(admin, campaign_id)["finished_at"]
+    before = times(run)
+    ids = [m.pk for m in (queued, scheduled, failed_once, claimed, last)]
+
+    paused = admin.post(url(campaign_id, run, "pause"))
+
+    assert paused.status_code == 200, paused.content
+    assert (paused.json()["state"], paused.json()["finished_at"]) == ("paused", finished_at)
+    assert pipeline.deliver(ids) == 0  # the queued one's task, redelivered
+    later = timezone.now() + timedelta(days=1)
+    assert enqueue_due(now=later) == 0
+    assert sweep_stale(now=later) == {"messages": 0, "fan_outs": 0}
+    assert pipeline.deliver(ids) == 0
+    assert smtp_server.messages == []
+    # The lapsed claim came back and is held with the others.
+    assert set(messages_of(run).values_list("status", flat=True)) == {"paused"}
+    body = progress_of(admin, campaign_id)
+    assert (body["state"], body["queued"], body["sent"], body["finished_at"]) == ("paused", 5, 0, finished_at)
+    assert admin.get(f"/api/v1/notifications/{run.notification_id}").json()["status"] == "scheduled"
+    CampaignRun.objects.filter(pk=run.pk).update(paused_at=timezone.now() - timedelta(minutes=10))
+    # A newcomer to the audience: the run's fan-out is over, it gets nothing.
+    RecipientFactory(tenant=tenant, external_id="newcomer", email="newcomer@example.com")
+
+    resumed = admin.post(url(campaign_id, run, "resume"))
+
+    assert resumed.status_code == 200, resumed.content
+    assert (resumed.json()["state"], resumed.json()["finished_at"]) == ("completed", finished_at)
+    assert Notification.objects.get(pk=run.notification_id).status == "accepted"
+    now = timezone.now()
+    after = {m.pk: m for m in messages_of(run)}
+    pause = pytest.approx(timedelta(minutes=10), abs=timedelta(seconds=5))
+    assert (after[queued.pk].status, after[queued.pk].next_attempt) == (
+        "scheduled",
+        pytest.approx(now, abs=timedelta(seconds=5)),
+    )
+    for message in (scheduled, last):
+        assert after[message.pk].status == "scheduled"
+        assert after[message.pk].next_attempt - before[message.pk][0] == pause
+        assert after[message.pk].expires_at - before[message.pk][1] == pause
+    assert (after[failed_once.pk].status, after[failed_once.pk].next_attempt - before[failed_once.pk][0]) == (
+        "retrying",
+        pause,
+    )
+    assert sweep_stale(now=later)["fan_outs"] == 0
+    assert services.fan_out(run.notification_id) == 0
+    assert enqueue_due(now=now + timedelta(seconds=5)) == 1  # the formerly queued one, alone
+    assert enqueue_due(now=later + timedelta(minutes=15)) == 4  # the lapsed claim's retry: `later` + the pause
+    assert pipeline.deliver(ids) == 5
+    assert len(smtp_server.messages) == 5 and messages_of(run).count() == 5
+    assert progress_of(admin, campaign_id)["sent"] == 5
+
+
+def test_cancelling_a_run_paused_after_its_fan_out_cancels_what_waits(admin, tenant):
+    campaign_id, run, _ = fanned_out(admin, tenant)
+    Message.objects.filter(notification_id=run.notification_id, status="queued").update(
+        status="sent", sent=timezone.now()
+    )
+    assert admin.post(url(campaign_id, run, "pause")).status_code == 200
+
+    response = admin.post(url(campaign_id, run, "cancel"))
+
+    assert response.status_code == 200, response.content
+    assert (response.json()["state"], response.json()["sent"]) == ("cancelled", 1)
+    assert sorted(messages_of(run).values_list("status", flat=True)) == ["cancelled"] * 4 + ["sent"]
+    assert admin.post(url(campaign_id, run, "resume")).json()["error"]["code"] == "not_paused"
+    assert enqueue_due(now=timezone.now() + timedelta(days=30)) == 0
+
+
+def test_a_completed_run_is_paused_only_while_something_of_it_waits(admin, tenant):
+    campaign_id, run, (first, *rest) = fanned_out(admin, tenant, count=3)
+    # The first is in a worker's hands, the others sent or failed: nothing waits to be sent.
+    Message.objects.filter(pk=first.pk).update(status="sending", attempts=1)
+    Message.objects.filter(pk__in=[m.pk for m in rest]).update(status="sent")
+
+    refused = admin.post(url(campaign_id, run, "pause"))
+
+    assert refused.status_code == 409
+    assert refused.json()["error"] == {
+        "code": "not_running",
+        "message": "This run is completed and none of its messages waits to be sent: nothing to pause.",
+        "details": {},
+    }
+    assert Notification.objects.get(pk=run.notification_id).status == "accepted"
+    assert CampaignRun.objects.get(pk=run.pk).paused_at is None
+    assert sorted(messages_of(run).values_list("status", flat=True)) == ["sending", "sent", "sent"]
+    # Its send fails for now: a retry waits, and the run can be paused again.
+    retrying(first, timezone.now() + timedelta(seconds=30))
+    assert admin.post(url(campaign_id, run, "pause")).json()["state"] == "paused"
+    again = admin.post(url(campaign_id, run, "pause"))
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "not_running")
+
+
+def test_the_outsider_cannot_pause_resume_or_cancel_a_completed_run(admin, outsider, tenant):
+    campaign_id, run, _ = fanned_out(admin, tenant)
+    statuses = sorted(messages_of(run).values_list("status", flat=True))
+
+    for verb in ("pause", "resume", "cancel"):
+        assert outsider.post(url(campaign_id, run, verb)).status_code == 404
+    assert Notification.objects.get(pk=run.notification_id).status == "accepted"
+    assert sorted(messages_of(run).values_list("status", flat=True)) == statuses
+    assert admin.post(url(campaign_id, run, "pause")).status_code == 200
+    for verb in ("resume", "pause", "cancel"):
+        assert outsider.post(url(campaign_id, run, verb)).status_code == 404
+    assert Notification.objects.get(pk=run.notification_id).status == "paused"
+    assert set(messages_of(run).values_list("status", flat=True)) == {"paused"}
+    assert CampaignRun.objects.get(pk=run.pk).paused_at is not None
+
+
+def test_a_run_whose_paused_messages_were_all_withdrawn_completes_at_its_resume(admin, tenant, webhook_receiver):
+    subscribe(admin, webhook_receiver.endpoint, ["notification.completed"])
+    campaign_id, run, messages = fanned_out(admin, tenant, count=2)
+    admin.post(url(campaign_id, run, "pause"))
+    for message in messages:  # each recipient unsubscribes meanwhile
+        assert opt_out(message.recipient, None, "email", source="unsubscribe_link")
+    assert not WebhookEvent.objects.filter(type="notification.completed").exists()  # paused: not done
+
+    assert admin.post(url(campaign_id, run, "resume")).json()["state"] == "completed"
+
+    [completed] = WebhookEvent.objects.filter(type="notification.completed")
+    assert completed.payload["data"]["notification_id"] == str(run.notification_id)
+    assert completed.payload["data"]["counts"] == {"cancelled": 2}
+
+
+def test_django_admin_pauses_a_completed_run_with_messages_waiting(admin_client, admin, tenant):
+    campaign_id, run, _ = fanned_out(admin, tenant)
+    done_id = admin.post(f"/api/v1/campaigns/{campaign_id}/run").json()["id"]
+    services.fan_out(CampaignRun.objects.get(pk=done_id).notification_id)
+    Message.objects.filter(notification__campaign_run=done_id).update(status="sent")  # nothing waits
+    changelist = "/admin/notifications/campaign/"
+
+    response = admin_client.post(changelist, {"action": "pause", "_selected_action": [campaign_id]}, follow=True)
+
+    assert ("info", "Paused 1 campaign(s) and 1 run(s).") in [
+        (m.level_tag, m.message) for m in response.context["messages"]
+    ]
+    assert set(messages_of(run).values_list("status", flat=True)) == {"paused"}
+    assert Notification.objects.get(campaign_run=done_id).status == "accepted"
+    admin_client.post(changelist, {"action": "resume", "_selected_action": [campaign_id]})
+    assert Notification.objects.get(pk=run.notification_id).status == "accepted"
+    assert "paused" not in set(messages_of(run).values_list("status", flat=True))

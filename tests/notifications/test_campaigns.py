@@ -421,9 +421,11 @@ def test_django_admin_pause_names_a_run_that_finished_meanwhile(
     pause = campaigns.pause
 
     def fanned_out_first(run):
-        # Its fan-out writes the last page after the admin read the run as running.
+        # Its fan-out writes the last page after the admin read the run as running, and its
+        # messages are sent: nothing of it is left to pause.
         monkeypatch.setattr(campaigns, "pause", pause)
         services.fan_out(run.notification_id)
+        messages_of(run).update(status="sent")
         return pause(run)
 
     monkeypatch.setattr(campaigns, "pause", fanned_out_first)
@@ -436,7 +438,8 @@ def test_django_admin_pause_names_a_run_that_finished_meanwhile(
     shown = [(m.level_tag, m.message) for m in response.context["messages"]]
     assert (
         "warning",
-        f"Left as they were: {finishing}: Only a running run can be paused; this one is completed.",
+        f"Left as they were: {finishing}: This run is completed and none of its messages waits to be sent: "
+        "nothing to pause.",
     ) in shown
     assert ("info", "Paused 1 campaign(s) and 0 run(s).") in shown
     assert Campaign.objects.get(pk=campaign_id).paused is True
