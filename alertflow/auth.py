@@ -25,6 +25,12 @@ def bearer_credential(request, what: str) -> str | None:
     return value.strip()
 
 
+def unusable_key() -> exceptions.AuthenticationFailed:
+    """The 401 for an API key no request may use (unknown, expired, revoked, or its tenant
+    deactivated or deleted), also raised by a request whose tenant went while it ran."""
+    return exceptions.AuthenticationFailed("Invalid, expired or revoked API key.")
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request):
         secret = self.credential(request)
@@ -33,7 +39,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         # Takes the secret, returns DRF's `(user, auth)` or None for no usable key.
         found = import_string(settings.ALERTFLOW_API_KEY_LOOKUP)(secret)
         if found is None:
-            raise exceptions.AuthenticationFailed("Invalid, expired or revoked API key.")
+            raise unusable_key()
         return found
 
     @staticmethod

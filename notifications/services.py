@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from alertflow.auth import unusable_key
 from alertflow.channels import CHANNELS
 from alertflow.compiled import CompiledInsert
 from alertflow.errors import ApiError
@@ -107,11 +108,15 @@ def accept(tenant: Tenant, payload: dict) -> Accepted:
 
 def _refuse_if_deleted_meanwhile(tenant: Tenant, payload: dict) -> None:
     """After a send's commit failed: raise what the send would have been answered had its
-    category or recipient not existed, if another request deleted it since the send looked it
-    up (the serializer, the process's caches). Nothing locks them meanwhile; the foreign keys,
-    checked at the commit (Django makes them deferrable, on PostgreSQL and SQLite alike),
-    refuse the INSERTs instead. The queries are paid on this failure only, never by a send
-    that commits."""
+    tenant, category or recipient not existed, if another request deleted it since the send
+    looked it up (the authentication, the serializer, the process's caches). Nothing locks them
+    meanwhile; the foreign keys, checked at the commit (Django makes them deferrable, on
+    PostgreSQL and SQLite alike), refuse the INSERTs instead. The queries are paid on this
+    failure only, never by a send that commits."""
+    # The tenant first: its deletion cascades to its categories and recipients, and the answer
+    # is the one its key gets from now on (401), not a 400 about what went with it.
+    if not Tenant.objects.filter(pk=tenant.pk).exists():
+        raise unusable_key()
     category = payload.get("category")
     if category is not None and not Category.objects.filter(pk=category.pk).exists():
         raise unknown_category(category.key)

@@ -21,7 +21,7 @@ from notifications import services
 from notifications.models import Message, Notification
 from preferences.models import Recipient
 from preferences.services import erase_recipient
-from tenants.models import Category
+from tenants.models import Category, Tenant
 from tests.factories import CategoryFactory, RecipientFactory
 
 from .conftest import send
@@ -212,4 +212,47 @@ def test_an_erasure_racing_a_send_erases_everything_and_the_send_is_400(admin, a
     assert sent["response"].status_code == 400, sent["response"].content
     assert sent["response"].json()["error"]["code"] == "unknown_recipient"
     assert not Recipient.objects.filter(pk=ada.pk).exists()
+    assert_nothing_written()
+
+
+def delete_tenant(tenant):
+    """As the admin's delete does: the tenant and, by cascade, its keys, categories and recipients."""
+    return lambda: Tenant.objects.get(pk=tenant.pk).delete()
+
+
+def assert_tenant_gone_answer(response):
+    """What the tenant's key is answered once its tenant is gone, the same as any later request."""
+    assert response.status_code == 401, response.content
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert response.json()["error"]["message"] == "Invalid, expired or revoked API key."
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"recipient": "ada", "category": "promo"},
+        {"recipient": {"id": "bob", "email": "bob@example.com"}, "channels": ["email"]},
+        {"recipients": ["ada"], "channels": ["email"]},
+    ],
+    ids=["single_with_category", "recipient_object", "bulk"],
+)
+def test_tenant_deleted_after_the_lookups_is_401_as_its_key_is(admin, tenant, ada, promo, namesakes, body, monkeypatch):
+    warm_recipient_cache(admin)
+    delete_at(monkeypatch, "request_fingerprint", delete_tenant(tenant))
+
+    response = send(admin, **body)
+
+    assert_tenant_gone_answer(response)
+    assert send(admin, **body).json()["error"] == response.json()["error"]  # as every request after it
+    assert not Tenant.objects.filter(pk=tenant.pk).exists()
+    assert_nothing_written()
+
+
+def test_tenant_deleted_before_the_sends_commit_is_401(admin, tenant, ada, namesakes, monkeypatch):
+    delete_at(monkeypatch, "send_cost", delete_tenant(tenant))
+
+    response = send(admin, recipient="ada", channels=["email", "sms"])
+
+    assert_tenant_gone_answer(response)
     assert_nothing_written()
