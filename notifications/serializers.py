@@ -12,7 +12,7 @@ from preferences.models import Recipient, Topic
 from preferences.serializers import RecipientSerializer, validate_timezone
 from templates_app.rendering import validate_content
 from tenants.models import Category
-from tenants.serializers import MAX_EXPIRES_IN, ChannelListField
+from tenants.serializers import MAX_EXPIRES_IN, ChannelListField, default_channels
 from tenants.services import find_category, unknown_category
 
 from . import campaigns
@@ -119,7 +119,7 @@ class SendSerializer(ShallowCopiedFields, serializers.Serializer):
             if category is None:
                 raise unknown_category(attrs["category"])
         attrs["category"] = category
-        attrs["channels"] = attrs.get("channels") or (category.channels if category else [])
+        attrs["channels"] = attrs.get("channels") or (default_channels(category) if category else [])
         if not attrs["channels"]:
             raise serializers.ValidationError({"channels": "Name the channels, or a category that has defaults."})
         attrs["priority"] = attrs.get("priority") or (category.priority if category else Priority.NORMAL)
@@ -381,7 +381,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             attrs["category"] = category
         category = attrs.get("category", getattr(self.instance, "category", None))
         if not merged["channels"]:
-            merged["channels"] = attrs["channels"] = category.channels if category else []
+            merged["channels"] = attrs["channels"] = default_channels(category) if category else []
         if not merged["channels"]:
             raise serializers.ValidationError({"channels": "Name the channels, or a category that has defaults."})
         if merged["template"] is None:

@@ -1,3 +1,4 @@
+import json
 import re
 
 from django.utils import timezone
@@ -66,6 +67,27 @@ class ChannelListField(serializers.ListField):
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         return list(dict.fromkeys(value))  # keep order, drop repeats
+
+
+def default_channels(category: Category) -> list[str]:
+    """The channels a send or a campaign of `category` goes on when it names none: the
+    category's, checked by the rule the categories API writes them with. A row written before
+    that rule, by hand or by an old admin may hold a channel this deployment does not know (or
+    not a name at all); raises then a 400 naming `category` and how to go on, rather than
+    drop the channel: the API refuses an unknown channel wherever it is given, and a send
+    accepted without one of its category's channels would look sent on it."""
+    try:
+        return ChannelListField().run_validation(category.channels)
+    except serializers.ValidationError:
+        raise serializers.ValidationError(
+            {
+                "category": [
+                    f"Category {category.key!r} has channels {json.dumps(category.channels)}, and the channels are "
+                    f"{', '.join(Channel.values)}: name the send's channels, or fix the category's "
+                    f"(PATCH /api/v1/categories/{category.key})."
+                ]
+            }
+        ) from None
 
 
 class CategorySerializer(serializers.ModelSerializer):

@@ -10,7 +10,7 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Periodic
 from delivery.timers import enqueue_due
 from notifications import campaigns, services
 from notifications.models import Campaign, CampaignRun, Message, Notification
-from tests.factories import RecipientFactory, TopicFactory
+from tests.factories import CategoryFactory, RecipientFactory, TopicFactory
 
 from .conftest import EMAIL
 
@@ -181,6 +181,17 @@ def test_invalid_audience_is_400(admin, digest, audience):
 
     assert response.status_code == 400
     assert "audience" in str(response.json()["error"])
+
+
+def test_a_campaign_of_a_stored_category_with_an_unknown_channel_is_400_naming_the_category(admin, digest, tenant):
+    CategoryFactory(tenant=tenant, key="legacy", channels=["email", "fax"])
+
+    body = {"name": "Weekly", "template": "digest", "category": "legacy", "audience": {"all": True}, "schedule": WEEKLY}
+    response = admin.post("/api/v1/campaigns", body, format="json")
+
+    assert response.status_code == 400, response.content
+    assert list(response.json()["error"]["details"]["fields"]) == ["category"]
+    assert not Campaign.objects.exists()
 
 
 # --- Runs ---------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from notifications.models import Message, Notification
 from preferences.models import Recipient
-from tests.factories import RecipientFactory
+from tests.factories import CategoryFactory, RecipientFactory
 
 from .conftest import EMAIL, send
 
@@ -138,6 +138,35 @@ def test_invalid_send_is_400_naming_the_field(admin, ada, body, field):
     assert response.json()["error"]["code"] == "validation_error"
     assert field in response.json()["error"]["details"]["fields"]
     assert not Notification.objects.exists()
+
+
+@pytest.mark.parametrize("stored", [["email", "fax"], ["email", None], ["email", 3], "email"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"recipient": "ada", "content": EMAIL},
+        {"recipient": "ada", "template": "welcome"},
+        {"recipients": ["ada"], "content": EMAIL},
+    ],
+    ids=["content", "template", "bulk"],
+)
+def test_a_stored_category_with_a_channel_no_send_can_use_is_400_naming_the_category(admin, ada, tenant, stored, body):
+    """A category row the categories API would refuse now (written by hand, or before its
+    rule): a send that takes its channels from it is told which category to fix, and one that
+    names its channels is sent."""
+    CategoryFactory(tenant=tenant, key="legacy", channels=stored)
+    admin.post("/api/v1/templates", {"code": "welcome", "name": "W", "channels": EMAIL}, format="json")
+
+    response = admin.post("/api/v1/notifications", {**body, "category": "legacy"}, format="json")
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert list(error["details"]["fields"]) == ["category"]
+    assert "PATCH /api/v1/categories/legacy" in error["message"]
+    assert not Notification.objects.exists()
+    named = admin.post("/api/v1/notifications", {**body, "category": "legacy", "channels": ["email"]}, format="json")
+    assert named.status_code == 202, named.content
 
 
 def test_template_send_pins_the_version_for_the_recipients_locale(admin, ada, tenant):
