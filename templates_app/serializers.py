@@ -3,26 +3,39 @@ import re
 from rest_framework import serializers
 
 from alertflow.choices import Channel
+from tenants.serializers import normalize_locale
 
 from .models import Template, TemplateVersion
-from .services import DEFAULT_LOCALE, normalize_locale, validate_content
+from .services import DEFAULT_LOCALE, validate_content
 
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class LocaleField(serializers.CharField):
-    """A BCP 47-ish locale, returned in canonical case (`fr_ca` -> `fr-CA`)."""
+    """A locale by the one rule for a locale, a recipient's and a tenant's too
+    (tenants.serializers.normalize_locale), returned in canonical case (`fr-ca` -> `fr-CA`)."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 35)
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
-        value = super().to_internal_value(data)
+        return normalize_locale(super().to_internal_value(data))
+
+
+class StoredLocaleField(LocaleField):
+    """A locale that names stored templates (`?locale=`, a render's) rather than a new one: a
+    spelling the rule refuses is taken as given when one of the context's `templates` is stored
+    under it, written before templates followed the rule; it is still read, given new versions,
+    rendered and deleted. Only a new template's locale is held to the rule."""
+
+    def to_internal_value(self, data):
         try:
-            return normalize_locale(value)
-        except ValueError as exc:
-            raise serializers.ValidationError(str(exc)) from None
+            return super().to_internal_value(data)
+        except serializers.ValidationError:
+            if isinstance(data, str) and self.context["templates"].filter(locale=data).exists():
+                return data
+            raise
 
 
 class ContentField(serializers.JSONField):
@@ -63,9 +76,10 @@ class TemplateUpdateSerializer(serializers.Serializer):
 
 
 class TemplateQuerySerializer(serializers.Serializer):
-    """`?locale=&version=` of the read and write endpoints of one template."""
+    """`?locale=&version=` of the read and write endpoints of one template (the context's
+    `templates`: its code's)."""
 
-    locale = LocaleField(default=DEFAULT_LOCALE)
+    locale = StoredLocaleField(default=DEFAULT_LOCALE)
     version = serializers.IntegerField(min_value=1, required=False)
 
 
@@ -129,7 +143,7 @@ class RenderRecipientSerializer(serializers.Serializer):
 
 class RenderSerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=Channel.choices)
-    locale = LocaleField(required=False)
+    locale = StoredLocaleField(required=False)
     version = serializers.IntegerField(min_value=1, required=False)
     data = serializers.DictField(required=False, default=dict)
     recipient = RenderRecipientSerializer(required=False, default=dict)

@@ -4,15 +4,15 @@ The pipeline needs four things from this app, all importable from here:
 `resolve_version`, `validate_content`, `build_context` and `render_channel` (see rendering.py).
 """
 
-import re
-
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from rest_framework import serializers
 
 from alertflow.errors import ApiError
 from alertflow.versioned_cache import VersionedCache
 from tenants.models import Tenant
+from tenants.serializers import normalize_locale
 
 from .models import Template, TemplateVersion
 from .rendering import RenderError, RenderResult, RenderTooExpensive, build_context, render_channel, validate_content
@@ -25,7 +25,6 @@ __all__ = [
     "create_template",
     "delete_templates",
     "locale_chain",
-    "normalize_locale",
     "render_channel",
     "resolve_version",
     "update_template",
@@ -34,8 +33,6 @@ __all__ = [
 ]
 
 DEFAULT_LOCALE = "en"
-# BCP 47-ish: a language, then subtags (script, region, variant); "_" is accepted for "-".
-LOCALE_PATTERN = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")
 
 
 # The versions sends resolve (notifications.services.template_for), per process
@@ -45,30 +42,27 @@ LOCALE_PATTERN = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")
 versions_for_sends = VersionedCache("templates")
 
 
-def normalize_locale(value: str) -> str:
-    """`fr_ca` -> `fr-CA`, `zh-hant-tw` -> `zh-Hant-TW`. Raises ValueError for a non-locale."""
-    if not isinstance(value, str) or len(value) > 35 or not LOCALE_PATTERN.match(value):
-        raise ValueError(f"{value!r} is not a locale (like en, fr or fr-CA).")
-    language, *subtags = value.replace("_", "-").split("-")
-    parts = [language.lower()]
-    for tag in subtags:
-        if len(tag) == 4 and tag.isalpha():
-            parts.append(tag.title())  # script
-        elif len(tag) == 2 or (len(tag) == 3 and tag.isdigit()):
-            parts.append(tag.upper())  # region
-        else:
-            parts.append(tag.lower())
-    return "-".join(parts)
+def lookup_spelling(locale: str) -> str:
+    """The spelling `locale` (a recipient's, a tenant's default, a request's) is looked up by
+    among stored templates: canonical when the one rule for a locale accepts it
+    (tenants.serializers.normalize_locale, which every new template's locale passes), else as
+    it is. A template stored before templates followed that rule (their own looser pattern) or
+    a tenant default saved unchecked keep their spelling: still found by it, never refused.
+    POSIX's `_` reads as `-`, as that older pattern read it: a default saved as `fr_CA` still
+    finds the `fr-CA` templates."""
+    try:
+        return normalize_locale(locale.replace("_", "-"))
+    except serializers.ValidationError:
+        return locale
 
 
 def locale_chain(locale: str | None, default_locale: str | None) -> list[str]:
     """The locales to try, best first: `fr-CA` -> `fr` -> the tenant's default -> `en`."""
     chain: list[str] = []
     for candidate in (locale, default_locale, DEFAULT_LOCALE):
-        try:
-            parts = normalize_locale(candidate).split("-")
-        except ValueError:
+        if not candidate:
             continue
+        parts = lookup_spelling(candidate).split("-")
         chain.extend("-".join(parts[:size]) for size in range(len(parts), 0, -1))
     return list(dict.fromkeys(chain))
 

@@ -42,8 +42,14 @@ class TemplateViewSet(TenantViewSet, mixins.ListModelMixin):
     http_method_names = ["get", "post", "put", "delete", "head", "options"]
     extra_error_statuses = {"create": {409}}
 
+    def code_templates(self):
+        """The live templates of the path's code, every locale: what `?locale=` may name."""
+        return self.get_queryset().filter(code=self.kwargs["code"])
+
     def query(self) -> dict:
-        serializer = TemplateQuerySerializer(data=self.request.query_params)
+        serializer = TemplateQuerySerializer(
+            data=self.request.query_params, context={"templates": self.code_templates()}
+        )
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
 
@@ -102,7 +108,7 @@ class TemplateViewSet(TenantViewSet, mixins.ListModelMixin):
     @extend_schema(request=RenderSerializer, responses={200: RenderResultSerializer})
     @action(detail=True, methods=["post"], write_role=Role.MEMBER)
     def render(self, request, code=None):
-        serializer = RenderSerializer(data=request.data)
+        serializer = RenderSerializer(data=request.data, context={"templates": self.code_templates()})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         recipient = data["recipient"]

@@ -199,7 +199,16 @@ def test_resolve_version_skips_deleted_templates_and_pins_versions(tenant):
 
 
 def test_locale_chain_is_deduplicated_and_canonical():
-    assert services.locale_chain("zh_hant_tw", "EN") == ["zh-Hant-TW", "zh-Hant", "zh", "en"]
+    assert services.locale_chain("zh-hant-tw", "EN") == ["zh-Hant-TW", "zh-Hant", "zh", "en"]
+
+
+def test_locale_chain_reads_a_stored_locale_the_rule_refuses_as_it_is():
+    """A tenant default saved unchecked, or a request naming a template stored before templates
+    followed the one rule: looked up by its own spelling (`_` read as `-`, as before), after
+    which the chain goes on."""
+    assert services.locale_chain("zh-yue", "fr_CA") == ["zh-yue", "zh", "fr-CA", "fr", "en"]
+    assert services.locale_chain("English", None) == ["English", "en"]
+    assert services.locale_chain(None, "") == ["en"]
 
 
 # --- the compiled-template cache -----------------------------------------------------------------

@@ -42,7 +42,7 @@ def test_create_existing_code_and_locale_is_a_conflict(admin):
 
 def test_create_existing_code_in_a_new_locale_adds_the_locale(admin):
     create(admin)
-    response = create(admin, locale="fr_ca", channels={"sms": {"text": "Bienvenue {{ name }}"}})
+    response = create(admin, locale="fr-ca", channels={"sms": {"text": "Bienvenue {{ name }}"}})
 
     assert response.status_code == 201
     assert response.json()["locale"] == "fr-CA"
@@ -108,6 +108,45 @@ def test_get_with_a_malformed_locale_is_400(admin):
     create(admin)
 
     assert admin.get("/api/v1/templates/welcome?locale=not a locale").status_code == 400
+
+
+@pytest.mark.parametrize("locale", ["fr_ca", "zh-yue", "en-x-twain", "de-a", "es-12"])
+def test_a_new_templates_locale_is_checked_by_the_recipients_rule(admin, locale):
+    """Templates had a looser pattern of their own: a template saved under a locale no
+    recipient or tenant may have, which no send would ever look up."""
+    refused_for_a_recipient = admin.put("/api/v1/recipients/ada", {"locale": locale}, format="json")
+
+    response = create(admin, locale=locale)
+
+    assert response.status_code == 400, response.content
+    assert (
+        response.json()["error"]["details"]["fields"]["locale"]
+        == (refused_for_a_recipient.json()["error"]["details"]["fields"]["locale"])
+    )
+    assert not Template.objects.exists()
+
+
+def test_a_template_stored_under_a_locale_the_rule_refuses_is_still_read_rendered_and_deleted(admin, tenant):
+    """Only new locales are checked: a template written before templates followed the one
+    rule keeps working under the locale it was stored with."""
+    TemplateFactory(tenant=tenant, code="welcome", locale="zh-yue", channels={"sms": {"text": "v1"}})
+    tenant.default_locale = "zh-yue"  # saved before the admin checked it
+    tenant.save()
+
+    assert admin.get("/api/v1/templates/welcome?locale=zh-yue").json()["version"] == 1
+    assert admin.get("/api/v1/templates/welcome/versions?locale=zh-yue").status_code == 200
+    updated = admin.put("/api/v1/templates/welcome?locale=zh-yue", {"channels": {"sms": {"text": "v2"}}}, format="json")
+    assert updated.status_code == 200, updated.content
+    rendered = admin.post("/api/v1/templates/welcome/render", {"channel": "sms", "locale": "zh-yue"}, format="json")
+    assert (rendered.status_code, rendered.json()["locale"], rendered.json()["rendered"]) == (
+        200,
+        "zh-yue",
+        {"text": "v2"},
+    )
+    by_default = admin.post("/api/v1/templates/welcome/render", {"channel": "sms"}, format="json").json()
+    assert by_default["locale"] == "zh-yue"  # the tenant's default locale, as stored
+    assert admin.delete("/api/v1/templates/welcome?locale=zh-yue").status_code == 204
+    assert admin.get("/api/v1/templates/welcome?locale=zh-yue").status_code == 400  # nothing stored under it now
 
 
 def test_list_has_one_item_per_code_and_locale_with_its_latest_version(admin):
