@@ -140,11 +140,10 @@ def sync_schedule(campaign: Campaign) -> None:
 
 
 def delete_campaign(campaign: Campaign) -> None:
-    """Delete the campaign and its schedule; runs in progress are cancelled first."""
+    """Delete the campaign and its schedule; its runs with anything left to send (`cancellable`:
+    fanning out, paused, or with messages still waiting) are cancelled first."""
     with transaction.atomic():
-        for run in campaign.runs.filter(
-            notification__status__in=[Notification.Status.FANNING_OUT, Notification.Status.PAUSED]
-        ):
+        for run in cancellable(campaign.runs.all()):
             # One cancelled since it was read (the API, the admin) has nothing left to stop.
             with contextlib.suppress(ApiError):
                 cancel(run)
@@ -280,10 +279,22 @@ def _locked(run: CampaignRun, statuses: tuple, code: str, verb: str) -> Notifica
     `statuses`."""
     notification = Notification.objects.select_for_update().get(pk=run.notification_id)
     if notification.status not in statuses:
-        wanted = " or ".join(run.STATE_OF[status] for status in statuses)
+        *others, last = [run.STATE_OF[status] for status in statuses]
+        wanted = f"{', '.join(others)} or {last}" if others else last
         state = run.STATE_OF[notification.status]
         raise ApiError(409, code, f"Only a {wanted} run can be {verb}; this one is {state}.")
     return notification
+
+
+def _refuse_when_nothing_waited(notification: Notification, moved: int, verb: str) -> None:
+    """409 for a run whose fan-out is done (its notification, locked, is `accepted`) when its
+    pause or cancel moved none of its messages: none waits to be sent, nothing is left to stop.
+    The move's own count decides, under the run's lock, so a message a worker claimed meanwhile
+    is not counted; raised inside the pause's or cancel's transaction, it undoes what they wrote."""
+    if notification.status == Notification.Status.ACCEPTED and not moved:
+        raise ApiError(
+            409, "not_running", f"This run is completed and none of its messages waits to be sent: nothing to {verb}."
+        )
 
 
 @transaction.atomic
@@ -302,26 +313,33 @@ def pause(run: CampaignRun) -> CampaignRun:
     after_fan_out = notification.status == Notification.Status.ACCEPTED
     now = timezone.now()
     held = Message.objects.filter(notification=notification).move(Message.Status.PAUSED, updated=now)
-    if after_fan_out and not held:
-        raise ApiError(
-            409, "not_running", "This run is completed and none of its messages waits to be sent: nothing to pause."
-        )
+    _refuse_when_nothing_waited(notification, held, "pause")
     notification.status = Notification.Status.PAUSED
     notification.save(update_fields=["status"])
     CampaignRun.objects.filter(pk=run.pk).update(paused_at=now, paused_after_fan_out=after_fan_out)
     return CampaignRun.objects.select_related("notification").get(pk=run.pk)
 
 
-def pausable(runs):
-    """Of `runs`, those `pause` would stop: fanning out, or done fanning out with messages still
-    waiting to be sent (those a pause takes aside)."""
+def _completed_with_messages_waiting() -> Q:
+    """A run lookup: its fan-out is done and some of its messages still wait to be sent (those a
+    pause takes aside, and a cancel cancels), as `_refuse_when_nothing_waited` lets through."""
     waiting = Message.objects.filter(
         notification_id=OuterRef("notification_id"), status__in=Message.ENTERED_FROM[Message.Status.PAUSED]
     )
-    return runs.filter(
-        Q(notification__status=Notification.Status.FANNING_OUT)
-        | Q(Exists(waiting), notification__status=Notification.Status.ACCEPTED)
-    )
+    return Q(Exists(waiting), notification__status=Notification.Status.ACCEPTED)
+
+
+def pausable(runs):
+    """Of `runs`, those `pause` would stop: fanning out, or done fanning out with messages still
+    waiting to be sent."""
+    return runs.filter(Q(notification__status=Notification.Status.FANNING_OUT) | _completed_with_messages_waiting())
+
+
+def cancellable(runs):
+    """Of `runs`, those `cancel` would stop: fanning out, paused, or done fanning out with
+    messages still waiting to be sent."""
+    running = (Notification.Status.FANNING_OUT, Notification.Status.PAUSED)
+    return runs.filter(Q(notification__status__in=running) | _completed_with_messages_waiting())
 
 
 @transaction.atomic
@@ -369,15 +387,25 @@ def resume(run: CampaignRun) -> CampaignRun:
     return CampaignRun.objects.select_related("notification").get(pk=run.pk)
 
 
+@transaction.atomic
 def cancel(run: CampaignRun) -> CampaignRun:
-    """Stop the fan-out and cancel every message not sent yet (as a notification cancel)."""
+    """Stop whatever of the run is not sent yet, as a notification cancel does: its fan-out, and
+    every message of the run not sent yet (scheduled, queued, retrying, paused), cancelled; the
+    run is `cancelled`. A cancelled message is never queued, claimed or swept again.
+
+    A run whose fan-out is done (`accepted`) is cancelled while some of its messages still wait
+    (a rate-paced run sends for hours after its last page); with none left it answers 409."""
     from .lifecycle import cancel as cancel_notification
 
-    notification = run.notification
-    if notification.status in (Notification.Status.ACCEPTED, Notification.Status.CANCELLED):
-        state = run.STATE_OF[notification.status]
-        raise ApiError(409, "not_running", f"Only a running or paused run can be cancelled; this one is {state}.")
-    cancel_notification(notification)
+    notification = _locked(
+        run,
+        (Notification.Status.FANNING_OUT, Notification.Status.PAUSED, Notification.Status.ACCEPTED),
+        "not_running",
+        "cancelled",
+    )
+    cancelled = cancel_notification(notification)["cancelled_messages"]
+    # `notification` is as locked above, before the cancel: `accepted` for a completed run.
+    _refuse_when_nothing_waited(notification, cancelled, "cancel")
     return CampaignRun.objects.select_related("notification").get(pk=run.pk)
 
 

@@ -5,7 +5,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -279,6 +279,12 @@ def alertora_data(text: str, sender: str) -> dict:
 RUN_ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="A run of the campaign.")
 
 
+@extend_schema_view(
+    destroy=extend_schema(
+        description="Delete the campaign and its schedule. Its runs with anything left to send (running, "
+        "paused, or completed with messages still waiting) are cancelled first, as by their cancel."
+    )
+)
 class CampaignViewSet(
     TenantViewSet,
     mixins.ListModelMixin,
@@ -352,8 +358,10 @@ class CampaignViewSet(
     @extend_schema(request=None, responses={200: CampaignRunSerializer}, parameters=[RUN_ID])
     @action(detail=True, methods=["post"], url_path=r"runs/(?P<run_id>[^/.]+)/cancel")
     def cancel_run(self, request, pk=None, run_id=None):
-        """Stop the fan-out and cancel every message not sent yet, paused ones included. 409
-        `not_running` for a completed or cancelled run."""
+        """Stop whatever of the run is not sent yet: its fan-out, and every message not sent yet
+        (scheduled, queued, retrying, paused), which becomes `cancelled`; the run is `cancelled`.
+        A completed run (its fan-out done) is cancelled too while messages still wait, as a
+        rate-paced run's do; 409 `not_running` when none is left, or the run is cancelled."""
         return Response(CampaignRunSerializer(campaigns.cancel(self._run(run_id))).data)
 
 

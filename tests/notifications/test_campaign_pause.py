@@ -412,3 +412,118 @@ def test_django_admin_pauses_a_completed_run_with_messages_waiting(admin_client,
     admin_client.post(changelist, {"action": "resume", "_selected_action": [campaign_id]})
     assert Notification.objects.get(pk=run.notification_id).status == "accepted"
     assert "paused" not in set(messages_of(run).values_list("status", flat=True))
+
+
+# --- Cancel of a run whose fan-out is done, with messages still waiting -------------------------
+
+
+def test_cancelling_a_completed_run_cancels_its_waiting_messages_and_none_is_sent_after(
+    admin, tenant, smtp_server, webhook_receiver
+):
+    add_provider(tenant, "email", "smtp", smtp_config(smtp_server))
+    subscribe(admin, webhook_receiver.endpoint, ["notification.completed"])
+    campaign_id, run, (queued, scheduled, failed_once, claimed, sent) = fanned_out(admin, tenant)
+    retrying(failed_once, timezone.now() - timedelta(seconds=1))  # due already
+    # In a worker's hands (its lease lasts beyond the checks below).
+    Message.objects.filter(pk=claimed.pk).update(
+        status="sending", attempts=1, lease_until=timezone.now() + timedelta(days=2)
+    )
+    Message.objects.filter(pk=sent.pk).update(status="sent", sent=timezone.now())
+    finished_at = progress_of(admin, campaign_id)["finished_at"]
+    ids = [m.pk for m in (queued, scheduled, failed_once, claimed, sent)]
+
+    response = admin.post(url(campaign_id, run, "cancel"))
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["state"], body["queued"], body["sent"]) == ("cancelled", 5, 1)
+    assert body["finished_at"] not in (None, finished_at)  # the cancel's time
+    statuses = {m.pk: m.status for m in messages_of(run)}
+    assert statuses == {
+        queued.pk: "cancelled",
+        scheduled.pk: "cancelled",
+        failed_once.pk: "cancelled",
+        claimed.pk: "sending",  # a claim is left to its worker (forward only)
+        sent.pk: "sent",
+    }
+    assert pipeline.deliver(ids) == 0  # the queued one's task, redelivered
+    later = timezone.now() + timedelta(days=1)
+    assert enqueue_due(now=later) == 0
+    assert sweep_stale(now=later) == {"messages": 0, "fan_outs": 0}
+    assert services.fan_out(run.notification_id) == 0
+    assert smtp_server.messages == []
+    # The claimed one's worker records its send: counted, and the cancelled run is not `completed`.
+    Message.objects.filter(pk=claimed.pk).move("sent", sent=timezone.now())
+    detail = admin.get(f"/api/v1/notifications/{run.notification_id}").json()
+    assert (detail["status"], detail["counts"]) == ("cancelled", {"cancelled": 3, "sent": 2})
+    assert progress_of(admin, campaign_id)["sent"] == 2
+    assert not WebhookEvent.objects.filter(type="notification.completed").exists()
+    for verb, code in (("resume", "not_paused"), ("pause", "not_running"), ("cancel", "not_running")):
+        refused = admin.post(url(campaign_id, run, verb))
+        assert (refused.status_code, refused.json()["error"]["code"]) == (409, code)
+    assert refused.json()["error"]["message"] == (
+        "Only a running, paused or completed run can be cancelled; this one is cancelled."
+    )
+
+
+def test_a_completed_run_is_cancelled_only_while_something_of_it_waits(admin, tenant):
+    campaign_id, run, (first, *rest) = fanned_out(admin, tenant, count=3)
+    # The first is in a worker's hands, the others sent: nothing waits to be sent.
+    Message.objects.filter(pk=first.pk).update(status="sending", attempts=1)
+    Message.objects.filter(pk__in=[m.pk for m in rest]).update(status="sent")
+    before = progress_of(admin, campaign_id)
+
+    refused = admin.post(url(campaign_id, run, "cancel"))
+
+    assert refused.status_code == 409
+    assert refused.json()["error"] == {
+        "code": "not_running",
+        "message": "This run is completed and none of its messages waits to be sent: nothing to cancel.",
+        "details": {},
+    }
+    notification = Notification.objects.get(pk=run.notification_id)
+    assert (notification.status, notification.cancelled) == ("accepted", None)
+    assert sorted(messages_of(run).values_list("status", flat=True)) == ["sending", "sent", "sent"]
+    assert progress_of(admin, campaign_id) == before
+    # Its send fails for now: a retry waits, and the run can be cancelled.
+    retrying(first, timezone.now() + timedelta(seconds=30))
+    assert admin.post(url(campaign_id, run, "cancel")).json()["state"] == "cancelled"
+    assert sorted(messages_of(run).values_list("status", flat=True)) == ["cancelled", "sent", "sent"]
+
+
+def test_the_outsider_cannot_cancel_a_completed_run_with_messages_waiting(admin, outsider, tenant):
+    campaign_id, run, _ = fanned_out(admin, tenant)
+    statuses = sorted(messages_of(run).values_list("status", flat=True))
+
+    assert outsider.post(url(campaign_id, run, "cancel")).status_code == 404
+
+    assert Notification.objects.get(pk=run.notification_id).status == "accepted"
+    assert sorted(messages_of(run).values_list("status", flat=True)) == statuses
+    assert progress_of(admin, campaign_id)["state"] == "completed"
+    # Its own tenant cancels it; the outsider still neither sees nor touches it.
+    assert admin.post(url(campaign_id, run, "cancel")).json()["state"] == "cancelled"
+    for verb in ("cancel", "resume", "pause"):
+        assert outsider.post(url(campaign_id, run, verb)).status_code == 404
+    assert outsider.get(f"/api/v1/campaigns/{campaign_id}/runs").status_code == 404
+    assert outsider.get(f"/api/v1/messages?notification={run.notification_id}").json()["results"] == []
+
+
+def test_django_admin_deleting_a_campaign_cancels_its_completed_run_with_messages_waiting(admin_client, admin, tenant):
+    campaign_id, run, _ = fanned_out(admin, tenant)
+    done_id = admin.post(f"/api/v1/campaigns/{campaign_id}/run").json()["id"]
+    done = Notification.objects.get(campaign_run=done_id)
+    services.fan_out(done.pk)
+    Message.objects.filter(notification=done).update(status="sent")  # nothing of it waits
+
+    response = admin_client.post(f"/admin/notifications/campaign/{campaign_id}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not CampaignRun.objects.filter(campaign_id=campaign_id).exists()
+    notification = Notification.objects.get(pk=run.notification_id)
+    assert notification.status == "cancelled"
+    assert set(Message.objects.filter(notification=notification).values_list("status", flat=True)) == {"cancelled"}
+    assert enqueue_due(now=timezone.now() + timedelta(days=30)) == 0
+    # The run with nothing left to send stays as it was: completed, its messages sent.
+    done.refresh_from_db()
+    assert (done.status, done.cancelled) == ("accepted", None)
+    assert set(Message.objects.filter(notification=done).values_list("status", flat=True)) == {"sent"}
