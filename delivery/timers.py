@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from alertflow.logging import acting_for, current_request_id
 from alertflow.queues import CHANNEL_QUEUES, DEFAULT_QUEUE, PRIORITY_LEVELS
-from notifications import queue
+from notifications import lifecycle, queue
 from notifications.models import Message, Notification
 
 from . import state
@@ -35,7 +35,8 @@ POLL_BATCH = 2000
 
 def enqueue_due(now=None) -> int:
     """Retry what a dead worker held, expire what waited past its `expires_at`, then queue what
-    is due; return how many were queued."""
+    is due (but hold a paused run's, and cancel a cancelled notification's); return how many
+    were queued."""
     now = now or timezone.now()
     retry_lapsed(now)
     expire_overdue(now)
@@ -47,7 +48,7 @@ def enqueue_due(now=None) -> int:
             .order_by("next_attempt")
             .only("id", "notification_id", "channel", "priority", "batched", "status", "updated")[:POLL_BATCH]
         )
-        due = hold_paused(due, now)
+        due = cancel_for_cancelled(hold_paused(due, now), now)
         if not due:
             return 0
         Message.objects.filter(pk__in=[m.pk for m in due]).move(
@@ -80,6 +81,19 @@ def hold_paused(due: list[Message], now) -> list[Message]:
     if held:
         Message.objects.filter(pk__in=held).move(Message.Status.PAUSED, expected=len(held), updated=now)
     return [m for m in due if m.notification_id not in maybe_paused]
+
+
+def cancel_for_cancelled(due: list[Message], now) -> list[Message]:
+    """Of due messages (loaded with their notification's status as `run_status`), those whose
+    notification is not cancelled. A cancel (a notification's, a campaign run's) cancels every
+    message that waits; one that comes due since was in a worker's hands then and comes back
+    (its retry, or its lease ran out): it is cancelled now, as the cancel would have, instead of
+    sent after it. A cancelled notification stays so: its row needs no lock."""
+    cancelled = [m.pk for m in due if m.run_status == Notification.Status.CANCELLED]
+    if not cancelled:
+        return due
+    lifecycle.cancel_waiting(Message.objects.filter(pk__in=cancelled), now, expected=len(cancelled))
+    return [m for m in due if m.run_status != Notification.Status.CANCELLED]
 
 
 def _for_their_requests(messages):

@@ -78,9 +78,7 @@ class MessageAdmin(OperatorAdmin):
     @admin.action(description="Cancel the selected scheduled, queued, retrying or paused messages")
     def cancel_waiting(self, request, queryset):
         # The forward-only move leaves alone what a worker has claimed meanwhile.
-        cancelled = queryset.move(
-            Message.Status.CANCELLED, reason="cancelled", next_attempt=None, updated=timezone.now()
-        )
+        cancelled = lifecycle.cancel_waiting(queryset, timezone.now())
         self.message_user(request, f"Cancelled {cancelled} message(s).")
 
 

@@ -37,11 +37,19 @@ def cancel(notification: Notification) -> dict:
     notification.status, notification.cancelled = Notification.Status.CANCELLED, now
     notification.save(update_fields=["status", "cancelled"])
     # Only messages that have not left yet move (Message.ENTERED_FROM): a claim that won the
-    # race keeps its message, which is then sent.
-    cancelled = Message.objects.filter(notification=notification).move(
-        Message.Status.CANCELLED, reason="cancelled", next_attempt=None, updated=now
-    )
+    # race keeps its message, which is then sent (once: a retry of it is cancelled when it comes
+    # due, delivery/timers.py).
+    cancelled = cancel_waiting(Message.objects.filter(notification=notification), now)
     return {"id": str(notification.id), "status": notification.status, "cancelled_messages": cancelled}
+
+
+def cancel_waiting(messages, now: datetime, expected: int | None = None) -> int:
+    """Cancel those of `messages` (a queryset) that still wait to be sent (scheduled, queued,
+    retrying, paused: `Message.ENTERED_FROM`), as a cancel writes them; returns how many. What a
+    worker holds or what has left is not touched. `expected`: as `Message.objects.move`'s."""
+    return messages.move(
+        Message.Status.CANCELLED, expected=expected, reason="cancelled", next_attempt=None, updated=now
+    )
 
 
 @transaction.atomic

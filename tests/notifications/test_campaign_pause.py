@@ -9,7 +9,7 @@ from django.apps import apps
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from delivery import pipeline
+from delivery import pipeline, state
 from delivery.timers import enqueue_due, sweep_stale
 from delivery.webhooks.models import WebhookEvent
 from notifications import services
@@ -464,6 +464,28 @@ def test_cancelling_a_completed_run_cancels_its_waiting_messages_and_none_is_sen
     assert refused.json()["error"]["message"] == (
         "Only a running, paused or completed run can be cancelled; this one is cancelled."
     )
+
+
+def test_what_was_in_a_workers_hands_at_the_cancel_is_cancelled_when_it_comes_back(admin, tenant, smtp_server):
+    add_provider(tenant, "email", "smtp", smtp_config(smtp_server))
+    campaign_id, run, (died, failing, *waiting) = fanned_out(admin, tenant, count=4)
+    Message.objects.filter(pk=failing.pk).update(status="queued")
+    lease = state.claim([died.pk, failing.pk])  # two workers' claims (one call here)
+    assert admin.post(url(campaign_id, run, "cancel")).json()["state"] == "cancelled"
+    # One worker's send fails for now (its providers are unavailable): a retry is due soon.
+    failing = Message.objects.get(pk=failing.pk)
+    state.settle(failing, state.Outcome(retry_after=1))
+    state.record([failing], [], lease)
+    assert Message.objects.get(pk=failing.pk).status == "retrying"
+
+    # The other's worker died: its lease runs out, and it would be retried too.
+    assert enqueue_due(now=timezone.now() + timedelta(hours=1)) == 0
+
+    assert {m.pk: (m.status, m.reason) for m in messages_of(run)} == {
+        m.pk: ("cancelled", "cancelled") for m in (died, failing, *waiting)
+    }
+    assert pipeline.deliver([m.pk for m in (died, failing, *waiting)]) == 0
+    assert smtp_server.messages == []
 
 
 def test_a_completed_run_is_cancelled_only_while_something_of_it_waits(admin, tenant):

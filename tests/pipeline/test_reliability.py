@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from django.utils import timezone
 
-from delivery import guards, pipeline, timers
+from delivery import guards, pipeline, state, timers
 from notifications import queue, services
 from notifications.models import Message, Notification
 from tests.factories import RecipientFactory
@@ -211,6 +211,19 @@ def test_a_cancelled_message_is_never_claimed(admin, ada):
 
     assert pipeline.deliver([message.id]) == 0
     assert reload(message).status == "cancelled"
+
+
+def test_a_claimed_message_whose_worker_died_after_the_cancel_is_not_retried(admin, ada, settings):
+    [message] = accept(admin, ["email"])
+    state.claim([message.id])
+    assert admin.post(f"/api/v1/notifications/{message.notification_id}/cancel").json()["cancelled_messages"] == 0
+
+    # Its lease runs out: it comes back due, and is cancelled instead of queued.
+    lapsed = timezone.now() + timedelta(seconds=settings.ALERTFLOW_LEASE_SECONDS + 1)
+    assert timers.enqueue_due(now=lapsed) == 0
+
+    assert (reload(message).status, reload(message).reason) == ("cancelled", "cancelled")
+    assert pipeline.deliver([message.id]) == 0
 
 
 def test_cancel_during_fan_out_stops_the_rest(admin, tenant, monkeypatch):
