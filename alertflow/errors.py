@@ -43,6 +43,12 @@ CODE_NAMES = {
 }
 
 
+def is_deadlock(exc: Exception) -> bool:
+    """Whether a database error is PostgreSQL breaking a deadlock (SQLSTATE 40P01, "deadlock
+    detected"): the transaction it aborted wrote nothing, and may be run again."""
+    return getattr(exc.__cause__, "sqlstate", None) == "40P01"
+
+
 def error_body(code: str, message: str, details: dict | None = None) -> dict:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from alertflow.auth import unusable_key
 from alertflow.channels import CHANNELS
 from alertflow.compiled import CompiledInsert
-from alertflow.errors import ApiError
+from alertflow.errors import ApiError, is_deadlock
 from preferences import suppressions
 from preferences.models import Device, Recipient
 from preferences.services import cached_preferences_many, decide, find_recipient, upsert_recipient
@@ -103,20 +103,29 @@ def accept(tenant: Tenant, payload: dict) -> Accepted:
             _refuse_if_deleted_meanwhile(tenant, payload)
             raise
         return previous
+    except OperationalError as exc:
+        # Aborted to break a deadlock with the tenant's deletion (tenants.services.delete_tenants),
+        # which goes on: answered as the send of a deleted tenant once it is (401).
+        if is_deadlock(exc):
+            _refuse_if_deleted_meanwhile(tenant, payload)
+        raise
     return Accepted(notification, body)
 
 
 def _refuse_if_deleted_meanwhile(tenant: Tenant, payload: dict) -> None:
-    """After a send's commit failed: raise what the send would have been answered had its
-    tenant, category or recipient not existed, if another request deleted it since the send
-    looked it up (the authentication, the serializer, the process's caches). Nothing locks them
-    meanwhile; the foreign keys, checked at the commit (Django makes them deferrable, on
-    PostgreSQL and SQLite alike), refuse the INSERTs instead. The queries are paid on this
-    failure only, never by a send that commits."""
+    """After a send's commit failed (or PostgreSQL aborted it to break a deadlock with a
+    deletion): raise what the send would have been answered had its tenant, category or
+    recipient not existed, if another request deleted it since the send looked it up (the
+    authentication, the serializer, the process's caches). The send locks none of them; the
+    foreign keys, checked at the commit (Django makes them deferrable, on PostgreSQL and SQLite
+    alike), refuse the INSERTs instead. The queries are paid on this failure only, never by a
+    send that commits."""
     # The tenant first: its deletion cascades to its categories and recipients, and the answer
-    # is the one its key gets from now on (401), not a 400 about what went with it.
-    if not Tenant.objects.filter(pk=tenant.pk).exists():
-        raise unusable_key()
+    # is the one its key gets from now on (401), not a 400 about what went with it. Its row read
+    # locked (FOR NO KEY UPDATE: no send waits for it), so a deletion still running is waited for.
+    with transaction.atomic():
+        if not Tenant.objects.select_for_update(no_key=True).filter(pk=tenant.pk).exists():
+            raise unusable_key()
     category = payload.get("category")
     if category is not None and not Category.objects.filter(pk=category.pk).exists():
         raise unknown_category(category.key)

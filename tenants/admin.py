@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from alertflow.admin import ApiCheckedForm, OperatorAdmin, api_checked
 
-from . import keys
+from . import keys, services
 from .models import ApiKey, Category, Membership, Quota, Tenant, Usage
 from .serializers import CategorySerializer, InviteSerializer, normalize_locale
 
@@ -50,6 +50,12 @@ class TenantAdmin(OperatorAdmin):
     list_filter = ["active"]
     search_fields = ["name", "id"]
     inlines = [MembershipInline, CategoryInline]
+
+    def delete_model(self, request, obj):
+        services.delete_tenants(Tenant.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        services.delete_tenants(queryset)
 
 
 @admin.register(ApiKey)

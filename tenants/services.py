@@ -1,4 +1,4 @@
-"""Work on tenants that spans models: registration, invitations, logins and role changes."""
+"""Work on tenants that spans models: registration, invitations, logins, role changes and deletion."""
 
 from datetime import timedelta
 
@@ -7,12 +7,13 @@ from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core import signing
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework import serializers
 
 from alertflow.choices import Role
-from alertflow.errors import ApiError
+from alertflow.errors import ApiError, is_deadlock
 from alertflow.versioned_cache import VersionedCache
 
 from .models import DEFAULT_CATEGORY_CHANNELS, ApiKey, Category, Membership, Tenant
@@ -47,6 +48,35 @@ def register(service_name: str, notification_types: list[str]) -> tuple[Tenant, 
     )
     _, secret = ApiKey.issue(tenant, name="Owner key (registration)", role=Role.OWNER)
     return tenant, secret
+
+
+# How many times a deletion of tenants is tried when PostgreSQL aborts it to break a deadlock.
+DELETE_TENANTS_ATTEMPTS = 3
+
+
+def delete_tenants(tenants: QuerySet[Tenant]) -> None:
+    """Delete these tenants with everything of theirs (a cascade); every deletion of tenants (the
+    admin's, one or selected) goes through here. The receivers of the cascade's signals forget
+    what was cached of them (keys, categories, providers...) and close their inbox sockets."""
+    for attempt in range(1, DELETE_TENANTS_ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                # Their rows locked first: a send of theirs commits its rows before (the delete
+                # below then finds and deletes them) or waits for this commit (its foreign key
+                # checks lock the tenant's row) and is refused as its key is from then on (401).
+                # Unlocked, rows committed between the delete's collection and its DELETEs failed
+                # this commit on a foreign key: a 500, nothing deleted. In one order (the primary
+                # key's), so two deletions never wait for each other.
+                locked = Tenant.objects.select_for_update().filter(pk__in=tenants.values("pk")).order_by("pk")
+                Tenant.objects.filter(pk__in=list(locked.values_list("pk", flat=True))).delete()
+            return
+        except OperationalError as exc:
+            # A send waiting for the lock above to commit may hold a row the delete needs (its
+            # month's usage counter, updated before its commit): a deadlock, which PostgreSQL
+            # breaks by aborting one side. The send then commits, and the next attempt finds its
+            # rows; aborted instead, the send waits for this deletion and answers 401.
+            if not is_deadlock(exc) or attempt == DELETE_TENANTS_ATTEMPTS:
+                raise
 
 
 def invite(tenant: Tenant, email: str, role: str, name: str = "") -> tuple[Membership, str]:

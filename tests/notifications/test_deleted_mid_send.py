@@ -1,6 +1,7 @@
-"""A send whose recipient or category another request deletes while it is being accepted is
-answered as if they had not existed (400 `unknown_recipient`, 400 naming `category`), never a
-500, and writes nothing.
+"""A send whose recipient, category or tenant another request deletes while it is being accepted
+is answered as if they had not existed (400 `unknown_recipient`, 400 naming `category`, 401 as
+its key), never a 500, and writes nothing. The other way round, a deletion racing a send (the
+recipient's erasure, the admin's delete of the tenant) deletes everything, never a 500.
 
 The foreign keys are checked when the send commits (Django makes them deferrable), so the
 deletion has to land between the send's lookup and its commit. Each test deletes from a
@@ -11,10 +12,13 @@ whose version the request read when it authenticated), or inside it after its IN
 """
 
 import threading
+import time
+from contextlib import contextmanager
 
 import pytest
 from django.db import connection
 from django.db.models.signals import pre_delete
+from django.urls import reverse
 from rest_framework.test import APIClient
 
 from notifications import services
@@ -22,6 +26,7 @@ from notifications.models import Message, Notification
 from preferences.models import Recipient
 from preferences.services import erase_recipient
 from tenants.models import Category, Tenant
+from tenants.services import delete_tenants
 from tests.factories import CategoryFactory, RecipientFactory
 
 from .conftest import send
@@ -181,32 +186,50 @@ def test_alertora_notify_whose_category_is_deleted_meanwhile_is_400(admin, ada, 
     assert_nothing_written()
 
 
-def test_an_erasure_racing_a_send_erases_everything_and_the_send_is_400(admin, ada, namesakes):
-    """The other way round: a send to ada commits its messages after the erasure (DELETE
-    /api/v1/recipients/ada) collected what to delete with her, and before it deletes her."""
+def for_up_to_3_seconds(thread) -> None:
+    # Long enough for a send that nothing holds back to commit; one that waits for the
+    # deletion is let go by its commit.
+    thread.join(timeout=3)
+
+
+@contextmanager
+def sent_meanwhile(client, model, wait=for_up_to_3_seconds):
+    """A send to ada with `client`'s key, from another connection, started by the first
+    pre_delete of a `model` row inside the block: after the deletion collected what goes with the
+    row, before it deletes anything, which goes on after `wait(thread)`. Yields what the send was
+    answered, once it is (`response`)."""
     sent = {}
 
     def send_in_another_connection():
-        client = APIClient()
-        client.credentials(**admin._credentials)
+        other = APIClient()
+        other.credentials(**client._credentials)
         try:
-            sent["response"] = send(client, recipient="ada", channels=["email"])
+            sent["response"] = send(other, recipient="ada", channels=["email"])
         finally:
             connection.close()
 
     def send_meanwhile(sender, instance, **kwargs):
+        if "thread" in sent:
+            return
         sent["thread"] = threading.Thread(target=send_in_another_connection)
         sent["thread"].start()
-        # Long enough for a send that nothing holds back to commit; one that waits for the
-        # erasure is let go by its commit.
-        sent["thread"].join(timeout=3)
+        wait(sent["thread"])
 
-    pre_delete.connect(send_meanwhile, sender=Recipient, dispatch_uid="send_meanwhile")
+    pre_delete.connect(send_meanwhile, sender=model, dispatch_uid="send_meanwhile")
     try:
-        erased = admin.delete("/api/v1/recipients/ada")
+        yield sent
     finally:
-        pre_delete.disconnect(dispatch_uid="send_meanwhile", sender=Recipient)
-    sent["thread"].join(timeout=60)
+        pre_delete.disconnect(dispatch_uid="send_meanwhile", sender=model)
+        if "thread" in sent:
+            sent["thread"].join(timeout=60)
+    assert "response" in sent, "the send did not finish"
+
+
+def test_an_erasure_racing_a_send_erases_everything_and_the_send_is_400(admin, ada, namesakes):
+    """The other way round: a send to ada commits its messages after the erasure (DELETE
+    /api/v1/recipients/ada) collected what to delete with her, and before it deletes her."""
+    with sent_meanwhile(admin, Recipient) as sent:
+        erased = admin.delete("/api/v1/recipients/ada")
 
     assert erased.status_code == 204, erased.content
     assert sent["response"].status_code == 400, sent["response"].content
@@ -217,7 +240,7 @@ def test_an_erasure_racing_a_send_erases_everything_and_the_send_is_400(admin, a
 
 def delete_tenant(tenant):
     """As the admin's delete does: the tenant and, by cascade, its keys, categories and recipients."""
-    return lambda: Tenant.objects.get(pk=tenant.pk).delete()
+    return lambda: delete_tenants(Tenant.objects.filter(pk=tenant.pk))
 
 
 def assert_tenant_gone_answer(response):
@@ -256,3 +279,91 @@ def test_tenant_deleted_before_the_sends_commit_is_401(admin, tenant, ada, names
 
     assert_tenant_gone_answer(response)
     assert_nothing_written()
+
+
+def assert_deleted_in_the_admin(response, tenant):
+    """The admin deleted the tenant and every row of any table that names it (a key to it), and
+    nothing of the other tenant."""
+    assert response.status_code == 302, response.content
+    assert not Tenant.objects.filter(pk=tenant.pk).exists()
+    for relation in Tenant._meta.related_objects:
+        left = relation.related_model.objects.filter(**{relation.field.name: tenant.pk})
+        assert not left.exists(), f"{relation.related_model.__name__} rows of the deleted tenant are left"
+    assert_nothing_written()
+
+
+DELETE_ONE = "one"  # its delete page
+DELETE_SELECTED = "selected"  # the changelist's bulk action
+
+
+def delete_in_the_admin(console, tenant, how: str):
+    if how == DELETE_ONE:
+        return console.post(reverse("admin:tenants_tenant_delete", args=[tenant.pk]), {"post": "yes"})
+    return console.post(
+        reverse("admin:tenants_tenant_changelist"),
+        {"action": "delete_selected", "_selected_action": [tenant.pk], "post": "yes"},
+    )
+
+
+@pytest.mark.parametrize("how", [DELETE_ONE, DELETE_SELECTED])
+def test_a_tenant_deletion_racing_a_send_deletes_everything_and_the_send_is_401(
+    admin_client, admin, tenant, ada, namesakes, how
+):
+    """A send of the tenant commits its rows after the admin's delete collected what to delete
+    with the tenant, and before it deletes it."""
+    with sent_meanwhile(admin, Tenant) as sent:
+        deleted = delete_in_the_admin(admin_client, tenant, how)
+
+    assert_deleted_in_the_admin(deleted, tenant)
+    assert_tenant_gone_answer(sent["response"])
+    # The process had cached the key: the deletion made it look again.
+    assert_tenant_gone_answer(send(admin, recipient="ada", channels=["email"]))
+
+
+def until_it_waits_for_a_lock(thread) -> None:
+    """Until the send waits for a lock the deletion holds (the tenant's row, at its commit)."""
+    deadline = time.monotonic() + 30
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))")
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the send never waited for the deletion")
+
+
+def until_it_has_waited_past_the_deadlock_timeout(thread) -> None:
+    """PostgreSQL looks for a deadlock once, when a wait has lasted `deadlock_timeout`: past it,
+    the send's wait has been looked at, and the deadlock is found by the deletion's."""
+    until_it_waits_for_a_lock(thread)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'")  # ms
+        time.sleep(cursor.fetchone()[0] / 1000 + 0.5)
+
+
+def test_a_tenant_deletion_aborted_by_a_deadlock_with_a_send_is_tried_again_after_it(
+    admin_client, admin, tenant, ada, namesakes
+):
+    """The tenant sent earlier this month: a send updates its usage counter row before it waits
+    for the deletion, which then waits for the row. PostgreSQL aborts the deletion: the send
+    commits, and the deletion, tried again, deletes its rows too."""
+    assert send(admin, recipient="ada", channels=["email"]).status_code == 202
+
+    with sent_meanwhile(admin, Tenant, wait=until_it_has_waited_past_the_deadlock_timeout) as sent:
+        deleted = delete_in_the_admin(admin_client, tenant, DELETE_ONE)
+
+    assert_deleted_in_the_admin(deleted, tenant)
+    assert sent["response"].status_code == 202, sent["response"].content
+    assert_tenant_gone_answer(send(admin, recipient="ada", channels=["email"]))
+
+
+def test_a_send_aborted_by_a_deadlock_with_its_tenants_deletion_is_401(admin_client, admin, tenant, ada, namesakes):
+    """As above, but the send is the one PostgreSQL aborts: it waits for the deletion to end and
+    answers as its key is from then on."""
+    assert send(admin, recipient="ada", channels=["email"]).status_code == 202
+
+    with sent_meanwhile(admin, Tenant, wait=until_it_waits_for_a_lock) as sent:
+        deleted = delete_in_the_admin(admin_client, tenant, DELETE_SELECTED)
+
+    assert_deleted_in_the_admin(deleted, tenant)
+    assert_tenant_gone_answer(sent["response"])
