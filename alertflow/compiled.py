@@ -147,8 +147,11 @@ class CompiledInsert:
         self._db_defaults = [f for f in self.fields if f.has_db_default()]
         self._sql: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def statement(self, objs: list, connection) -> tuple[str, list]:
-        """The INSERT of `objs` on `connection` and its parameters (nothing run)."""
+    def statement(self, objs: list, connection=None) -> tuple[str, list]:
+        """The INSERT of `objs` on `connection` (the model's database for writes by default) and
+        its parameters (nothing run)."""
+        if connection is None:
+            connection = connections[router.db_for_write(self.model)]
         # A column left to its database default (`db_default`, not set on the objects) is left
         # out of the INSERT: the database writes its default, as Django's DEFAULT does.
         left = tuple(f.attname for f in self._db_defaults if isinstance(getattr(objs[0], f.attname), DatabaseDefault))

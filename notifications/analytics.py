@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from alertflow.errors import ApiError
+from alertflow.together import Statement, run_together
 
 from . import stats, transitions
 from .models import DeliveryCount, DeliveryLatency, Message
@@ -85,13 +86,19 @@ def hour_of(moment: datetime) -> datetime:
 
 def increment(model, key_fields: list[str], increments: Counter) -> None:
     """Add `increments` ({key tuple: n}) to `model`'s rows in one statement, creating the
-    missing ones: `INSERT ... ON CONFLICT (key) DO UPDATE SET n = <table>.n + excluded.n`.
+    missing ones (see `increment_statement`)."""
+    run_together([increment_statement(model, key_fields, increments)])
+
+
+def increment_statement(model, key_fields: list[str], increments: Counter) -> Statement | None:
+    """`INSERT ... ON CONFLICT (key) DO UPDATE SET n = <table>.n + excluded.n` adding
+    `increments` to `model`'s rows (None: nothing to add).
 
     Rows go in key order, so two transactions incrementing the same rows lock them in the same
     order and never deadlock.
     """
     if not increments:
-        return
+        return None
     meta = model._meta
     fields = [meta.get_field(name) for name in key_fields]
     quote = connection.ops.quote_name
@@ -107,8 +114,7 @@ def increment(model, key_fields: list[str], increments: Counter) -> None:
         + ", ".join([one] * len(rows))
         + f" ON CONFLICT ({', '.join(columns)}) DO UPDATE SET n = {table}.n + excluded.n"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    return sql, params
 
 
 def add(counts: Counter, latencies: Counter) -> None:
@@ -119,8 +125,14 @@ def add(counts: Counter, latencies: Counter) -> None:
 def written(messages: list[Message]) -> None:
     """Messages just inserted by accept or a fan-out chunk, in its transaction: each is
     `accepted`, and counted in its first status too when that is an outcome (`suppressed`)."""
+    run_together([written_statement(messages)])
+
+
+def written_statement(messages: list[Message]) -> Statement | None:
+    """The upsert `written` runs, for a caller that runs it with its other writes
+    (`run_together`); None for no messages."""
     if not messages:
-        return
+        return None
     hour = hour_of(timezone.now())
     counts = Counter()
     for m in messages:
@@ -130,7 +142,7 @@ def written(messages: list[Message]) -> None:
         counts[(*key, ACCEPTED)] += 1
         if m.status in COUNTED:
             counts[(*key, m.status)] += 1
-    add(counts, Counter())
+    return increment_statement(DeliveryCount, [*KEY_FIELDS, "status"], counts)
 
 
 def moved(status: str, rows: list[transitions.Moved]) -> None:

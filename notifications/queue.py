@@ -55,6 +55,7 @@ from alertflow.queues import (
     SEND_MESSAGE_TASK,
 )
 from alertflow.task_context import REQUEST_ID_HEADER
+from alertflow.together import Statement, run_together
 
 from .models import Outbox
 
@@ -156,27 +157,33 @@ def enqueue_on_commit(messages: Iterable) -> None:
     transactional or batched) group, written now, in that transaction. A transactional send's
     messages go out as single sends, the messages of bulk and topic sends (`Message.batched`)
     in batches one priority step below."""
+    run_together([outbox_statement(messages)])
+
+
+def outbox_statement(messages: Iterable) -> Statement | None:
+    """The INSERT of the outbox rows `enqueue_on_commit` writes for these messages (None when
+    none is queued), for a caller that runs it with its other writes (`run_together`), in its
+    transaction; the relay is woken after that transaction commits, as there."""
     groups = defaultdict(list)
     for message in messages:
         if message.status == "queued":
             groups[(message.channel, message.priority, message.batched)].append(message)
     if not groups:
-        return
+        return None
     request_id = request_id_var.get()
-    _insert_outbox(
-        [
-            Outbox(
-                task=SEND_BATCH_TASK if batched else SEND_MESSAGE_TASK,
-                queue=CHANNEL_QUEUES[channel],
-                step=priority_step(priority, batched),
-                args=[str(m.id) for m in group],
-                queued_at=_queued_at(group),
-                request_id=request_id,
-            )
-            for (channel, priority, batched), group in groups.items()
-        ]
-    )
+    rows = [
+        Outbox(
+            task=SEND_BATCH_TASK if batched else SEND_MESSAGE_TASK,
+            queue=CHANNEL_QUEUES[channel],
+            step=priority_step(priority, batched),
+            args=[str(m.id) for m in group],
+            queued_at=_queued_at(group),
+            request_id=request_id,
+        )
+        for (channel, priority, batched), group in groups.items()
+    ]
     _wake_relay_after_commit()
+    return _insert_outbox.statement(rows)
 
 
 def fan_out(notification_id, after: int | None = None) -> None:

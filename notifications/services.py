@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -22,6 +22,7 @@ from alertflow.auth import unusable_key
 from alertflow.channels import CHANNELS
 from alertflow.compiled import CompiledInsert
 from alertflow.errors import ApiError, is_deadlock
+from alertflow.together import run_together
 from preferences import suppressions
 from preferences.models import Device, Recipient
 from preferences.services import cached_preferences_many, decide, find_recipient, upsert_recipient
@@ -87,14 +88,19 @@ def accept(tenant: Tenant, payload: dict) -> Accepted:
                 messages, body = [], {"id": str(notification.id), "status": summarise(notification, {})}
                 queue.fan_out(notification.id)
             notification.response = body
-            _insert_notification([notification])
-            _insert_messages(messages)
-            queue.enqueue_on_commit(messages)
-            # Last before the commit: the quota's counter rows and then the analytics rows stay
-            # locked until it, and every concurrent send of the tenant queues on them. A refused
-            # charge rolls the writes above back.
-            usage.charge(tenant, send_cost(notification, payload, messages))
-            analytics.written(messages)
+            charge = usage.Charge.of(tenant, send_cost(notification, payload, messages))
+            # The writes as one statement (one round trip), in this order: the quota's counter
+            # rows (by channel) and then the analytics rows are locked last, until the commit,
+            # and every concurrent send of the tenant queues on them.
+            writes = [
+                _insert_notification.statement([notification]),
+                _insert_messages.statement(messages) if messages else None,
+                queue.outbox_statement(messages),
+            ]
+            counts = run_together([*writes, *charge.statements, analytics.written_statement(messages)])
+            CompiledInsert.saved([notification, *messages], connection.alias)
+            # A refused charge (429) rolls the writes back.
+            charge.settle(counts[len(writes) : len(writes) + len(charge.statements)])
             stats.written(messages)
     except IntegrityError:
         # A concurrent request with the same key committed first: answer what it answered.

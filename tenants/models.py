@@ -189,7 +189,7 @@ class Quota(models.Model):
 
 class Usage(models.Model):
     """Messages a tenant was charged on one channel in one month: one counter row, raised at
-    accept time by one conditional UPDATE (tenants/usage.py)."""
+    accept time by one conditional upsert (tenants/usage.py)."""
 
     tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="usage", db_index=False)
     channel = models.CharField(max_length=10, choices=Channel.choices)

@@ -7,7 +7,7 @@ The foreign keys are checked when the send commits (Django makes them deferrable
 deletion has to land between the send's lookup and its commit. Each test deletes from a
 connection of its own at a function boundary of the service: before its transaction (the
 category was looked up by the serializer; the recipient was read from the process's cache,
-whose version the request read when it authenticated), or inside it after its INSERTs
+whose version the request read when it authenticated), or inside it just before its writes
 (PostgreSQL only: SQLite's IMMEDIATE transactions hold every other writer until the commit).
 """
 
@@ -56,8 +56,8 @@ def in_another_connection(work) -> None:
 
 def delete_at(monkeypatch, name: str, work) -> None:
     """Run `work` in another connection when the service next calls its function `name`:
-    `request_fingerprint` comes before the send's transaction, `send_cost` inside it, after
-    its INSERTs and before its commit."""
+    `request_fingerprint` comes before the send's transaction, `send_cost` inside it, just
+    before its writes (whose foreign keys are checked at the commit)."""
     original = getattr(services, name)
 
     def hooked(*args, **kwargs):

@@ -3,6 +3,7 @@ import threading
 import pytest
 from django.db import connection
 
+from notifications import services
 from notifications.models import Message, Notification
 from tests.factories import RecipientFactory
 
@@ -104,3 +105,38 @@ def test_a_key_older_than_24_hours_is_free_again(admin, ada):
     assert again.json()["id"] != first
     assert Notification.objects.get(pk=first).idempotency_key is None
     assert Notification.objects.get(pk=again.json()["id"]).idempotency_key == "daily"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_committed_after_the_lookup_is_met_at_the_insert_and_its_response_replayed(admin, ada, monkeypatch):
+    """Another request with the key commits between the send's lookup of the key and its INSERT:
+    the unique constraint refuses the INSERT (a part of the accept's one statement of writes),
+    and the send answers the other's response."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's write lock makes the other request wait for the send's commit: no race")
+    original = services._new_notification
+    others = []
+
+    def other_request_commits_first(*args, **kwargs):
+        monkeypatch.setattr(services, "_new_notification", original)
+        thread = threading.Thread(target=other_request)
+        thread.start()
+        thread.join(timeout=60)
+        assert others, "the other request did not answer"
+        return original(*args, **kwargs)
+
+    def other_request():
+        try:
+            others.append(send(admin, recipient="ada", channels=["email"], idempotency_key="race"))
+        finally:
+            connection.close()
+
+    monkeypatch.setattr(services, "_new_notification", other_request_commits_first)
+
+    response = send(admin, recipient="ada", channels=["email"], idempotency_key="race")
+
+    assert others[0].status_code == response.status_code == 202
+    assert response.json() == others[0].json()
+    assert response["Idempotent-Replayed"] == "true"
+    assert Notification.objects.count() == 1
+    assert Message.objects.count() == 1

@@ -2,21 +2,25 @@
 never overshot by concurrent sends; GET /api/v1/usage reports used and left."""
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from django.db import connection, transaction
 
+from alertflow.compiled import CompiledInsert
 from alertflow.errors import ApiError
+from alertflow.together import run_together
 from notifications import campaigns
 from notifications.models import CampaignRun, Message, Notification
 from preferences.models import Recipient
-from tenants.models import Quota, Usage
-from tenants.usage import charge, next_period_start, period_start
-from tests.factories import RecipientFactory, TopicFactory
+from tenants.models import Category, Quota, Usage
+from tenants.usage import Charge, charge, next_period_start, period_start
+from tests.factories import CategoryFactory, RecipientFactory, TopicFactory
 from tests.notifications.conftest import EMAIL, SMS
 
 pytestmark = pytest.mark.django_db
+
+insert_categories = CompiledInsert(Category)
 
 
 @pytest.fixture
@@ -36,6 +40,7 @@ def test_usage_is_unlimited_and_zero_by_default(member):
     assert body["period_start"] == period_start().isoformat()
 
 
+@pytest.mark.sqlite
 def test_single_sends_count_until_the_quota_then_429(admin, member, tenant, ada):
     Quota.objects.create(tenant=tenant, channel="sms", monthly_limit=2)
 
@@ -64,6 +69,7 @@ def test_suppressed_messages_cost_nothing(admin, member, tenant, ada):
     assert (usage["email"]["used"], usage["sms"]["used"]) == (1, 0)
 
 
+@pytest.mark.sqlite
 def test_bulk_over_quota_is_refused_whole_before_anything_is_written(admin, tenant):
     Quota.objects.create(tenant=tenant, channel="email", monthly_limit=3)
     targets = [{"id": f"u{n}", "email": f"u{n}@example.com"} for n in range(4)]
@@ -114,13 +120,29 @@ def test_usage_needs_a_key(client):
     assert client.get("/api/v1/usage").status_code == 401
 
 
+@pytest.mark.sqlite
+def test_last_months_use_does_not_count_against_this_month(admin, tenant, ada):
+    Quota.objects.create(tenant=tenant, channel="email", monthly_limit=1)
+    last_month = period_start(datetime.combine(period_start(), time.min, tzinfo=UTC) - timedelta(days=1))
+    Usage.objects.create(tenant=tenant, channel="email", period=last_month, used=1)
+
+    # The month's first send makes this month's counter row, from zero.
+    assert send(admin, recipient="ada", channels=["email"]).status_code == 202
+    assert send(admin, recipient="ada", channels=["email"]).status_code == 429
+
+    counters = dict(Usage.objects.filter(tenant=tenant, channel="email").values_list("period", "used"))
+    assert counters == {last_month: 1, period_start(): 1}
+
+
 def test_a_new_month_starts_from_zero():
     assert period_start(datetime(2026, 12, 31, 23, 59, tzinfo=UTC)).isoformat() == "2026-12-01"
     assert next_period_start(period_start(datetime(2026, 12, 15, tzinfo=UTC))).isoformat() == "2027-01-01"
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_sends_never_overshoot_the_quota(tenant):
+@pytest.mark.parametrize("with_other_writes", [False, True])
+def test_concurrent_sends_never_overshoot_the_quota(tenant, with_other_writes):
+    """Also when the charge is one statement with other writes, as the accept's is."""
     Quota.objects.create(tenant=tenant, channel="email", monthly_limit=10)
     outcomes = []
     start = threading.Barrier(8)
@@ -131,7 +153,13 @@ def test_concurrent_sends_never_overshoot_the_quota(tenant):
             for _ in range(3):
                 try:
                     with transaction.atomic():
-                        charge(tenant, {"email": 1})
+                        if with_other_writes:
+                            pending = Charge.of(tenant, {"email": 1})
+                            category = CategoryFactory.build(tenant=tenant)
+                            counts = run_together([insert_categories.statement([category]), *pending.statements])
+                            pending.settle(counts[1:])
+                        else:
+                            charge(tenant, {"email": 1})
                     outcomes.append("ok")
                 except ApiError:
                     outcomes.append("refused")
