@@ -340,20 +340,30 @@ def test_cancelling_a_run_paused_after_its_fan_out_cancels_what_waits(admin, ten
     assert enqueue_due(now=timezone.now() + timedelta(days=30)) == 0
 
 
-def test_a_completed_run_is_paused_only_while_something_of_it_waits(admin, tenant):
+def nothing_waiting(admin, tenant) -> tuple[str, CampaignRun, Message]:
+    """A completed run (`fanned_out`, 3 recipients) of which nothing waits to be sent: its first
+    message in a worker's hands, the others sent. The campaign's id, the run, that first message."""
     campaign_id, run, (first, *rest) = fanned_out(admin, tenant, count=3)
-    # The first is in a worker's hands, the others sent or failed: nothing waits to be sent.
     Message.objects.filter(pk=first.pk).update(status="sending", attempts=1)
     Message.objects.filter(pk__in=[m.pk for m in rest]).update(status="sent")
+    return campaign_id, run, first
 
-    refused = admin.post(url(campaign_id, run, "pause"))
 
+def assert_nothing_to(verb: str, refused) -> None:
     assert refused.status_code == 409
     assert refused.json()["error"] == {
         "code": "not_running",
-        "message": "This run is completed and none of its messages waits to be sent: nothing to pause.",
+        "message": f"This run is completed and none of its messages waits to be sent: nothing to {verb}.",
         "details": {},
     }
+
+
+def test_a_completed_run_is_paused_only_while_something_of_it_waits(admin, tenant):
+    campaign_id, run, first = nothing_waiting(admin, tenant)
+
+    refused = admin.post(url(campaign_id, run, "pause"))
+
+    assert_nothing_to("pause", refused)
     assert Notification.objects.get(pk=run.notification_id).status == "accepted"
     assert CampaignRun.objects.get(pk=run.pk).paused_at is None
     assert sorted(messages_of(run).values_list("status", flat=True)) == ["sending", "sent", "sent"]
@@ -489,20 +499,12 @@ def test_what_was_in_a_workers_hands_at_the_cancel_is_cancelled_when_it_comes_ba
 
 
 def test_a_completed_run_is_cancelled_only_while_something_of_it_waits(admin, tenant):
-    campaign_id, run, (first, *rest) = fanned_out(admin, tenant, count=3)
-    # The first is in a worker's hands, the others sent: nothing waits to be sent.
-    Message.objects.filter(pk=first.pk).update(status="sending", attempts=1)
-    Message.objects.filter(pk__in=[m.pk for m in rest]).update(status="sent")
+    campaign_id, run, first = nothing_waiting(admin, tenant)
     before = progress_of(admin, campaign_id)
 
     refused = admin.post(url(campaign_id, run, "cancel"))
 
-    assert refused.status_code == 409
-    assert refused.json()["error"] == {
-        "code": "not_running",
-        "message": "This run is completed and none of its messages waits to be sent: nothing to cancel.",
-        "details": {},
-    }
+    assert_nothing_to("cancel", refused)
     notification = Notification.objects.get(pk=run.notification_id)
     assert (notification.status, notification.cancelled) == ("accepted", None)
     assert sorted(messages_of(run).values_list("status", flat=True)) == ["sending", "sent", "sent"]
