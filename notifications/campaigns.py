@@ -395,7 +395,7 @@ def cancel(run: CampaignRun) -> CampaignRun:
 
     A run whose fan-out is done (`accepted`) is cancelled while some of its messages still wait
     (a rate-paced run sends for hours after its last page); with none left it answers 409."""
-    from .lifecycle import cancel as cancel_notification
+    from .lifecycle import cancel_unsent
 
     notification = _locked(
         run,
@@ -403,7 +403,7 @@ def cancel(run: CampaignRun) -> CampaignRun:
         "not_running",
         "cancelled",
     )
-    cancelled = cancel_notification(notification)["cancelled_messages"]
+    cancelled = cancel_unsent(notification)["cancelled_messages"]
     # `notification` is as locked above, before the cancel: `accepted` for a completed run.
     _refuse_when_nothing_waited(notification, cancelled, "cancel")
     return CampaignRun.objects.select_related("notification").get(pk=run.pk)

@@ -28,10 +28,34 @@ MAX_REPLAY = 10_000
 
 @transaction.atomic
 def cancel(notification: Notification) -> dict:
-    """Cancel everything not yet sent, including messages a bulk send has yet to write."""
+    """Cancel everything not yet sent, including messages a bulk send has yet to write (the
+    API's and the admin's cancel).
+
+    A notification with nothing left to stop answers 409 `nothing_to_cancel`: its fan-out is
+    done and every message has left or settled (none waits, none is in a worker's hands).
+    Marking it cancelled would report a delivered notification as cancelled. One message in a
+    worker's hands is enough to cancel: if it comes back (a retry, a lease that ran out), the due
+    poller cancels it."""
+    result = cancel_unsent(notification)
+    fanned_out = result.pop("fanned_out")
+    if fanned_out and not result["cancelled_messages"]:
+        in_hand = Message.objects.filter(notification_id=notification.pk, status=Message.Status.SENDING)
+        if not in_hand.exists():
+            raise ApiError(
+                409,
+                "nothing_to_cancel",
+                "Every message of this notification has been sent or has settled: nothing is left to cancel.",
+            )
+    return result
+
+
+def cancel_unsent(notification: Notification) -> dict:
+    """Lock the notification, mark it cancelled and cancel its messages that wait to be sent,
+    in the caller's transaction; `fanned_out`: whether its fan-out was done (it was `accepted`)."""
     notification = Notification.objects.select_for_update(of=("self",)).get(pk=notification.pk)
     if notification.status == Notification.Status.CANCELLED:
         raise ApiError(409, "already_cancelled", "This notification was already cancelled.")
+    fanned_out = notification.status == Notification.Status.ACCEPTED
     now = timezone.now()
     # Locking the row also waits for a fan-out chunk in progress; the next chunk sees the status.
     notification.status, notification.cancelled = Notification.Status.CANCELLED, now
@@ -40,7 +64,12 @@ def cancel(notification: Notification) -> dict:
     # race keeps its message, which is then sent (once: a retry of it is cancelled when it comes
     # due, delivery/timers.py).
     cancelled = cancel_waiting(Message.objects.filter(notification=notification), now)
-    return {"id": str(notification.id), "status": notification.status, "cancelled_messages": cancelled}
+    return {
+        "id": str(notification.id),
+        "status": notification.status,
+        "cancelled_messages": cancelled,
+        "fanned_out": fanned_out,
+    }
 
 
 def cancel_waiting(messages, now: datetime, expected: int | None = None) -> int:

@@ -167,7 +167,9 @@ class NotificationViewSet(TenantViewSet, mixins.ListModelMixin, mixins.RetrieveM
     @extend_schema(request=None, responses={200: dict})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        """Cancel every message not yet sent, and the rest of a bulk send's fan-out."""
+        """Cancel every message not yet sent, and the rest of a bulk send's fan-out. 409
+        `nothing_to_cancel` when nothing is left to stop (every message sent or settled), and
+        `already_cancelled` for a second cancel."""
         return Response(lifecycle.cancel(self.get_object()))
 
 

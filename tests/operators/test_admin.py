@@ -199,6 +199,10 @@ def test_notification_cancel_action_names_one_cancelled_by_the_api_meanwhile_and
     console, world, admin, tenant, outsider_tenant, monkeypatch
 ):
     raced = world["notification"]
+    # Something of it still waits: a notification with nothing left is not cancelled (409).
+    Message.objects.create(
+        tenant=tenant, notification=raced, recipient=world["failed"].recipient, channel="sms", status="scheduled"
+    )
     other = Notification.objects.create(tenant=tenant, channels=["email"])
     waiting = Message.objects.create(
         tenant=tenant, notification=other, recipient=world["failed"].recipient, channel="email", status="scheduled"

@@ -226,6 +226,32 @@ def test_a_claimed_message_whose_worker_died_after_the_cancel_is_not_retried(adm
     assert pipeline.deliver([message.id]) == 0
 
 
+def test_a_notification_with_nothing_left_to_send_is_not_cancelled(admin, member, ada):
+    email, sms = accept(admin, ["email", "sms"])
+    Message.objects.filter(pk=email.pk).update(status="delivered")
+    Message.objects.filter(pk=sms.pk).update(status="failed")
+
+    response = admin.post(f"/api/v1/notifications/{email.notification_id}/cancel")
+
+    # It stays what it is (partially failed), not a delivered notification reported cancelled.
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "nothing_to_cancel"
+    assert Notification.objects.get(pk=email.notification_id).status == "accepted"
+    assert member.get(f"/api/v1/notifications/{email.notification_id}").json()["status"] == "partially_failed"
+
+
+def test_a_bulk_send_still_fanning_out_is_cancelled_before_any_message_is_written(admin, tenant):
+    RecipientFactory(tenant=tenant, external_id="u0")
+    body = {"recipients": ["u0"], "channels": ["email"], "content": {"email": {"subject": "s", "text": "t"}}}
+    notification_id = admin.post("/api/v1/notifications", body, format="json").json()["id"]
+
+    response = admin.post(f"/api/v1/notifications/{notification_id}/cancel")
+
+    assert (response.status_code, response.json()["cancelled_messages"]) == (200, 0)
+    assert services.fan_out(notification_id) == 0
+    assert not Message.objects.filter(notification_id=notification_id).exists()
+
+
 def test_cancel_during_fan_out_stops_the_rest(admin, tenant, monkeypatch):
     monkeypatch.setattr(services, "FAN_OUT_CHUNK", 2)
     for n in range(6):
