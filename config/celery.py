@@ -8,6 +8,8 @@ only builds the app from them.
 import os
 
 from celery import Celery
+from celery.signals import task_prerun
+from django.db import close_old_connections
 from kombu import Queue
 
 # Connects the signals that carry the request id into tasks (and clean a dead pool process's metrics).
@@ -51,7 +53,22 @@ app.conf.update(
     timezone="UTC",
 )
 # Celery's Django fixup closes the database connection around every task unless told to reuse
-# it: 2,006 new PostgreSQL sessions for 2,000 sends in bench/e2e. Django's own CONN_MAX_AGE and
-# health checks still retire old or broken connections.
+# it: 2,006 new PostgreSQL sessions for 2,000 sends in bench/e2e. Reused, the fixup only counts
+# tasks: check_database_connections below retires old or broken connections.
 app.conf["CELERY_DB_REUSE_MAX"] = 1000
+
+
+@task_prerun.connect(dispatch_uid="config.celery.check_database_connections")
+def check_database_connections(task=None, **kwargs) -> None:
+    """What Django does when a request starts, when a task starts: a connection the last task
+    left broken or in a transaction, or older than CONN_MAX_AGE, is closed, and one the server
+    ended (a restart, pg_terminate_backend, idle_session_timeout) fails the health check of the
+    task's first query and is replaced. Without it, the first task after such an end failed on
+    the dead connection (OperationalError), and only the next got a new one. The check asks the
+    socket first (alertflow/postgresql/base.py): no round trip while the server said nothing."""
+    if task is not None and getattr(task.request, "is_eager", False):
+        return  # run in the caller's process: its request or transaction owns the connection
+    close_old_connections()
+
+
 app.autodiscover_tasks()

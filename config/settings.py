@@ -141,14 +141,18 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-elif _db["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_PREPARED_STATEMENTS", True):
-    # Parameters bound by the server, and each statement prepared on its connection after its
-    # 5th use: PostgreSQL then skips parsing and planning the same INSERTs and SELECTs on every
-    # request (about a quarter less PostgreSQL CPU per accepted send, bench/README "2026-12-04
-    # (session 2)"). Both or neither: server-side binding alone, without preparing, measured
-    # worse than Django's default. That default (client-side binding, nothing prepared) is what
-    # a pooler in transaction mode without prepared-statement support needs: set it to 0 there.
-    _db["OPTIONS"] = {**_db.get("OPTIONS", {}), "server_side_binding": True, "prepare_threshold": 5}
+elif _db["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend with a health check that asks the socket before it sends `SELECT 1`: no
+    # round trip per request while the server has said nothing (alertflow/postgresql/base.py).
+    _db["ENGINE"] = "alertflow.postgresql"
+    if env_bool("DB_PREPARED_STATEMENTS", True):
+        # Parameters bound by the server, and each statement prepared on its connection after its
+        # 5th use: PostgreSQL then skips parsing and planning the same INSERTs and SELECTs on every
+        # request (about a quarter less PostgreSQL CPU per accepted send, bench/README "2026-12-04
+        # (session 2)"). Both or neither: server-side binding alone, without preparing, measured
+        # worse than Django's default. That default (client-side binding, nothing prepared) is
+        # what a pooler in transaction mode without prepared-statement support needs: set it to 0.
+        _db["OPTIONS"] = {**_db.get("OPTIONS", {}), "server_side_binding": True, "prepare_threshold": 5}
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

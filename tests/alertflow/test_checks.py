@@ -54,7 +54,7 @@ def test_make_run_runs_the_system_checks_before_starting_anything():
         ((3, 31, 1), SQLITE, True),
         ((3, 35, 0), SQLITE, False),
         ((3, 45, 1), SQLITE, False),
-        ((3, 20, 0), "django.db.backends.postgresql", False),
+        ((3, 20, 0), "alertflow.postgresql", False),
     ],
 )
 def test_only_an_old_sqlite_is_refused(version, engine, refused):
