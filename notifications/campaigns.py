@@ -286,14 +286,19 @@ def _locked(run: CampaignRun, statuses: tuple, code: str, verb: str) -> Notifica
     return notification
 
 
-def _refuse_when_nothing_waited(notification: Notification, moved: int, verb: str) -> None:
+def _refuse_when_nothing_left(notification: Notification, moved: int, verb: str) -> None:
     """409 for a run whose fan-out is done (its notification, locked, is `accepted`) when its
-    pause or cancel moved none of its messages: none waits to be sent, nothing is left to stop.
-    The move's own count decides, under the run's lock, so a message a worker claimed meanwhile
-    is not counted; raised inside the pause's or cancel's transaction, it undoes what they wrote."""
-    if notification.status == Notification.Status.ACCEPTED and not moved:
+    pause or cancel found nothing to stop (`lifecycle.nothing_left_to_stop`: none of its
+    messages moved, none in a worker's hands); raised inside the pause's or cancel's
+    transaction, it undoes what they wrote."""
+    from .lifecycle import nothing_left_to_stop
+
+    if notification.status == Notification.Status.ACCEPTED and nothing_left_to_stop(notification.pk, moved):
         raise ApiError(
-            409, "not_running", f"This run is completed and none of its messages waits to be sent: nothing to {verb}."
+            409,
+            "not_running",
+            f"This run is completed and none of its messages waits to be sent or is in a worker's hands: "
+            f"nothing to {verb}.",
         )
 
 
@@ -305,41 +310,44 @@ def pause(run: CampaignRun) -> CampaignRun:
     in the broker claims nothing, the due poller and the sweeper never read it), and a cancel,
     an opt-out or an operator still may.
 
-    A run whose fan-out is done (`accepted`) is paused while some of its messages still wait (a
-    rate-paced run sends for hours after its last page); with none left it answers 409."""
+    A run whose fan-out is done (`accepted`) is paused while some of its messages still wait or
+    are in a worker's hands (a rate-paced run sends for hours after its last page); with none
+    left it answers 409."""
     notification = _locked(
         run, (Notification.Status.FANNING_OUT, Notification.Status.ACCEPTED), "not_running", "paused"
     )
     after_fan_out = notification.status == Notification.Status.ACCEPTED
     now = timezone.now()
     held = Message.objects.filter(notification=notification).move(Message.Status.PAUSED, updated=now)
-    _refuse_when_nothing_waited(notification, held, "pause")
+    _refuse_when_nothing_left(notification, held, "pause")
     notification.status = Notification.Status.PAUSED
     notification.save(update_fields=["status"])
     CampaignRun.objects.filter(pk=run.pk).update(paused_at=now, paused_after_fan_out=after_fan_out)
     return CampaignRun.objects.select_related("notification").get(pk=run.pk)
 
 
-def _completed_with_messages_waiting() -> Q:
+def _completed_with_something_left() -> Q:
     """A run lookup: its fan-out is done and some of its messages still wait to be sent (those a
-    pause takes aside, and a cancel cancels), as `_refuse_when_nothing_waited` lets through."""
-    waiting = Message.objects.filter(
-        notification_id=OuterRef("notification_id"), status__in=Message.ENTERED_FROM[Message.Status.PAUSED]
+    pause takes aside, and a cancel cancels) or are in a worker's hands, as
+    `_refuse_when_nothing_left` lets through."""
+    left = Message.objects.filter(
+        notification_id=OuterRef("notification_id"),
+        status__in=[*Message.ENTERED_FROM[Message.Status.PAUSED], Message.Status.SENDING],
     )
-    return Q(Exists(waiting), notification__status=Notification.Status.ACCEPTED)
+    return Q(Exists(left), notification__status=Notification.Status.ACCEPTED)
 
 
 def pausable(runs):
     """Of `runs`, those `pause` would stop: fanning out, or done fanning out with messages still
-    waiting to be sent."""
-    return runs.filter(Q(notification__status=Notification.Status.FANNING_OUT) | _completed_with_messages_waiting())
+    waiting to be sent or in a worker's hands."""
+    return runs.filter(Q(notification__status=Notification.Status.FANNING_OUT) | _completed_with_something_left())
 
 
 def cancellable(runs):
     """Of `runs`, those `cancel` would stop: fanning out, paused, or done fanning out with
-    messages still waiting to be sent."""
+    messages still waiting to be sent or in a worker's hands."""
     running = (Notification.Status.FANNING_OUT, Notification.Status.PAUSED)
-    return runs.filter(Q(notification__status__in=running) | _completed_with_messages_waiting())
+    return runs.filter(Q(notification__status__in=running) | _completed_with_something_left())
 
 
 @transaction.atomic
@@ -394,7 +402,8 @@ def cancel(run: CampaignRun) -> CampaignRun:
     run is `cancelled`. A cancelled message is never queued, claimed or swept again.
 
     A run whose fan-out is done (`accepted`) is cancelled while some of its messages still wait
-    (a rate-paced run sends for hours after its last page); with none left it answers 409."""
+    or are in a worker's hands (a rate-paced run sends for hours after its last page); with none
+    left it answers 409."""
     from .lifecycle import cancel_unsent
 
     notification = _locked(
@@ -405,7 +414,7 @@ def cancel(run: CampaignRun) -> CampaignRun:
     )
     cancelled = cancel_unsent(notification)["cancelled_messages"]
     # `notification` is as locked above, before the cancel: `accepted` for a completed run.
-    _refuse_when_nothing_waited(notification, cancelled, "cancel")
+    _refuse_when_nothing_left(notification, cancelled, "cancel")
     return CampaignRun.objects.select_related("notification").get(pk=run.pk)
 
 

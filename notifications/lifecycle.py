@@ -37,16 +37,25 @@ def cancel(notification: Notification) -> dict:
     worker's hands is enough to cancel: if it comes back (a retry, a lease that ran out), the due
     poller cancels it."""
     result = cancel_unsent(notification)
-    fanned_out = result.pop("fanned_out")
-    if fanned_out and not result["cancelled_messages"]:
-        in_hand = Message.objects.filter(notification_id=notification.pk, status=Message.Status.SENDING)
-        if not in_hand.exists():
-            raise ApiError(
-                409,
-                "nothing_to_cancel",
-                "Every message of this notification has been sent or has settled: nothing is left to cancel.",
-            )
+    if result.pop("fanned_out") and nothing_left_to_stop(notification.pk, result["cancelled_messages"]):
+        raise ApiError(
+            409,
+            "nothing_to_cancel",
+            "Every message of this notification has been sent or has settled: nothing is left to cancel.",
+        )
     return result
+
+
+def nothing_left_to_stop(notification_id, moved: int) -> bool:
+    """After a cancel or a pause of a notification whose fan-out is done moved `moved` of its
+    messages: whether it found nothing to stop, none waiting to be sent (none moved) and none in
+    a worker's hands. One a worker holds may come back (a transient failure's retry, a lease
+    that ran out), and the due poller then cancels or pauses it, so it is something to stop.
+    Read in the caller's transaction, under the notification's lock."""
+    return (
+        not moved
+        and not Message.objects.filter(notification_id=notification_id, status=Message.Status.SENDING).exists()
+    )
 
 
 def cancel_unsent(notification: Notification) -> dict:

@@ -345,8 +345,8 @@ class CampaignViewSet(
     def pause_run(self, request, pk=None, run_id=None):
         """Stop whatever of the run is not sent yet: its fan-out after the page in progress, and its
         messages waiting to be sent (scheduled, queued, retrying), which become `paused`. A
-        completed run (its fan-out done) is paused too while messages still wait, as a rate-paced
-        run's do; 409 `not_running` when none is left, or the run is paused or cancelled."""
+        completed run (its fan-out done) is paused too while messages still wait or are in a
+        worker's hands, as a rate-paced run's do; 409 `not_running` when none is left, or the run is paused or cancelled."""
         return Response(CampaignRunSerializer(campaigns.pause(self._run(run_id))).data)
 
     @extend_schema(request=None, responses={200: CampaignRunSerializer}, parameters=[RUN_ID])
@@ -362,8 +362,8 @@ class CampaignViewSet(
     def cancel_run(self, request, pk=None, run_id=None):
         """Stop whatever of the run is not sent yet: its fan-out, and every message not sent yet
         (scheduled, queued, retrying, paused), which becomes `cancelled`; the run is `cancelled`.
-        A completed run (its fan-out done) is cancelled too while messages still wait, as a
-        rate-paced run's do; 409 `not_running` when none is left, or the run is cancelled."""
+        A completed run (its fan-out done) is cancelled too while messages still wait or are in
+        a worker's hands, as a rate-paced run's do; 409 `not_running` when none is left, or the run is cancelled."""
         return Response(CampaignRunSerializer(campaigns.cancel(self._run(run_id))).data)
 
 

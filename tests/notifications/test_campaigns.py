@@ -449,8 +449,8 @@ def test_django_admin_pause_names_a_run_that_finished_meanwhile(
     shown = [(m.level_tag, m.message) for m in response.context["messages"]]
     assert (
         "warning",
-        f"Left as they were: {finishing}: This run is completed and none of its messages waits to be sent: "
-        "nothing to pause.",
+        f"Left as they were: {finishing}: This run is completed and none of its messages waits to be sent "
+        "or is in a worker's hands: nothing to pause.",
     ) in shown
     assert ("info", "Paused 1 campaign(s) and 0 run(s).") in shown
     assert Campaign.objects.get(pk=campaign_id).paused is True
