@@ -195,7 +195,7 @@ class CampaignAdmin(OperatorAdmin):
     search_fields = ["name", "tenant__name", "template"]
     readonly_fields = ["periodic_task", "next_run_at", "created", "updated"]
     inlines = [CampaignRunInline]
-    actions = ["run_now", "pause", "resume"]
+    actions = ["run_now", "pause", "resume", "cancel_runs"]
 
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "tenant"] if obj is not None else self.readonly_fields
@@ -233,6 +233,15 @@ class CampaignAdmin(OperatorAdmin):
     @admin.action(description="Resume: schedules and paused runs continue")
     def resume(self, request, queryset):
         self._set_paused(request, queryset, False)
+
+    @admin.action(description="Cancel the runs with anything left to send (the campaigns and schedules stay)")
+    def cancel_runs(self, request, queryset):
+        cancelled = 0
+        for campaign in queryset:
+            runs = campaigns.cancellable(campaign.runs.select_related("notification"))
+            # A run that finished or was cancelled since it was read is left, and named (409).
+            cancelled += len(change_each(self, request, runs, campaigns.cancel))
+        self.message_user(request, f"Cancelled {cancelled} run(s) of {queryset.count()} campaign(s).")
 
     def _set_paused(self, request, queryset, paused: bool):
         changed_runs = 0

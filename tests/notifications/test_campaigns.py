@@ -423,6 +423,39 @@ def test_django_admin_lists_runs_with_progress_and_runs_pauses_and_resumes(admin
     assert PeriodicTask.objects.get(name=f"campaign:{campaign_id}").enabled
 
 
+def test_django_admin_cancels_the_runs_with_anything_left_and_keeps_the_campaign(
+    admin_client, admin, outsider, outsider_tenant, digest, tenant
+):
+    recipients(tenant, 2)
+    campaign_id = create(admin).json()["id"]
+    done = CampaignRun.objects.get(pk=admin.post(f"/api/v1/campaigns/{campaign_id}/run").json()["id"])
+    services.fan_out(done.notification_id)
+    messages_of(done).update(status="sent")  # nothing left of it
+    running = CampaignRun.objects.get(pk=admin.post(f"/api/v1/campaigns/{campaign_id}/run").json()["id"])
+    services.fan_out(running.notification_id)  # its messages are queued
+    # Another tenant's running campaign, not selected.
+    RecipientFactory(tenant=outsider_tenant, external_id="o1", email="o1@example.com")
+    outsider.post("/api/v1/templates", {"code": "digest", "name": "Digest", "channels": EMAIL}, format="json")
+    outsiders_id = create(outsider).json()["id"]
+    outsiders_run = outsider.post(f"/api/v1/campaigns/{outsiders_id}/run").json()["id"]
+
+    response = admin_client.post(
+        "/admin/notifications/campaign/", {"action": "cancel_runs", "_selected_action": [campaign_id]}, follow=True
+    )
+
+    assert response.status_code == 200
+    shown = [(m.level_tag, m.message) for m in response.context["messages"]]
+    assert shown == [("info", "Cancelled 1 run(s) of 1 campaign(s).")]
+    states = {run["id"]: run["state"] for run in admin.get(f"/api/v1/campaigns/{campaign_id}/runs").json()["results"]}
+    assert states == {str(running.pk): "cancelled", str(done.pk): "completed"}
+    assert set(messages_of(running).values_list("status", flat=True)) == {"cancelled"}
+    assert set(messages_of(done).values_list("status", flat=True)) == {"sent"}
+    assert admin.get(f"/api/v1/campaigns/{campaign_id}").status_code == 200
+    assert PeriodicTask.objects.get(name=f"campaign:{campaign_id}").enabled
+    [outsiders] = outsider.get(f"/api/v1/campaigns/{outsiders_id}/runs").json()["results"]
+    assert (outsiders["id"], outsiders["state"]) == (outsiders_run, "running")
+
+
 def test_django_admin_pause_names_a_run_that_finished_meanwhile(
     admin_client, admin, outsider, digest, tenant, monkeypatch
 ):
