@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from .client import LOAD_GENERATORS, create_recipients, create_smtp_provider, email_send, register_tenant, run_generator
-from .cpu import CpuMeter, PySpy
+from .cpu import CpuMeter, PySpy, redis_server_pid
 from .env import log, prepare
 from .processes import WEB_SERVERS, WORKER_CONCURRENCY, Processes, free_port, start_relay, start_web, start_worker
 from .report import latency_summary_ms, pct, print_table, summary_row, write_results
@@ -72,6 +72,8 @@ def main(argv=None) -> dict:
         tenant_id, api_key = register_tenant(base_url)
         ids = create_recipients(tenant_id, args.recipients)
         pids = {"gunicorn": web.popen.pid, "relay": relay.popen.pid}
+        if (redis_pid := redis_server_pid()) is not None:
+            pids["redis"] = redis_pid
         if sink is not None:
             create_smtp_provider(base_url, api_key, sink.port)
             log(f"starting a worker -Q default,email -c {args.concurrency}, delivering to the sink")
@@ -132,9 +134,14 @@ def main(argv=None) -> dict:
         ["requests", "202s", "rows", "accepted/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"],
         [[args.requests, len(run.latencies), rows, rate, lat["p50"], lat["p95"], lat["p99"], lat["max"], errors]],
     )
+    # The backends' CPU by whose connection it was: the accept's statements (gunicorn's) apart
+    # from the delivery's (the worker's, the relay's).
+    results["postgres_cpu_ms_per_request_by_client"] = {
+        name: round(seconds * 1000 / max(1, len(run.latencies)), 2) for name, seconds in cpu.postgres_by_client.items()
+    }
     cpu.used["load generator"] = round(run.client_cpu, 2)
     results["cpu_ms_per_request"]["load generator"] = round(run.client_cpu * 1000 / max(1, len(run.latencies)), 2)
-    # What two idle cores could do at this CPU cost per request (Redis not counted): an estimate
+    # What two idle cores could do at this CPU cost per request (Redis counted when local): an estimate
     # that does not depend on how busy the machine was, to read beside the measured rate.
     per_request_ms = sum(v for k, v in results["cpu_ms_per_request"].items())
     results["idle_two_core_estimate_per_second"] = round(2000 / per_request_ms, 1) if per_request_ms else None
@@ -147,6 +154,10 @@ def main(argv=None) -> dict:
             ["(2 idle cores / that = req/s estimate)", None, results["idle_two_core_estimate_per_second"]],
             ["(wall clock)", cpu.used["wall"], None],
             ["(machine busy before start)", pct(busy), None],
+        ]
+        + [
+            [f"(postgres, connections of: {name})", cpu.postgres_by_client[name], ms]
+            for name, ms in results["postgres_cpu_ms_per_request_by_client"].items()
         ],
     )
     summary = [

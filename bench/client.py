@@ -104,6 +104,8 @@ class LoadResult:
     client_cpu: float = 0.0  # CPU seconds the load generator itself used
     # The generator's own latency percentiles in ms (wrk's histogram, every response), when it has them.
     latency_ms: dict | None = None
+    # Responses past each connection's share (wrk's keep_sending): not in the figures above.
+    extra: int = 0
 
 
 def _load_thread(base_url, api_key, bodies: Iterable[dict], result: LoadResult, lock: threading.Lock) -> None:
@@ -194,11 +196,17 @@ def run_generator(
     return run_load_processes(base_url, api_key, bodies, clients, processes)
 
 
-def run_wrk(base_url: str, api_key: str, bodies: list[dict], clients: int, timeout: float = 900) -> LoadResult:
+def run_wrk(
+    base_url: str, api_key: str, bodies: list[dict], clients: int, timeout: float = 900, keep_sending: bool = False
+) -> LoadResult:
     """POST `bodies` with wrk, `clients` threads of one connection each (bench/wrk.lua): each
     thread sends its share (`bodies[i::clients]`, in order) and idles; once every thread has its
     last response wrk is stopped (SIGINT), and its done() writes each response (status, send and
-    response times, message ids) and wrk's own latency percentiles and socket errors."""
+    response times, message ids) and wrk's own latency percentiles and socket errors.
+
+    `keep_sending`: a thread past its share sends it again instead of idling, until wrk is
+    stopped (for gunicorn's sync workers, see bench/wrk.lua); those responses are only counted
+    (`extra`), and wrk's percentiles include them."""
     exe = shutil.which("wrk")
     if exe is None:
         raise RuntimeError("wrk is not installed: `make bench-deps` (apt-get install wrk), or --load httpx")
@@ -209,7 +217,8 @@ def run_wrk(base_url: str, api_key: str, bodies: list[dict], clients: int, timeo
         with (LOG_DIR / "wrk.log").open("ab") as stderr:
             popen = subprocess.Popen(
                 [exe, "-t", str(clients), "-c", str(clients), "-d", f"{timeout:.0f}s", "--timeout", "30s",
-                 "-s", str(WRK_SCRIPT), base_url, "--", tmp, api_key, SEND_PATH],
+                 "-s", str(WRK_SCRIPT), base_url, "--", tmp, api_key, SEND_PATH,
+                 *(["keep-sending"] if keep_sending else [])],
                 stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
             )  # fmt: skip
         lines: list[str] = []
@@ -241,7 +250,7 @@ def run_wrk(base_url: str, api_key: str, bodies: list[dict], clients: int, timeo
             raise RuntimeError(f"wrk exited with {popen.returncode}: {''.join(lines)[-2000:]}")
         figures = json.loads(report[-1][4:])
         results = Path(tmp, "results.tsv").read_text().splitlines()
-    result = LoadResult(client_cpu=usage.ru_utime + usage.ru_stime)
+    result = LoadResult(client_cpu=usage.ru_utime + usage.ru_stime, extra=figures["requests"] - len(results))
     result.latency_ms = {key: round(figures[f"{key}_us"] / 1000, 1) for key in ("p50", "p95", "p99", "max", "mean")}
     sent_times, received_times = [], []
     for line in results:

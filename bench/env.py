@@ -27,6 +27,9 @@ DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.
 # bench.postoffice's django-post_office side: a database of its own on the same server.
 POSTOFFICE_DB_NAME = f"{DB_NAME}_postoffice"
 POSTOFFICE_DATABASE_URL = DATABASE_URL.rsplit("/", 1)[0] + f"/{POSTOFFICE_DB_NAME}"
+# bench.floor's reference endpoint: a database of its own on the same server.
+FLOOR_DB_NAME = f"{DB_NAME}_floor"
+FLOOR_DATABASE_URL = DATABASE_URL.rsplit("/", 1)[0] + f"/{FLOOR_DB_NAME}"
 # A Redis database number nobody else uses: FLUSHDB at the start of every benchmark.
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 

@@ -181,11 +181,28 @@ def health_ok(port: int) -> bool:
         return False
 
 
-def start_gunicorn(procs: Processes, port: int, workers: int, threads: int, worker_class: str = "gthread") -> Proc:
+# gunicorn's configuration and WSGI application for the product, as `make run` and the Dockerfile
+# start it.
+PRODUCT_WSGI = ("--config", "python:config.gunicorn", "config.wsgi")
+
+
+def start_gunicorn(
+    procs: Processes,
+    port: int,
+    workers: int,
+    threads: int,
+    worker_class: str = "gthread",
+    wsgi: Sequence[str] = PRODUCT_WSGI,
+    env: dict[str, str] | None = None,
+) -> Proc:
+    """gunicorn serving `wsgi` (its arguments naming the application: the product's unless told)
+    with `env` (default `bench_env()`); returns once `/api/v1/health` answers 200."""
+    # gunicorn runs a sync worker class with more than one thread as gthread: one, to mean sync.
+    threads = 1 if worker_class == "sync" else threads
     proc = procs.start(
         "gunicorn",
         [
-            PYTHON, "-m", "gunicorn", "--config", "python:config.gunicorn", "config.wsgi",
+            PYTHON, "-m", "gunicorn", *wsgi,
             "--bind", f"127.0.0.1:{port}",
             "--worker-class", worker_class,
             "--workers", str(workers),
@@ -194,6 +211,7 @@ def start_gunicorn(procs: Processes, port: int, workers: int, threads: int, work
             "--keep-alive", "30",
             "--graceful-timeout", "10",
         ],
+        env,
     )  # fmt: skip
     wait_until(lambda: health_ok(port), 60, "gunicorn", interval=0.2, procs=procs)
     return proc

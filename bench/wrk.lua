@@ -5,7 +5,12 @@
 -- ids. Once a thread has its last response it prints "done" and idles; bench/wrk.py stops wrk
 -- (SIGINT) when every thread has, and done() writes the results for it.
 --
---   wrk -t N -c N -s bench/wrk.lua URL -- DIR API_KEY PATH
+-- With a fourth argument "keep-sending", a thread that has its share's responses sends its
+-- bodies again, unrecorded, until wrk is stopped. For gunicorn's sync workers: after a
+-- `Connection: close` wrk reconnects at once, and an idle connection holds a sync worker until
+-- gunicorn's timeout kills it (30 s), so the threads that finish first stall the others.
+--
+--   wrk -t N -c N -s bench/wrk.lua URL -- DIR API_KEY PATH [keep-sending]
 
 local ffi = require("ffi")
 ffi.cdef [[
@@ -37,6 +42,7 @@ function init(args)
     for line in io.lines(dir .. "/bodies-" .. index .. ".jsonl") do
         requests[#requests + 1] = wrk.format("POST", args[3], headers, line)
     end
+    keep_sending = args[4] == "keep-sending"
     sent, sent_at = 0, 0
     -- wrk calls the first thread's request() once before it starts, to check the request it
     -- returns (script_verify_request): that call must not use up a body.
@@ -51,7 +57,7 @@ end
 
 function delay()
     -- Its share sent, the connection waits (an hour) for the bench to stop wrk.
-    if sent < #requests then
+    if sent < #requests or (keep_sending and #requests > 0) then
         return 0
     end
     return 3600000
@@ -64,11 +70,14 @@ function request()
     end
     sent = sent + 1
     sent_at = now()
-    return requests[sent]
+    return requests[(sent - 1) % #requests + 1]
 end
 
 function response(status, headers, body)
     local received_at = now()
+    if #results == #requests then
+        return -- past its share (keep-sending): counted by wrk's summary alone
+    end
     local ids = {}
     if status == 202 then
         local messages = body:match('"messages"%s*:%s*(%b[])') or ""
