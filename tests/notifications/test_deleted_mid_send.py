@@ -193,17 +193,21 @@ def for_up_to_3_seconds(thread) -> None:
 
 
 @contextmanager
-def sent_meanwhile(client, model, wait=for_up_to_3_seconds):
+def sent_meanwhile(client, model, wait=for_up_to_3_seconds, send_deadlock_timeout_ms=None):
     """A send to ada with `client`'s key, from another connection, started by the first
     pre_delete of a `model` row inside the block: after the deletion collected what goes with the
     row, before it deletes anything, which goes on after `wait(thread)`. Yields what the send was
-    answered, once it is (`response`)."""
+    answered, once it is (`response`). `send_deadlock_timeout_ms`: the send's connection's
+    `deadlock_timeout` (a session setting)."""
     sent = {}
 
     def send_in_another_connection():
         other = APIClient()
         other.credentials(**client._credentials)
         try:
+            if send_deadlock_timeout_ms is not None:
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SET deadlock_timeout = {int(send_deadlock_timeout_ms)}")
             sent["response"] = send(other, recipient="ada", channels=["email"])
         finally:
             connection.close()
@@ -332,24 +336,22 @@ def until_it_waits_for_a_lock(thread) -> None:
     raise AssertionError("the send never waited for the deletion")
 
 
-def until_it_has_waited_past_the_deadlock_timeout(thread) -> None:
-    """PostgreSQL looks for a deadlock once, when a wait has lasted `deadlock_timeout`: past it,
-    the send's wait has been looked at, and the deadlock is found by the deletion's."""
-    until_it_waits_for_a_lock(thread)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'")  # ms
-        time.sleep(cursor.fetchone()[0] / 1000 + 0.5)
-
-
 def test_a_tenant_deletion_aborted_by_a_deadlock_with_a_send_is_tried_again_after_it(
     admin_client, admin, tenant, ada, namesakes
 ):
     """The tenant sent earlier this month: a send updates its usage counter row before it waits
     for the deletion, which then waits for the row. PostgreSQL aborts the deletion: the send
-    commits, and the deletion, tried again, deletes its rows too."""
+    commits, and the deletion, tried again, deletes its rows too.
+
+    PostgreSQL looks for a deadlock once per wait, when it has lasted `deadlock_timeout`, and
+    aborts the transaction whose look found it. The send waits first, so its look must not come
+    before the deletion waits too (then it finds none) nor find the cycle first (then the send is
+    the one aborted, the test below): its connection looks only after a minute, and the
+    deletion's look (after PostgreSQL's 1 s) is the one that finds the cycle, however busy the
+    machine. With a fixed pause instead, a loaded machine sometimes ran the send's look late."""
     assert send(admin, recipient="ada", channels=["email"]).status_code == 202
 
-    with sent_meanwhile(admin, Tenant, wait=until_it_has_waited_past_the_deadlock_timeout) as sent:
+    with sent_meanwhile(admin, Tenant, wait=until_it_waits_for_a_lock, send_deadlock_timeout_ms=60_000) as sent:
         deleted = delete_in_the_admin(admin_client, tenant, DELETE_ONE)
 
     assert_deleted_in_the_admin(deleted, tenant)
