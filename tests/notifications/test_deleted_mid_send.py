@@ -22,7 +22,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from notifications import services
-from notifications.models import Message, Notification
+from notifications.models import DeliveryAttempt, Message, Notification
 from preferences.models import Recipient
 from preferences.services import erase_recipient
 from tenants.models import Category, Tenant
@@ -357,6 +357,40 @@ def test_a_tenant_deletion_aborted_by_a_deadlock_with_a_send_is_tried_again_afte
     assert_deleted_in_the_admin(deleted, tenant)
     assert sent["response"].status_code == 202, sent["response"].content
     assert_tenant_gone_answer(send(admin, recipient="ada", channels=["email"]))
+
+
+def test_a_tenant_deletion_meeting_an_attempt_recorded_meanwhile_deletes_it_too(
+    admin_client, admin, tenant, ada, namesakes
+):
+    """A worker records an attempt of one of the tenant's messages after the deletion deleted
+    their attempts and before it deletes the messages. The attempt names only its message, so
+    the tenant's lock does not hold it back; the message's DELETE then broke its foreign key at
+    the deletion's commit (IntegrityError: a 500 in the admin, nothing deleted). The deletion is
+    tried again, and deletes it with the rest."""
+    notification_id = send(admin, recipient="ada", channels=["email"]).json()["id"]
+    message = Message.objects.get(notification_id=notification_id)
+    recorded = []
+
+    def record_in_another_connection():
+        try:
+            DeliveryAttempt.objects.create(message_id=message.pk, provider="smtp", outcome="sent")
+        finally:
+            connection.close()
+
+    def after_the_attempts_delete(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if not recorded and sql.startswith('DELETE FROM "notifications_deliveryattempt"'):
+            recorded.append(threading.Thread(target=record_in_another_connection))
+            recorded[0].start()
+            recorded[0].join(timeout=10)
+        return result
+
+    with connection.execute_wrapper(after_the_attempts_delete):
+        deleted = delete_in_the_admin(admin_client, tenant, DELETE_ONE)
+
+    assert recorded, "the deletion never deleted attempts"
+    assert_deleted_in_the_admin(deleted, tenant)
+    assert not DeliveryAttempt.objects.filter(message_id=message.pk).exists()
 
 
 def test_a_send_aborted_by_a_deadlock_with_its_tenants_deletion_is_401(admin_client, admin, tenant, ada, namesakes):
