@@ -412,7 +412,7 @@ def cancel(run: CampaignRun) -> CampaignRun:
         "not_running",
         "cancelled",
     )
-    cancelled = cancel_unsent(notification)["cancelled_messages"]
+    cancelled, _fanned_out = cancel_unsent(notification)
     # `notification` is as locked above, before the cancel: `accepted` for a completed run.
     _refuse_when_nothing_left(notification, cancelled, "cancel")
     return CampaignRun.objects.select_related("notification").get(pk=run.pk)

@@ -36,14 +36,14 @@ def cancel(notification: Notification) -> dict:
     Marking it cancelled would report a delivered notification as cancelled. One message in a
     worker's hands is enough to cancel: if it comes back (a retry, a lease that ran out), the due
     poller cancels it."""
-    result = cancel_unsent(notification)
-    if result.pop("fanned_out") and nothing_left_to_stop(notification.pk, result["cancelled_messages"]):
+    cancelled, fanned_out = cancel_unsent(notification)
+    if fanned_out and nothing_left_to_stop(notification.pk, cancelled):
         raise ApiError(
             409,
             "nothing_to_cancel",
             "Every message of this notification has been sent or has settled: nothing is left to cancel.",
         )
-    return result
+    return {"id": str(notification.pk), "status": Notification.Status.CANCELLED, "cancelled_messages": cancelled}
 
 
 def nothing_left_to_stop(notification_id, moved: int) -> bool:
@@ -58,9 +58,10 @@ def nothing_left_to_stop(notification_id, moved: int) -> bool:
     )
 
 
-def cancel_unsent(notification: Notification) -> dict:
+def cancel_unsent(notification: Notification) -> tuple[int, bool]:
     """Lock the notification, mark it cancelled and cancel its messages that wait to be sent,
-    in the caller's transaction; `fanned_out`: whether its fan-out was done (it was `accepted`)."""
+    in the caller's transaction. Returns how many it cancelled, and whether its fan-out was done
+    (it was `accepted`)."""
     notification = Notification.objects.select_for_update(of=("self",)).get(pk=notification.pk)
     if notification.status == Notification.Status.CANCELLED:
         raise ApiError(409, "already_cancelled", "This notification was already cancelled.")
@@ -73,12 +74,7 @@ def cancel_unsent(notification: Notification) -> dict:
     # race keeps its message, which is then sent (once: a retry of it is cancelled when it comes
     # due, delivery/timers.py).
     cancelled = cancel_waiting(Message.objects.filter(notification=notification), now)
-    return {
-        "id": str(notification.id),
-        "status": notification.status,
-        "cancelled_messages": cancelled,
-        "fanned_out": fanned_out,
-    }
+    return cancelled, fanned_out
 
 
 def cancel_waiting(messages, now: datetime, expected: int | None = None) -> int:
