@@ -122,13 +122,13 @@ class AggregateAdmin(OperatorAdmin):
 
 @admin.register(DeliveryCount)
 class DeliveryCountAdmin(AggregateAdmin):
-    list_display = ["hour", "tenant", "channel", "category", "provider", "status", "n"]
+    list_display = ["hour", "tenant", "channel", "category", "provider", "status", "shard", "n"]
     list_filter = ["status", *AggregateAdmin.list_filter]
 
 
 @admin.register(DeliveryLatency)
 class DeliveryLatencyAdmin(AggregateAdmin):
-    list_display = ["hour", "tenant", "channel", "category", "provider", "stage", "bucket", "n"]
+    list_display = ["hour", "tenant", "channel", "category", "provider", "stage", "bucket", "shard", "n"]
     list_filter = ["stage", *AggregateAdmin.list_filter]
 
 

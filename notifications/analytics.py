@@ -6,7 +6,9 @@ and `DeliveryLatency` (a fixed-bucket histogram of accept-to-sent and accept-to-
 times with the same key). Writers: accept and the fan-out for the messages they write
 (`written`), and a `notifications.transitions` listener for every later status write
 (`moved`). Each increment is one `INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n`
-(PostgreSQL and SQLite), so concurrent workers add up instead of overwriting each other.
+(PostgreSQL and SQLite), so concurrent workers add up instead of overwriting each other, into
+the rows of their connection's shard (alertflow/counters.py), so they rarely wait for each
+other's commits; every reader sums the shards.
 
 `report` reads them for GET /api/v1/analytics/deliveries; `counts_since` for the admin dashboard.
 """
@@ -22,6 +24,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from alertflow.counters import shard_sql
 from alertflow.errors import ApiError
 from alertflow.together import Statement, run_together
 
@@ -91,8 +94,9 @@ def increment(model, key_fields: list[str], increments: Counter) -> None:
 
 
 def increment_statement(model, key_fields: list[str], increments: Counter) -> Statement | None:
-    """`INSERT ... ON CONFLICT (key) DO UPDATE SET n = <table>.n + excluded.n` adding
-    `increments` to `model`'s rows (None: nothing to add).
+    """`INSERT ... ON CONFLICT (key, shard) DO UPDATE SET n = <table>.n + excluded.n` adding
+    `increments` to `model`'s rows of the connection's shard (alertflow/counters.py; None:
+    nothing to add).
 
     Rows go in key order, so two transactions incrementing the same rows lock them in the same
     order and never deadlock.
@@ -108,11 +112,12 @@ def increment_statement(model, key_fields: list[str], increments: Counter) -> St
     params = []
     for key, n in rows:
         params += [f.get_db_prep_save(value, connection) for f, value in zip(fields, key, strict=True)] + [n]
-    one = "(" + ", ".join(["%s"] * (len(fields) + 1)) + ")"
+    one = "(" + ", ".join(["%s"] * len(fields)) + f", {shard_sql(connection)}, %s)"
+    key = ", ".join([*columns, quote("shard")])
     sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}, n) VALUES "  # noqa: S608 (names from the model)
+        f"INSERT INTO {table} ({key}, n) VALUES "  # noqa: S608 (names from the model)
         + ", ".join([one] * len(rows))
-        + f" ON CONFLICT ({', '.join(columns)}) DO UPDATE SET n = {table}.n + excluded.n"
+        + f" ON CONFLICT ({key}) DO UPDATE SET n = {table}.n + excluded.n"
     )
     return sql, params
 

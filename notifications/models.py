@@ -442,6 +442,12 @@ class CampaignRun(models.Model):
         return None
 
 
+SHARD_HELP = (
+    "Writers raise the rows of their database connection's shard, so they rarely wait for each other; "
+    "the reports add the shards up (alertflow/counters.py)."
+)
+
+
 class DeliveryCount(models.Model):
     """How many messages entered a status in one hour, per tenant, channel, category and
     provider: the aggregates GET /api/v1/analytics/deliveries and the admin dashboard read
@@ -460,6 +466,7 @@ class DeliveryCount(models.Model):
     category = models.CharField(max_length=64, blank=True)
     provider = models.CharField(max_length=100, blank=True)
     status = models.CharField(max_length=12)
+    shard = models.PositiveSmallIntegerField(default=0, help_text=SHARD_HELP)
     n = models.PositiveBigIntegerField(default=0)
 
     class Meta:
@@ -467,7 +474,8 @@ class DeliveryCount(models.Model):
             # The upsert's conflict target. Tenant and hour first: every report reads
             # `tenant = ? AND hour BETWEEN ? AND ?` through this index.
             models.UniqueConstraint(
-                fields=["tenant", "hour", "channel", "category", "provider", "status"], name="delivery_count_key"
+                fields=["tenant", "hour", "channel", "category", "provider", "status", "shard"],
+                name="delivery_count_key_shard",
             )
         ]
 
@@ -493,6 +501,7 @@ class DeliveryLatency(models.Model):
     provider = models.CharField(max_length=100, blank=True)
     stage = models.CharField(max_length=10)
     bucket = models.PositiveSmallIntegerField()
+    shard = models.PositiveSmallIntegerField(default=0, help_text=SHARD_HELP)
     n = models.PositiveBigIntegerField(default=0)
 
     class Meta:
@@ -500,8 +509,8 @@ class DeliveryLatency(models.Model):
         constraints = [
             # The upsert's conflict target, and the reports' index (tenant and hour first).
             models.UniqueConstraint(
-                fields=["tenant", "hour", "channel", "category", "provider", "stage", "bucket"],
-                name="delivery_latency_key",
+                fields=["tenant", "hour", "channel", "category", "provider", "stage", "bucket", "shard"],
+                name="delivery_latency_key_shard",
             )
         ]
 

@@ -123,11 +123,11 @@ class QuotaAdmin(OperatorAdmin):
 class UsageAdmin(OperatorAdmin):
     """Counters kept by the accept path: shown, never edited."""
 
-    list_display = ["tenant", "period", "channel", "used"]
+    list_display = ["tenant", "period", "channel", "shard", "used"]
     list_filter = ["channel", "period"]
     list_select_related = ["tenant"]
     search_fields = ["tenant__name"]
-    fields = ["tenant", "period", "channel", "used"]
+    fields = ["tenant", "period", "channel", "shard", "used"]
     readonly_fields = fields
 
     def has_add_permission(self, request):

@@ -188,21 +188,27 @@ class Quota(models.Model):
 
 
 class Usage(models.Model):
-    """Messages a tenant was charged on one channel in one month: one counter row, raised at
-    accept time by one conditional upsert (tenants/usage.py)."""
+    """Messages a tenant was charged on one channel in one month, raised at accept time by one
+    conditional upsert (tenants/usage.py): the sum of the month's rows of the channel, one per
+    shard (alertflow/counters.py; shard 0 while the channel has a quota)."""
 
     tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="usage", db_index=False)
     channel = models.CharField(max_length=10, choices=Channel.choices)
     # The first day of the month (UTC).
     period = models.DateField()
+    shard = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="0: charged against the channel's quota; 1 and up: charged while it had none, by "
+        "concurrent sends that did not wait for each other. The month's usage is the sum.",
+    )
     used = models.PositiveBigIntegerField(default=0)
 
     class Meta:
-        ordering = ["-period", "channel"]
+        ordering = ["-period", "channel", "shard"]
         verbose_name_plural = "usage"
         constraints = [
             # Also the index of every lookup: a tenant's counters of one month.
-            models.UniqueConstraint(fields=["tenant", "period", "channel"], name="usage_unique_period_channel")
+            models.UniqueConstraint(fields=["tenant", "period", "channel", "shard"], name="usage_unique_period_shard")
         ]
 
     def __str__(self) -> str:

@@ -2,11 +2,13 @@
 
 A send costs one per recipient per requested channel, charged in the accept transaction: a
 bulk send is refused whole or accepted whole. The charge is one upsert per channel of the
-month's counter row, `INSERT ... ON CONFLICT DO UPDATE SET used = used + n WHERE used + n <=
-limit` (the limit read in the same statement; the month's first send creates the row), so
-concurrent sends queue on the row lock and never overshoot together; the transaction's rollback
-takes the charge back with everything else. Accept charges last, just before its commit, so the
-row lock is held for as short as can be, in the one statement of its writes (`Charge`).
+month's counter, `INSERT ... ON CONFLICT DO UPDATE SET used = used + n WHERE used + n <= limit`
+(the limit read in the same statement; the month's first send creates the row), so concurrent
+sends of a channel with a quota queue on its row lock and never overshoot together; a channel
+without one is counted in shards that concurrent sends do not queue on (`_add_sql`). The
+transaction's rollback takes the charge back with everything else. Accept charges last, just
+before its commit, so the row lock is held for as short as can be, in the one statement of its
+writes (`Charge`).
 """
 
 from dataclasses import dataclass
@@ -14,9 +16,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 
 from django.db import connection
+from django.db.models import Sum
 from django.utils import timezone
 
 from alertflow.channels import CHANNELS
+from alertflow.counters import shard_sql
 from alertflow.errors import ApiError
 from alertflow.together import Statement, run_together
 
@@ -62,8 +66,9 @@ class Charge:
         charged = [(channel, costs[channel]) for channel in sorted(costs) if costs[channel] > 0]
         statements = []
         for channel, cost in charged:
-            limit = [tenant_id, channel, UNLIMITED]
-            statements.append((_add_sql(), [tenant_id, month, channel, cost, cost, *limit, *limit]))
+            counter = [tenant_id, month, channel]
+            params = [*counter, cost, tenant_id, channel, cost, *counter, *counter, tenant_id, channel]
+            statements.append((_add_sql(), params))
         return cls(tenant, now, period, charged, statements)
 
     def settle(self, counts: list[int]) -> None:
@@ -77,10 +82,10 @@ class Charge:
             # The upsert adds within the quota or not at all: a counter that did not take the
             # cost is over the limit, whether its row was there (locked now) or not.
             limit = Quota.objects.filter(tenant=self.tenant, channel=channel).values_list("monthly_limit", flat=True)
-            used = Usage.objects.filter(tenant=self.tenant, period=self.period, channel=channel).values_list(
-                "used", flat=True
-            )
-            over[channel] = {"limit": limit.first(), "used": used.first() or 0, "requested": cost}
+            used = Usage.objects.filter(tenant=self.tenant, period=self.period, channel=channel).aggregate(
+                used=Sum("used")
+            )["used"]
+            over[channel] = {"limit": limit.first(), "used": used or 0, "requested": cost}
         if over:
             resets = datetime.combine(next_period_start(self.period), time.min, tzinfo=UTC)
             error = ApiError(
@@ -94,42 +99,57 @@ class Charge:
             raise error
 
 
-# The bound of a channel without a Quota row: above any monthly limit one can hold.
-UNLIMITED = 2**62
-
-
 @cache
 def _add_sql() -> str:
     """One statement that raises the month's counter by a cost if it stays within the channel's
-    quota (or UNLIMITED), creating the row on the month's first send: `INSERT ... SELECT ...
-    WHERE cost <= limit ON CONFLICT DO UPDATE SET used = used + cost WHERE used + cost <= limit`.
-    Its row count is 1 if the cost went in, 0 if it would go over: one statement whatever the
-    month's state, so a charge never needs a second one (which, sent after the later channels'
-    rows were locked, could deadlock two sends at a quota's edge). Written once per process in
-    raw SQL because the ORM's query building cost more CPU than the statement; the same on
-    PostgreSQL and SQLite."""
+    quota, creating the row on the month's first send; its row count is 1 if the cost went in,
+    0 if it would go over. One statement whatever the month's state, so a charge never needs a
+    second one (which, sent after the later channels' rows were locked, could deadlock two sends
+    at a quota's edge).
+
+    A channel with a quota raises shard 0, the one row every send of it queues on, `WHERE used
+    + cost + <the other shards> <= limit`: concurrent sends never overshoot together. A channel
+    without one raises the connection's own shard (alertflow/counters.py) unchecked, so the
+    tenant's sends do not queue on one row. Once a quota is set, its check counts what the other
+    shards took before. A send whose statement started before the quota's commit charges as
+    unlimited, as it would with a single row.
+
+    Written once per process in raw SQL because the ORM's query building cost more CPU than the
+    statement; the same on PostgreSQL and SQLite (`INSERT ... SELECT ... WHERE` before `ON
+    CONFLICT`, which SQLite needs to parse it)."""
     quote = connection.ops.quote_name
 
     def column(model, name: str) -> str:
         return quote(model._meta.get_field(name).column)
 
-    table, used = quote(Usage._meta.db_table), column(Usage, "used")
-    key = ", ".join(column(Usage, name) for name in ("tenant", "period", "channel"))
+    table, used, shard = quote(Usage._meta.db_table), column(Usage, "used"), column(Usage, "shard")
+    tenant, period, channel = (column(Usage, name) for name in ("tenant", "period", "channel"))
+    key = f"{tenant}, {period}, {channel}, {shard}"
     limit = (
-        f"COALESCE((SELECT {column(Quota, 'monthly_limit')} FROM {quote(Quota._meta.db_table)} "  # noqa: S608 (names from the models)
-        f"WHERE {column(Quota, 'tenant')} = %s AND {column(Quota, 'channel')} = %s), %s)"
+        f"(SELECT {column(Quota, 'monthly_limit')} FROM {quote(Quota._meta.db_table)} "  # noqa: S608 (names from the models)
+        f"WHERE {column(Quota, 'tenant')} = %s AND {column(Quota, 'channel')} = %s)"
     )
+
+    def taken(other_shards: bool) -> str:
+        where = f"o.{tenant} = %s AND o.{period} = %s AND o.{channel} = %s"
+        where += f" AND o.{shard} <> 0" if other_shards else ""
+        return f"(SELECT COALESCE(SUM(o.{used}), 0) FROM {table} AS o WHERE {where})"  # noqa: S608
+
     return (
-        f"INSERT INTO {table} ({key}, {used}) SELECT %s, %s, %s, %s WHERE %s <= {limit} "
+        f"INSERT INTO {table} ({key}, {used}) "  # noqa: S608
+        f"SELECT %s, %s, %s, CASE WHEN q.quota IS NULL THEN {shard_sql(connection)} ELSE 0 END, %s "
+        f"FROM (SELECT {limit} AS quota) AS q "
+        f"WHERE q.quota IS NULL OR %s + {taken(other_shards=False)} <= q.quota "
         f"ON CONFLICT ({key}) DO UPDATE SET {used} = {table}.{used} + excluded.{used} "
-        f"WHERE {table}.{used} + excluded.{used} <= {limit}"
+        f"WHERE excluded.{shard} <> 0 OR {table}.{used} + excluded.{used} + {taken(other_shards=True)} <= {limit}"
     )
 
 
 def usage_report(tenant: Tenant) -> dict:
     """Used and left this month per channel (`limit` and `left` are null when unlimited)."""
     period = period_start()
-    used = dict(Usage.objects.filter(tenant=tenant, period=period).values_list("channel", "used"))
+    counters = Usage.objects.filter(tenant=tenant, period=period).values_list("channel").annotate(Sum("used"))
+    used = dict(counters.order_by())
     limits = dict(Quota.objects.filter(tenant=tenant).values_list("channel", "monthly_limit"))
     channels = {}
     for channel in CHANNELS:

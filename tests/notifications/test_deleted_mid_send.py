@@ -25,7 +25,7 @@ from notifications import services
 from notifications.models import DeliveryAttempt, Message, Notification
 from preferences.models import Recipient
 from preferences.services import erase_recipient
-from tenants.models import Category, Tenant
+from tenants.models import Category, Quota, Tenant
 from tenants.services import delete_tenants
 from tests.factories import CategoryFactory, RecipientFactory
 
@@ -339,8 +339,9 @@ def until_it_waits_for_a_lock(thread) -> None:
 def test_a_tenant_deletion_aborted_by_a_deadlock_with_a_send_is_tried_again_after_it(
     admin_client, admin, tenant, ada, namesakes
 ):
-    """The tenant sent earlier this month: a send updates its usage counter row before it waits
-    for the deletion, which then waits for the row. PostgreSQL aborts the deletion: the send
+    """The tenant has an email quota and sent earlier this month: a send updates its usage
+    counter row (shard 0, the row of every charge against a quota, alertflow/counters.py)
+    before it waits for the deletion, which then waits for the row. PostgreSQL aborts the deletion: the send
     commits, and the deletion, tried again, deletes its rows too.
 
     PostgreSQL looks for a deadlock once per wait, when it has lasted `deadlock_timeout`, and
@@ -349,6 +350,7 @@ def test_a_tenant_deletion_aborted_by_a_deadlock_with_a_send_is_tried_again_afte
     the one aborted, the test below): its connection looks only after a minute, and the
     deletion's look (after PostgreSQL's 1 s) is the one that finds the cycle, however busy the
     machine. With a fixed pause instead, a loaded machine sometimes ran the send's look late."""
+    Quota.objects.create(tenant=tenant, channel="email", monthly_limit=1000)
     assert send(admin, recipient="ada", channels=["email"]).status_code == 202
 
     with sent_meanwhile(admin, Tenant, wait=until_it_waits_for_a_lock, send_deadlock_timeout_ms=60_000) as sent:

@@ -134,6 +134,22 @@ def test_last_months_use_does_not_count_against_this_month(admin, tenant, ada):
     assert counters == {last_month: 1, period_start(): 1}
 
 
+@pytest.mark.sqlite
+def test_a_quota_set_during_the_month_counts_what_was_charged_before_it(admin, member, tenant, ada):
+    """Charged while the channel had no quota, in the shards of the sends' connections
+    (alertflow/counters.py): the quota's check and the usage add them up."""
+    for shard, used in ((3, 7), (5, 2)):
+        Usage.objects.create(tenant=tenant, channel="email", period=period_start(), shard=shard, used=used)
+    Quota.objects.create(tenant=tenant, channel="email", monthly_limit=10)
+
+    assert send(admin, recipient="ada", channels=["email"]).status_code == 202
+    refused = send(admin, recipient="ada", channels=["email"])
+
+    assert refused.status_code == 429
+    assert refused.json()["error"]["details"]["channels"]["email"] == {"limit": 10, "used": 10, "requested": 1}
+    assert member.get("/api/v1/usage").json()["channels"]["email"] == {"used": 10, "limit": 10, "left": 0}
+
+
 def test_a_new_month_starts_from_zero():
     assert period_start(datetime(2026, 12, 31, 23, 59, tzinfo=UTC)).isoformat() == "2026-12-01"
     assert next_period_start(period_start(datetime(2026, 12, 15, tzinfo=UTC))).isoformat() == "2027-01-01"
