@@ -58,9 +58,10 @@ class Backoff:
 
     _every: ClassVar[list["Backoff"]] = []
 
-    def __init__(self, what: str, seconds: float = RETRY_SECONDS):
+    def __init__(self, what: str, seconds: float = RETRY_SECONDS, instead: str = "reading PostgreSQL"):
         self.what = what
         self.seconds = seconds
+        self.instead = instead  # what the caller does meanwhile, for the log
         self.down_until = 0.0
         Backoff._every.append(self)
 
@@ -70,7 +71,7 @@ class Backoff:
     def failed(self, action: str) -> None:
         """Call from the `except` of a failed Redis call (the traceback is logged)."""
         self.down_until = time.monotonic() + self.seconds
-        logger.warning("%s: Redis unavailable (%s); reading PostgreSQL", self.what, action, exc_info=True)
+        logger.warning("%s: Redis unavailable (%s); %s", self.what, action, self.instead, exc_info=True)
 
     @classmethod
     def reset_all(cls) -> None:

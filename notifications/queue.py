@@ -41,7 +41,9 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Min, Q
 from django.db.models.functions import Now
 from django.utils import timezone
+from redis.exceptions import RedisError
 
+from alertflow import redis as alertflow_redis
 from alertflow.compiled import CompiledInsert
 from alertflow.logging import request_id_var
 from alertflow.queues import (
@@ -54,6 +56,7 @@ from alertflow.queues import (
     SEND_BATCH_TASK,
     SEND_MESSAGE_TASK,
 )
+from alertflow.redis import Backoff
 from alertflow.task_context import REQUEST_ID_HEADER
 from alertflow.together import Statement, run_together
 
@@ -200,6 +203,65 @@ def fan_out(notification_id, after: int | None = None) -> None:
     _wake_relay_after_commit()
 
 
+# While the API is busy the relay does not need the wake-ups: after a round that took rows it
+# takes the next one a round's gap later anyway (notifications/relay.py, `serve`). It says so by
+# setting this key, with a time to live, for as long as it will keep looking without being
+# woken; a writer that reads the key alive when its transaction has committed skips the wake-up,
+# a second transaction per send (4% of a send's instructions in the web process, and a commit
+# that PostgreSQL serialises with every other notifying one). The time to live is Redis's clock
+# alone, read as time left: the relay's and the writers' hosts need not agree on the time.
+RELAY_POLLING_KEY = "af:relay:polling"
+# How long a relay keeps looking after a round that took rows, without being woken.
+RELAY_POLLING_SECONDS = 1.0
+# A process reads the key at most this often (one PTTL per interval, not one per send) ...
+RELAY_POLLING_READ_SECONDS = 0.1
+# ... and wakes the relay when less than this is left of what it read, for the relay's round that
+# is to come after the commit.
+RELAY_POLLING_MARGIN_SECONDS = 0.05
+
+
+class RelayPolling:
+    """This process's view of whether a relay is looking for rows without being woken."""
+
+    def __init__(self) -> None:
+        self.backoff = Backoff("The relay's polling key", instead="waking the relay through PostgreSQL")
+        self.forget()
+
+    def forget(self) -> None:
+        """Read the key again at the next commit (tests: one test's relay must not leak)."""
+        self.until = 0.0  # monotonic: until when a relay keeps looking, as last read
+        self.read_at = -RELAY_POLLING_READ_SECONDS
+
+    def covers_now(self) -> bool:
+        now = time.monotonic()
+        if now - self.read_at >= RELAY_POLLING_READ_SECONDS:
+            self.read_at, self.until = now, self._read(now)
+        return now < self.until - RELAY_POLLING_MARGIN_SECONDS
+
+    def _read(self, now: float) -> float:
+        """When the key expires, on this process's monotonic clock (0: no relay polling, or
+        Redis unavailable: then wake it, as without the key). Measured from before the read, so
+        never later than Redis's expiry."""
+        if not self.backoff.usable():
+            return 0.0
+        try:
+            left_ms = alertflow_redis.client().pttl(RELAY_POLLING_KEY)
+        except RedisError:
+            self.backoff.failed("reading the relay's polling key")
+            return 0.0
+        return now + left_ms / 1000 if left_ms > 0 else 0.0
+
+    @staticmethod
+    def announce() -> float:
+        """The relay's side: keep looking for RELAY_POLLING_SECONDS from now (monotonic: until
+        when), measured after Redis set the key, so never before it expires. Raises RedisError."""
+        alertflow_redis.client().set(RELAY_POLLING_KEY, "1", px=int(RELAY_POLLING_SECONDS * 1000))
+        return time.monotonic() + RELAY_POLLING_SECONDS
+
+
+relay_polling = RelayPolling()
+
+
 def _wake_relay_after_commit() -> None:
     """Notify the relay once the caller's transaction committed (once per transaction; at
     once outside a transaction: the rows just written are committed already)."""
@@ -213,6 +275,8 @@ def _wake_relay_after_commit() -> None:
 def _wake_relay() -> None:
     if connection.in_atomic_block:
         return  # still inside a transaction (a test running on-commit callbacks early): its BEGIN/COMMIT must not end it
+    if relay_polling.covers_now():
+        return
     try:
         with connection.cursor() as cursor:
             cursor.execute(WAKE_RELAY)

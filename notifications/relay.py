@@ -3,8 +3,10 @@
 On PostgreSQL the relay LISTENs on the channel each writing transaction notifies right after
 its commit (notifications/queue.py, WAKE_RELAY), so a row is published within milliseconds of
 its transaction's commit; it polls only as a safety net (a notification missed while the
-listening connection was being replaced). On SQLite (`make run` without DATABASE_URL), which
-has no LISTEN/NOTIFY, it polls.
+listening connection was being replaced). While the API is busy (a round took several rows),
+the relay takes its next rounds without waiting to be woken, for a second after each such
+round, and says so in Redis, so the writers skip their wake-up (queue.RelayPolling). On SQLite
+(`make run` without DATABASE_URL), which has no LISTEN/NOTIFY, it polls.
 
 It publishes whatever has committed when it wakes, at once, except single sends for a list in
 which every worker already finds a task waiting (notifications/queue.py, QUEUE_AHEAD): those
@@ -20,6 +22,9 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+from redis.exceptions import RedisError
+
+from alertflow.redis import Backoff
 
 from . import queue
 
@@ -43,6 +48,10 @@ ROUND_SECONDS = 0.025
 # most of what a single send costs it) is shared by more of them. A round of one row (a quiet
 # system) is followed by one at most ROUND_SECONDS later, and after a quiet spell the first commit
 # goes out at once (bench/README, issue 14 session 5, the relay's rounds).
+# A round that took this many rows or more says the API is busy: the relay keeps taking rounds
+# without being woken for a while, and tells the writers so (queue.RelayPolling). One row a round
+# is a quiet API, whose wake-ups cost nothing that matters.
+POLLING_ROWS = 2
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 5.0
 STOP_CHECK_SECONDS = 0.1
@@ -148,6 +157,22 @@ def round_gap(rows: int) -> float:
     return min(max(ROUND_SECONDS, settings.ALERTFLOW_RELAY_ROUND_MAX_SECONDS), ROUND_SECONDS * max(1, rows))
 
 
+ANNOUNCING = Backoff("The relay's polling announcement", instead="writers wake the relay through PostgreSQL")
+
+
+def announce_polling(polling_until: float) -> float:
+    """Tell writers that they need not wake the relay for the next
+    queue.RELAY_POLLING_SECONDS, since it will look anyway; the new `polling_until`, or the old
+    one if Redis could not be told (writers that cannot read the key wake the relay)."""
+    if not ANNOUNCING.usable():
+        return polling_until
+    try:
+        return queue.RelayPolling.announce()
+    except RedisError:
+        ANNOUNCING.failed("announcing that the relay polls")
+        return polling_until
+
+
 def serve(stopping: Callable[[], bool]) -> None:
     """Relay until `stopping()` is true (checked at least every LISTEN_POLL_SECONDS, and every
     STOP_CHECK_SECONDS of a back-off). It never exits on a failure: a broker or database that is down or does not
@@ -157,6 +182,7 @@ def serve(stopping: Callable[[], bool]) -> None:
     retry_in = RETRY_FIRST_SECONDS
     try:
         last_round, gap = 0.0, ROUND_SECONDS
+        polling_until = 0.0  # monotonic: until when writers were told they need not wake us
         while not stopping():
             # Rounds `gap` apart: under load, the commits of a few milliseconds go out in one
             # round instead of a round each (a round costs the relay about as much CPU for one
@@ -167,9 +193,16 @@ def serve(stopping: Callable[[], bool]) -> None:
                 relayed = queue.relay_once()
                 gap = round_gap(relayed.rows)
                 retry_in = RETRY_FIRST_SECONDS
+                if relayed.rows >= POLLING_ROWS and isinstance(wake, Listener):
+                    polling_until = announce_polling(polling_until)
                 if relayed.rows >= queue.RELAY_ROWS:
                     # A full round: more rows wait, and may be there since before the LISTEN (no
                     # notification will come for them). Held singles or not, take them at once.
+                    continue
+                if last_round < polling_until:
+                    # Writers that commit meanwhile do not wake us (queue.RelayPolling): the next
+                    # round, a gap from this one, looks for their rows, until one starts after
+                    # the time announced.
                     continue
                 if relayed.held:
                     wait_for_room(wake, relayed, stopping)

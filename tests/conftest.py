@@ -29,6 +29,16 @@ def redis_not_backed_off():
 
 
 @pytest.fixture(autouse=True)
+def relay_polling_forgotten():
+    """A relay that announced it polls (notifications.queue.RelayPolling) in one test must not
+    keep a later test's commits from waking its relay: clean_redis empties the key's database,
+    and this the process's last reading of it."""
+    from notifications.queue import relay_polling
+
+    relay_polling.forget()
+
+
+@pytest.fixture(autouse=True)
 def no_kept_connections():
     """Provider connections kept between batches (delivery.sending.kept) stay within a test."""
     from delivery.sending import kept

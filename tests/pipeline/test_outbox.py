@@ -15,8 +15,10 @@ import pytest
 from celery.signals import task_prerun
 from django.conf import settings
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from alertflow import redis as alertflow_redis
 from alertflow.logging import request_id_var
 from alertflow.queues import SEND_BATCH_TASK, SEND_MESSAGE_TASK
 from alertflow.task_context import REQUEST_ID_HEADER, request_id_of
@@ -148,6 +150,14 @@ def test_the_relay_publishes_only_what_committed(admin, ada, broker):
     assert len(tasks_in(broker, "email:2")) == 1
 
 
+def accept_and_close(*args):
+    """`accept` from a thread of its own, whose connection would otherwise outlive the test."""
+    try:
+        accept(*args)
+    finally:
+        connection.close()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_commit_wakes_the_listening_relay_at_once_and_a_lone_single_goes_out_alone(admin, ada, broker, monkeypatch):
     # Polling alone would take a minute: only the NOTIFY of the commit can wake it in time.
@@ -160,10 +170,71 @@ def test_a_commit_wakes_the_listening_relay_at_once_and_a_lone_single_goes_out_a
         latency = time.monotonic() - started
         [task] = tasks_in(broker, "email:2")
         # Stop the relay now, not after its minute-long wait: one more commit wakes it.
-        threading.Timer(0.2, lambda: accept(admin, ["email"])).start()
+        threading.Timer(0.2, accept_and_close, [admin, ["email"]]).start()
     assert latency < 1.0
     assert task["task"] == SEND_MESSAGE_TASK
     assert task["args"] == [str(message.id)]
+
+
+def notifies(queries) -> bool:
+    return any(queue.OUTBOX_CHANNEL in query["sql"] for query in queries)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_busy_relay_looks_without_being_woken_and_tells_the_writers(admin, ada, broker, monkeypatch):
+    """After a round that took rows, the relay takes its next rounds without waiting for a
+    wake-up, for queue.RELAY_POLLING_SECONDS, and says so in Redis: a send committed meanwhile
+    sends no NOTIFY (a second transaction per send) and is published at once all the same."""
+    monkeypatch.setattr(relay, "LISTEN_POLL_SECONDS", 60)  # only a wake-up or the polling in time
+    polling = alertflow_redis.client()
+    with running_relay(stopping_within=70):
+        time.sleep(0.5)  # listening
+        with CaptureQueriesContext(connection) as first:
+            accept(admin, ["email", "sms"])  # a round of two rows: the API is busy
+        assert wait_for(lambda: polling.pttl(queue.RELAY_POLLING_KEY) > 0, 5)
+        time.sleep(queue.RELAY_POLLING_READ_SECONDS)  # this process's last reading is stale
+        started = time.monotonic()
+        with CaptureQueriesContext(connection) as meanwhile:
+            [message] = accept(admin, ["email"])
+        assert wait_for(lambda: [str(message.id)] in [t["args"] for t in tasks_in(broker, "email:2")], 5)
+        latency = time.monotonic() - started
+        # Once the polling ends, a commit wakes the relay again (and stops it now, not in a minute).
+        assert wait_for(lambda: polling.pttl(queue.RELAY_POLLING_KEY) < 0, 5)
+        time.sleep(2 * queue.RELAY_POLLING_READ_SECONDS)
+        with CaptureQueriesContext(connection) as after:
+            accept(admin, ["email"])
+    assert notifies(first)
+    assert not notifies(meanwhile)
+    assert latency < 1.0
+    assert notifies(after)
+
+
+@pytest.mark.django_db
+def test_a_writer_wakes_the_relay_unless_the_polling_key_is_alive_and_readable(settings):
+    assert not queue.RelayPolling().covers_now()  # no relay said it polls
+
+    queue.RelayPolling.announce()
+    assert queue.RelayPolling().covers_now()
+
+    alertflow_redis.client().pexpire(queue.RELAY_POLLING_KEY, 30)  # almost over: less than the margin
+    assert not queue.RelayPolling().covers_now()
+
+    queue.RelayPolling.announce()
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    assert not queue.RelayPolling().covers_now()
+
+
+def test_a_relay_that_cannot_tell_redis_keeps_waiting_to_be_woken(settings, caplog):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+
+    assert relay.announce_polling(0.0) == 0.0
+    assert relay.announce_polling(0.0) == 0.0  # backed off: not tried again, not logged again
+
+    warnings = [r.getMessage() for r in caplog.records if r.name == "alertflow.redis"]
+    assert warnings == [
+        "The relay's polling announcement: Redis unavailable (announcing that the relay polls); "
+        "writers wake the relay through PostgreSQL"
+    ]
 
 
 # A relay in miniature, on the test database: it publishes the outbox's rows, then stops before
