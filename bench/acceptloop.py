@@ -6,7 +6,11 @@ bench.accept on a shared box: run the two sides of a change one after the other,
 `--trace` prints the Redis commands and SQL of one warm send instead.
 
     .venv/bin/python -m bench.acceptloop [--requests 2000] [--warmup 300] [--recipients 3000] [--trace]
-                                         [--py-spy FILE]
+                                         [--py-spy FILE] [--relay-busy]
+
+No relay runs here, so each send wakes it (a NOTIFY in a transaction of its own) as it would
+on a quiet system; `--relay-busy` sets the key a busy relay keeps alive (notifications/queue.py,
+RelayPolling), so the sends skip the wake-up as they do under load.
 
 3,000 recipients in one process miss the per-process recipient cache about as often as
 bench.accept's 1,000 over 3 gunicorn processes do.
@@ -30,9 +34,16 @@ def main():
     parser.add_argument("--recipients", type=int, default=3000)
     parser.add_argument("--trace", action="store_true", help="print the Redis commands and SQL of one request")
     parser.add_argument("--py-spy", metavar="FILE", help="record the measured sends with py-spy (collapsed stacks)")
+    parser.add_argument("--relay-busy", action="store_true", help="the sends find the relay polling: no wake-up")
     args = parser.parse_args()
     call, _tenant_id, key, ids = fresh_tenant("acceptloop", args.recipients)
     from django.db import connection
+
+    if args.relay_busy:
+        from alertflow.redis import client
+        from notifications.queue import RELAY_POLLING_KEY
+
+        client().set(RELAY_POLLING_KEY, "1", px=3_600_000)  # the bench's own Redis database
 
     rng = random.Random(1)
 

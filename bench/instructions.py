@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=250, help="sends measured in the second run")
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--size", type=int, help="deliverloop: message ids per deliver() call")
+    parser.add_argument("--relay-busy", action="store_true", help="acceptloop: the sends find the relay polling")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: make bench-deps (Debian's package valgrind)")
@@ -77,6 +78,8 @@ def main() -> None:
     if args.loop == "deliverloop":
         # Both runs accept as many sends first, so the difference holds deliveries alone.
         extra = ["--accepted", str(args.warmup + args.large), *(["--size", str(args.size)] if args.size else [])]
+    elif args.relay_busy:
+        extra = ["--relay-busy"]
     small = instructions(args.loop, args.small, args.warmup, extra)
     large = instructions(args.loop, args.large, args.warmup, extra)
     per_send = (large - small) / (args.large - args.small)
