@@ -1,6 +1,8 @@
 """Coarse API rate limits: per tenant for keyed requests, per client address for the rest.
 
-A fixed window counted with one pipelined INCR + EXPIRE: atomic and constant cost per request.
+A fixed window counted with one INCR per request (atomic, constant cost); the window's first
+request also gives its key a lifetime (EXPIRE). redis-py's pipeline that sent both on every
+request cost 2.4% of a send's instructions (bench/README, 2026-12-04 session 8).
 (DRF's throttles keep every request time of the window in the cache and rewrite the list on
 each request: 6,000 entries at 6,000/min, and not atomic.) They fail open: when Redis is down
 the API keeps accepting, because PostgreSQL is the truth.
@@ -38,10 +40,11 @@ class FixedWindowThrottle(throttling.BaseThrottle):
         window = int(now // period)
         key = f"af:throttle:{scope}:{ident}:{window}"
         try:
-            pipe = client().pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, period + 1)
-            count = pipe.execute()[0]
+            count = client().incr(key)
+            if count == 1:
+                # The window's first request gives its key a lifetime; a key that kept none
+                # (the EXPIRE lost) names a window that never comes back.
+                client().expire(key, period + 1)
         except Exception:  # any Redis connection error
             logger.warning("Rate limit store unavailable; allowing the request")
             return True

@@ -3,6 +3,9 @@
 import pytest
 from rest_framework.test import APIClient
 
+from alertflow import redis as alertflow_redis
+from alertflow import throttling
+
 pytestmark = pytest.mark.django_db
 
 
@@ -59,6 +62,29 @@ def test_tenant_throttle_answers_429_with_retry_after(owner, throttle_rates):
     assert statuses == [200, 200, 200, 429]
     assert response.json()["error"]["code"] == "rate_limited"
     assert int(response["Retry-After"]) > 0
+
+
+def test_a_throttle_window_is_one_command_a_request_and_its_lifetime_is_set_once(owner, throttle_rates, monkeypatch):
+    """The window's first request gives its counter a lifetime; the others only count."""
+    throttle_rates(tenant="100/min")
+    sent = []
+
+    class Recording:
+        def __init__(self, redis):
+            self.redis = redis
+
+        def __getattr__(self, name):
+            sent.append(name)
+            return getattr(self.redis, name)
+
+    monkeypatch.setattr(throttling, "client", lambda: Recording(alertflow_redis.client()))
+
+    for _ in range(3):
+        assert owner.get("/api/v1/categories").status_code == 200
+
+    assert sent == ["incr", "expire", "incr", "incr"]
+    [key] = alertflow_redis.client().keys("af:throttle:*")
+    assert 0 < alertflow_redis.client().ttl(key) <= 61
 
 
 def test_throttle_is_per_tenant(owner, outsider, throttle_rates):
