@@ -227,6 +227,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["alertflow.input_limits.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "alertflow.negotiation.ContentNegotiation",
     "EXCEPTION_HANDLER": "alertflow.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "alertflow.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
