@@ -207,7 +207,7 @@ def fan_out(notification_id, after: int | None = None) -> None:
 # takes the next one a round's gap later anyway (notifications/relay.py, `serve`). It says so by
 # setting this key, with a time to live, for as long as it will keep looking without being
 # woken; a writer that reads the key alive when its transaction has committed skips the wake-up,
-# a second transaction per send (4% of a send's instructions in the web process, and a commit
+# a second transaction per send (3-4% of a send's instructions in the web process, and a commit
 # that PostgreSQL serialises with every other notifying one). The time to live is Redis's clock
 # alone, read as time left: the relay's and the writers' hosts need not agree on the time.
 RELAY_POLLING_KEY = "af:relay:polling"

@@ -64,11 +64,7 @@ class Charge:
         tenant_id = Usage._meta.get_field("tenant").get_db_prep_value(tenant.pk, connection)
         month = connection.ops.adapt_datefield_value(period)
         charged = [(channel, costs[channel]) for channel in sorted(costs) if costs[channel] > 0]
-        statements = []
-        for channel, cost in charged:
-            counter = [tenant_id, month, channel]
-            params = [*counter, cost, tenant_id, channel, cost, *counter, *counter, tenant_id, channel]
-            statements.append((_add_sql(), params))
+        statements = [_add_statement(tenant_id, month, channel, cost) for channel, cost in charged]
         return cls(tenant, now, period, charged, statements)
 
     def settle(self, counts: list[int]) -> None:
@@ -143,6 +139,14 @@ def _add_sql() -> str:
         f"ON CONFLICT ({key}) DO UPDATE SET {used} = {table}.{used} + excluded.{used} "
         f"WHERE excluded.{shard} <> 0 OR {table}.{used} + excluded.{used} + {taken(other_shards=True)} <= {limit}"
     )
+
+
+def _add_statement(tenant_id, month, channel: str, cost: int) -> Statement:
+    """`_add_sql` with its parameters, in the order of its placeholders."""
+    counter = [tenant_id, month, channel]
+    quota = [tenant_id, channel]
+    # The row; the quota; the check without a row (every shard); with one (the other shards, the quota).
+    return _add_sql(), [*counter, cost, *quota, cost, *counter, *counter, *quota]
 
 
 def usage_report(tenant: Tenant) -> dict:

@@ -6,7 +6,6 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("notifications", "0016_campaign_run_paused_after_fan_out"),
-        ("tenants", "0007_usage_shard"),
     ]
 
     operations = [

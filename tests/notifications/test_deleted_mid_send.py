@@ -341,8 +341,8 @@ def test_a_tenant_deletion_aborted_by_a_deadlock_with_a_send_is_tried_again_afte
 ):
     """The tenant has an email quota and sent earlier this month: a send updates its usage
     counter row (shard 0, the row of every charge against a quota, alertflow/counters.py)
-    before it waits for the deletion, which then waits for the row. PostgreSQL aborts the deletion: the send
-    commits, and the deletion, tried again, deletes its rows too.
+    before it waits for the deletion, which then waits for the row. PostgreSQL aborts the
+    deletion: the send commits, and the deletion, tried again, deletes its rows too.
 
     PostgreSQL looks for a deadlock once per wait, when it has lasted `deadlock_timeout`, and
     aborts the transaction whose look found it. The send waits first, so its look must not come
