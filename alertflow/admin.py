@@ -8,15 +8,15 @@ free and close enough to page through.
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected
 from django.core.paginator import Paginator
-from django.db import connections
+from django.db import connections, router, transaction
 from django.http import HttpResponseRedirect
 from django.utils.functional import cached_property
 from rest_framework import serializers
 
 from . import input_limits
-from .errors import ApiError
-from .redis import WriteRefused
+from .errors import ApiError, TryAgain
 
 # Below this estimate an exact count is cheap and the estimate may be stale (a fresh table).
 EXACT_COUNT_BELOW = 100_000
@@ -52,9 +52,11 @@ def table_row_estimate(queryset) -> int | None:
 
 
 class OperatorAdmin(admin.ModelAdmin):
-    """The base of every model admin: no full-table count on any changelist, and a write Redis
-    cannot hear of (alertflow.redis.WriteRefused, raised before anything is written) shown as an
-    error on the same page instead of a 500."""
+    """The base of every model admin: no full-table count on any changelist, and a write refused
+    before anything of it was kept (alertflow.errors.TryAgain: one Redis cannot hear of, a
+    tenants' deletion that kept losing to their sends) shown as an error on the same page
+    instead of a 500. The changelist's "delete selected" runs in one transaction, as the delete
+    page does: refused, it leaves no log entry saying the rows were deleted."""
 
     show_full_result_count = False
     paginator = EstimatedCountPaginator
@@ -63,24 +65,38 @@ class OperatorAdmin(admin.ModelAdmin):
     def changeform_view(self, request, *args, **kwargs):
         try:
             return super().changeform_view(request, *args, **kwargs)
-        except WriteRefused as exc:
+        except TryAgain as exc:
             return self._refused(request, exc)
 
     def delete_view(self, request, *args, **kwargs):
         try:
             return super().delete_view(request, *args, **kwargs)
-        except WriteRefused as exc:
+        except TryAgain as exc:
             return self._refused(request, exc)
 
     def changelist_view(self, request, *args, **kwargs):  # where actions run
         try:
             return super().changelist_view(request, *args, **kwargs)
-        except WriteRefused as exc:
+        except TryAgain as exc:
             return self._refused(request, exc)
 
-    def _refused(self, request, exc: WriteRefused):
+    def _refused(self, request, exc: TryAgain):
         self.message_user(request, str(exc.detail), messages.ERROR)
         return HttpResponseRedirect(request.get_full_path())
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if "delete_selected" in actions:
+            _, name, description = actions["delete_selected"]
+            actions["delete_selected"] = (delete_selected_in_one_transaction, name, description)
+        return actions
+
+
+def delete_selected_in_one_transaction(modeladmin, request, queryset):
+    """Django's "delete selected" action, whose log entries are written before the rows are
+    deleted and, outside a transaction, stayed when the deletion then failed."""
+    with transaction.atomic(using=router.db_for_write(modeladmin.model)):
+        return delete_selected(modeladmin, request, queryset)
 
 
 def api_checked(check, value):

@@ -28,6 +28,16 @@ class ApiError(exceptions.APIException):
         self.details = details or {}
 
 
+class TryAgain(ApiError):
+    """A write refused before anything of it was kept: 503 with `code` and a Retry-After of
+    `wait` seconds (DRF's `wait`), and the same request later may succeed. The operator console
+    shows it as an error on the page (alertflow.admin.OperatorAdmin) instead of a 500."""
+
+    def __init__(self, code: str, message: str, wait: int):
+        super().__init__(503, code, message)
+        self.wait = wait
+
+
 # DRF's default codes, renamed where ours read better to a client.
 CODE_NAMES = {
     "invalid": "validation_error",

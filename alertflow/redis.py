@@ -14,7 +14,7 @@ from typing import ClassVar
 import redis
 from django.conf import settings
 
-from .errors import ApiError
+from .errors import TryAgain
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +37,15 @@ def client() -> redis.Redis:
     return _client
 
 
-class WriteRefused(ApiError):
+class WriteRefused(TryAgain):
     """A write whose readers rely on Redis hearing of it, refused because Redis could not be
-    reached: raised inside the writer's transaction, so nothing is written; the API answers 503
-    with `code` and a Retry-After (DRF's `wait`); the client tries again. A write committed
-    unheard would leave other processes reading the old state from Redis or their own caches (a
-    suppression hidden, an opt-out ignored) until an expiry. One subclass per kind of write, for its code."""
+    reached: raised inside the writer's transaction, so nothing is written; the client tries
+    again. A write committed unheard would leave other processes reading the old state from
+    Redis or their own caches (a suppression hidden, an opt-out ignored) until an expiry. One
+    subclass per kind of write, for its code."""
 
     def __init__(self, code: str, what: str):
-        super().__init__(503, code, f"{what} cannot be written while Redis is unreachable; try again.")
-        self.wait = WRITE_RETRY_SECONDS
+        super().__init__(code, f"{what} cannot be written while Redis is unreachable; try again.", WRITE_RETRY_SECONDS)
 
 
 class Backoff:

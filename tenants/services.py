@@ -13,7 +13,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from alertflow.choices import Role
-from alertflow.errors import ApiError, is_deadlock
+from alertflow.errors import ApiError, TryAgain, is_deadlock
 from alertflow.versioned_cache import VersionedCache
 
 from .models import DEFAULT_CATEGORY_CHANNELS, ApiKey, Category, Membership, Tenant
@@ -86,8 +86,23 @@ def delete_tenants(tenants: QuerySet[Tenant]) -> None:
             # breaks by aborting one side. The send then commits, and the next attempt finds its
             # rows; aborted instead, the send waits for this deletion and answers 401.
             retried = isinstance(exc, IntegrityError) or is_deadlock(exc)
-            if not retried or attempt == DELETE_TENANTS_ATTEMPTS:
+            if not retried:
                 raise
+            if attempt == DELETE_TENANTS_ATTEMPTS:
+                raise DeletionContended() from exc
+
+
+class DeletionContended(TryAgain):
+    """Every attempt of a deletion of tenants lost to their sends or deliveries (a deadlock, a
+    row committed meanwhile); nothing was deleted."""
+
+    def __init__(self):
+        message = "The tenants' sends kept changing their rows while they were deleted; nothing was deleted: try again."
+        super().__init__("deletion_contended", message, DELETION_RETRY_SECONDS)
+
+
+# A moment: the sends that raced the deletion have committed by then.
+DELETION_RETRY_SECONDS = 5
 
 
 def invite(tenant: Tenant, email: str, role: str, name: str = "") -> tuple[Membership, str]:

@@ -16,6 +16,8 @@ import time
 from contextlib import contextmanager
 
 import pytest
+from django.contrib.admin.models import DELETION, LogEntry
+from django.contrib.messages import get_messages
 from django.db import connection
 from django.db.models.signals import pre_delete
 from django.urls import reverse
@@ -26,7 +28,7 @@ from notifications.models import DeliveryAttempt, Message, Notification
 from preferences.models import Recipient
 from preferences.services import erase_recipient
 from tenants.models import Category, Quota, Tenant
-from tenants.services import delete_tenants
+from tenants.services import DELETE_TENANTS_ATTEMPTS, delete_tenants
 from tests.factories import CategoryFactory, RecipientFactory
 
 from .conftest import send
@@ -361,16 +363,11 @@ def test_a_tenant_deletion_aborted_by_a_deadlock_with_a_send_is_tried_again_afte
     assert_tenant_gone_answer(send(admin, recipient="ada", channels=["email"]))
 
 
-def test_a_tenant_deletion_meeting_an_attempt_recorded_meanwhile_deletes_it_too(
-    admin_client, admin, tenant, ada, namesakes
-):
-    """A worker records an attempt of one of the tenant's messages after the deletion deleted
-    their attempts and before it deletes the messages. The attempt names only its message, so
-    the tenant's lock does not hold it back; the message's DELETE then broke its foreign key at
-    the deletion's commit (IntegrityError: a 500 in the admin, nothing deleted). The deletion is
-    tried again, and deletes it with the rest."""
-    notification_id = send(admin, recipient="ada", channels=["email"]).json()["id"]
-    message = Message.objects.get(notification_id=notification_id)
+@contextmanager
+def attempts_recorded_meanwhile(message, tries: int):
+    """In the first `tries` of the deletion's tries, a worker records an attempt of `message`
+    (from another connection) just after the deletion deleted the tenant's attempts; yields the
+    list of those recordings."""
     recorded = []
 
     def record_in_another_connection():
@@ -381,18 +378,57 @@ def test_a_tenant_deletion_meeting_an_attempt_recorded_meanwhile_deletes_it_too(
 
     def after_the_attempts_delete(execute, sql, params, many, context):
         result = execute(sql, params, many, context)
-        if not recorded and sql.startswith('DELETE FROM "notifications_deliveryattempt"'):
+        if len(recorded) < tries and sql.startswith('DELETE FROM "notifications_deliveryattempt"'):
             recorded.append(threading.Thread(target=record_in_another_connection))
-            recorded[0].start()
-            recorded[0].join(timeout=10)
+            recorded[-1].start()
+            recorded[-1].join(timeout=10)
         return result
 
     with connection.execute_wrapper(after_the_attempts_delete):
+        yield recorded
+
+
+def test_a_tenant_deletion_meeting_an_attempt_recorded_meanwhile_deletes_it_too(
+    admin_client, admin, tenant, ada, namesakes
+):
+    """A worker records an attempt of one of the tenant's messages after the deletion deleted
+    their attempts and before it deletes the messages. The attempt names only its message, so
+    the tenant's lock does not hold it back; the message's DELETE then broke its foreign key at
+    the deletion's commit (IntegrityError: a 500 in the admin, nothing deleted). The deletion is
+    tried again, and deletes it with the rest."""
+    notification_id = send(admin, recipient="ada", channels=["email"]).json()["id"]
+    message = Message.objects.get(notification_id=notification_id)
+
+    with attempts_recorded_meanwhile(message, tries=1) as recorded:
         deleted = delete_in_the_admin(admin_client, tenant, DELETE_ONE)
 
     assert recorded, "the deletion never deleted attempts"
     assert_deleted_in_the_admin(deleted, tenant)
     assert not DeliveryAttempt.objects.filter(message_id=message.pk).exists()
+
+
+@pytest.mark.parametrize("how", [DELETE_ONE, DELETE_SELECTED])
+def test_a_tenant_deletion_that_loses_every_try_is_an_error_on_the_page_and_deletes_nothing(
+    admin_client, admin, tenant, ada, namesakes, how
+):
+    """As above, but in each of the deletion's tries: after its last one the admin says so on
+    the page, for the operator to try again, where it answered 500. Nothing is deleted, nor
+    logged as deleted."""
+    notification_id = send(admin, recipient="ada", channels=["email"]).json()["id"]
+    message = Message.objects.get(notification_id=notification_id)
+
+    with attempts_recorded_meanwhile(message, tries=DELETE_TENANTS_ATTEMPTS) as recorded:
+        refused = delete_in_the_admin(admin_client, tenant, how)
+
+    assert len(recorded) == DELETE_TENANTS_ATTEMPTS
+    assert refused.status_code == 302, refused.content
+    shown = [str(m) for m in get_messages(refused.wsgi_request)]
+    assert any("try again" in m for m in shown), shown
+    assert not any("success" in m for m in shown), shown
+    assert Tenant.objects.filter(pk=tenant.pk).exists()
+    assert Message.objects.filter(pk=message.pk).exists()
+    assert DeliveryAttempt.objects.filter(message_id=message.pk).count() == DELETE_TENANTS_ATTEMPTS
+    assert not LogEntry.objects.filter(action_flag=DELETION).exists()
 
 
 def test_a_send_aborted_by_a_deadlock_with_its_tenants_deletion_is_401(admin_client, admin, tenant, ada, namesakes):
