@@ -145,6 +145,10 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     # Django's backend with a health check that asks the socket before it sends `SELECT 1`: no
     # round trip per request while the server has said nothing (alertflow/postgresql/base.py).
     _db["ENGINE"] = "alertflow.postgresql"
+    # libpq waits for ever for a new connection's answer unless told: a database address that
+    # drops packets (a failover, a firewall) would hang a request, a task or the relay for good.
+    # A URL's own `?connect_timeout=` wins.
+    _db["OPTIONS"] = {"connect_timeout": env_int("DB_CONNECT_TIMEOUT", 5), **_db.get("OPTIONS", {})}
     if env_bool("DB_PREPARED_STATEMENTS", True):
         # Parameters bound by the server, and each statement prepared on its connection after its
         # 5th use: PostgreSQL then skips parsing and planning the same INSERTs and SELECTs on every

@@ -1,15 +1,22 @@
 """PostgreSQL connections bind parameters on the server and prepare the statements they repeat
-(config/settings.py, `DB_PREPARED_STATEMENTS`); SQLite is left as it was."""
+(config/settings.py, `DB_PREPARED_STATEMENTS`), and a new one the server never answers fails
+after `DB_CONNECT_TIMEOUT` seconds instead of waiting for ever (libpq's default: a database
+address that drops packets would hang a request, a worker's task or the relay for good); SQLite
+is left as it was."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import OperationalError, connection
 
+from alertflow.postgresql.base import DatabaseWrapper
 from tenants.models import Tenant
 
 PRINT_OPTIONS = (
@@ -22,7 +29,7 @@ def options_in_a_fresh_process(**env: str) -> dict:
         [sys.executable, "-c", f"import django; django.setup(); {PRINT_OPTIONS}"],
         cwd=settings.BASE_DIR,
         env={
-            **{k: v for k, v in os.environ.items() if k != "DB_PREPARED_STATEMENTS"},
+            **{k: v for k, v in os.environ.items() if k not in ("DB_PREPARED_STATEMENTS", "DB_CONNECT_TIMEOUT")},
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "DEBUG": "true",
             **env,
@@ -56,7 +63,7 @@ def test_a_query_repeated_on_a_connection_is_prepared_by_postgresql():
 def test_postgresql_gets_server_side_binding_and_prepared_statements_by_default():
     options = options_in_a_fresh_process(DATABASE_URL="postgres://postgres@127.0.0.1:5432/alertflow")
 
-    assert options == {"server_side_binding": True, "prepare_threshold": 5}
+    assert options == {"connect_timeout": 5, "server_side_binding": True, "prepare_threshold": 5}
 
 
 def test_db_prepared_statements_0_keeps_djangos_client_side_binding():
@@ -64,7 +71,48 @@ def test_db_prepared_statements_0_keeps_djangos_client_side_binding():
         DATABASE_URL="postgres://postgres@127.0.0.1:5432/alertflow", DB_PREPARED_STATEMENTS="0"
     )
 
-    assert options == {}
+    assert options == {"connect_timeout": 5}
+
+
+def test_db_connect_timeout_sets_libpqs_and_the_urls_own_wins():
+    url = "postgres://postgres@127.0.0.1:5432/alertflow"
+
+    assert options_in_a_fresh_process(DATABASE_URL=url, DB_CONNECT_TIMEOUT="12")["connect_timeout"] == 12
+    assert options_in_a_fresh_process(DATABASE_URL=f"{url}?connect_timeout=3")["connect_timeout"] == 3
+
+
+@pytest.fixture
+def silent_server():
+    """A port whose listener takes connections (the kernel completes them from its backlog) and
+    never says a word."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.django_db
+def test_a_connect_the_server_never_answers_fails_after_the_timeout(silent_server):
+    timeout = settings.DATABASES["default"]["OPTIONS"].get("connect_timeout", 5)
+    silent = DatabaseWrapper({**connection.settings_dict, "HOST": "127.0.0.1", "PORT": silent_server})
+    outcome = {}
+
+    def connect():
+        started = time.monotonic()
+        try:
+            silent.ensure_connection()
+        except OperationalError as exc:
+            outcome["error"] = exc
+        finally:
+            outcome["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout + 10)
+
+    assert not thread.is_alive(), "the connect is still waiting for the server"
+    assert "error" in outcome
+    assert timeout - 1 <= outcome["seconds"] <= timeout + 5
 
 
 def test_sqlite_options_are_left_alone(tmp_path):
