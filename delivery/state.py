@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -154,6 +154,27 @@ SETTLED_FIELDS = [
 
 
 def record(messages: list, attempts: list, lease: Lease) -> None:
+    """Write settled messages and their attempts in one transaction (`_write`).
+
+    A message deleted while the batch sent it (its notification's or its tenant's deletion)
+    cannot take the attempts that name it: their foreign key fails the transaction at its
+    commit. The batch's other messages and attempts are then written without them.
+    """
+    if not messages:
+        return
+    try:
+        _write(messages, attempts, lease)
+    except IntegrityError:
+        existing = set(Message.objects.filter(pk__in=[m.pk for m in messages]).values_list("pk", flat=True))
+        if len(existing) == len(messages):
+            raise
+        logger.info(
+            "%d of a batch's %d messages were deleted while it sent them", len(messages) - len(existing), len(messages)
+        )
+        _write([m for m in messages if m.pk in existing], [a for a in attempts if a.message_id in existing], lease)
+
+
+def _write(messages: list, attempts: list, lease: Lease) -> None:
     """Write settled messages and their attempts in one transaction.
 
     The messages go as one `executemany` of a plain UPDATE, which psycopg pipelines: Django's

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from delivery import state, timers
-from notifications.models import Message
+from notifications.models import DeliveryAttempt, Message, Notification
 
 from .conftest import accept
 
@@ -70,3 +70,24 @@ def test_several_rows_under_a_lease_that_ran_out_write_nothing_over_the_next_cla
     state.record(messages, [], stale)
 
     assert set(Message.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"sending"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_some_of_whose_messages_were_deleted_meanwhile_records_the_rest(admin, ada):
+    """A notification (or its whole tenant) deleted while a worker sent its messages: their
+    attempts, which name them, can no longer be written. The batch's other messages and attempts
+    are; before, the attempts' foreign key failed the whole record at its commit (a task error,
+    nothing of the batch written)."""
+    lease, messages = claimed(admin, 2)
+    gone = [m for m in messages if m.notification_id == messages[0].notification_id]
+    left = [m for m in messages if m not in gone]
+    for message in messages:
+        state.settle(message, state.Outcome(sent=True, provider="smtp", provider_message_id=f"<{message.pk}@x>"))
+    attempts = [DeliveryAttempt(message_id=m.pk, provider="smtp", outcome="sent") for m in messages]
+    Notification.objects.filter(pk=gone[0].notification_id).delete()
+
+    state.record(messages, attempts, lease)
+
+    for message in left:
+        assert as_stored(message) == as_settled(message)
+    assert set(DeliveryAttempt.objects.values_list("message_id", flat=True)) == {m.pk for m in left}
