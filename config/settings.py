@@ -421,7 +421,14 @@ ALERTFLOW_ANALYTICS_MAX_DAYS = env_int("ALERTFLOW_ANALYTICS_MAX_DAYS", 92)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "alertflow.logging.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "alertflow.logging.RequestIdFilter"},
+        # Beat's every-second pollers: their runs that did nothing leave no line.
+        "quiet_pollers": {
+            "()": "alertflow.logging.QuietPollers",
+            "tasks": [entry["task"] for entry in CELERY_BEAT_SCHEDULE.values() if entry["schedule"] <= 1.0],
+        },
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -430,7 +437,7 @@ LOGGING = {
         }
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id"]},
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id", "quiet_pollers"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

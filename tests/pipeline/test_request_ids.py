@@ -17,6 +17,7 @@ from delivery import timers
 from delivery.tasks import send_message
 from notifications import queue
 from notifications.models import Message
+from tests.logs import at_info_into
 
 from .conftest import CONTENT, add_provider, smtp_config
 
@@ -40,13 +41,8 @@ def json_lines():
     handler = Collect(level=logging.INFO)
     handler.setFormatter(JsonFormatter(formatter["fmt"], rename_fields=formatter["rename_fields"]))
     handler.addFilter(RequestIdFilter())
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield lines
-    root.removeHandler(handler)
-    root.setLevel(level)
+    with at_info_into(handler):
+        yield lines
 
 
 def published(broker, queue: str) -> list[dict]:
