@@ -195,6 +195,9 @@ class FcmProvider(PushProvider):
         )
         try:
             message = messaging.Message(
+                # A device's registration token, as apps get it (`getToken()`). firebase-admin 7.7
+                # calls `token` deprecated for `fid`, a Firebase installation ID: another id,
+                # sent as another field, which registered devices do not have.
                 token=out.to,
                 notification=messaging.Notification(
                     title=self.field(out, "title") or None,
