@@ -16,6 +16,7 @@ SECRET_KEY_FALLBACKS (Django's signing checks those too).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -98,7 +99,18 @@ def unsubscribe_url(recipient, category, address: str) -> str:
         _warn_no_public_url()
         return ""
     token = make_token(recipient.tenant_id, recipient.pk, category.key if category is not None else None, address)
-    return base + reverse("unsubscribe", kwargs={"token": token})
+    before, after = _path_around_token()
+    return base + before + token + after
+
+
+@functools.cache
+def _path_around_token() -> tuple[str, str]:
+    """The unsubscribe page's path before and after its token, reversed once per process:
+    `reverse` for every email was 18 us of the ~70 a link costs a bulk email (timeit). A token
+    (URL-safe base64 and `:`) is a path segment `reverse` leaves as it is."""
+    marker = "TOKEN"
+    before, _, after = reverse("unsubscribe", kwargs={"token": marker}).partition(marker)
+    return before, after
 
 
 def _warn_no_public_url() -> None:

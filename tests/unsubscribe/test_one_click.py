@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 import pytest
 from django.core import signing
 from django.test import Client, override_settings
+from django.urls import reverse
 from django.utils import timezone
 
 from delivery import pipeline
@@ -84,6 +85,17 @@ def test_non_critical_mail_over_smtp_carries_the_one_click_headers(admin, ada, p
     assert links.read_token(path.removeprefix("/u/")) == links.Link(
         str(ada.tenant_id), ada.pk, "promo", links.address_digest("ada@example.com")
     )
+
+
+def test_the_link_is_the_path_django_reverses_for_its_token(ada, promo, settings):
+    """The path around the token is reversed once per process (`_path_around_token`): for any
+    token, the same URL as reversing the route with it."""
+    settings.ALERTFLOW_PUBLIC_URL = "https://alertflow.example.com/"
+    for address in ["ada@example.com", "ADA+promo@Example.org", "o'brien@xn--bcher-kva.example", "a" * 200 + "@x.io"]:
+        url = links.unsubscribe_url(ada, promo, address)
+        token = links.make_token(ada.tenant_id, ada.pk, "promo", address)
+
+        assert url == "https://alertflow.example.com" + reverse("unsubscribe", kwargs={"token": token})
 
 
 def test_critical_mail_carries_no_unsubscribe_header(admin, ada, security, smtp_provider, smtp_server):
