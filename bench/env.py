@@ -32,6 +32,14 @@ FLOOR_DB_NAME = f"{DB_NAME}_floor"
 FLOOR_DATABASE_URL = DATABASE_URL.rsplit("/", 1)[0] + f"/{FLOOR_DB_NAME}"
 # A Redis database number nobody else uses: FLUSHDB at the start of every benchmark.
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
+# The production shape (docker-compose.yml): every email carries its one-click unsubscribe link,
+# built on the public URL (a signed token and two headers per email: ~10% of a bulk email's
+# worker CPU, bench/README session 9), and every process writes its metrics to files
+# (prometheus-client's multiprocess mode, emptied at each benchmark's start). An empty
+# `ALERTFLOW_PUBLIC_URL=` or `PROMETHEUS_MULTIPROC_DIR=` in the caller's environment measures
+# without them, as bench/ did before session 9.
+PUBLIC_URL = "https://alertflow.example.com"
+METRICS_DIR = LOG_DIR / "prometheus"
 
 
 def log(message: str) -> None:
@@ -61,6 +69,10 @@ def bench_env(**extra: str) -> dict[str, str]:
             "ALERTFLOW_ALLOW_PRIVATE_NETWORKS": "1",
         }
     )
+    env.setdefault("ALERTFLOW_PUBLIC_URL", PUBLIC_URL)
+    if env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR)):
+        # prometheus-client opens its files there as a process's first metric is made.
+        Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
     env.update(extra)
     return env
 
@@ -139,10 +151,14 @@ def empty_tables(database_url: str) -> None:
             conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
 
 
-def flush_redis() -> None:
+def flush_redis_and_metrics() -> None:
+    """Empty the bench's Redis database, and the metrics files of the last run's processes."""
     import redis
 
     redis.Redis.from_url(REDIS_URL).flushdb()
+    if metrics_dir := bench_env()["PROMETHEUS_MULTIPROC_DIR"]:
+        for stale in Path(metrics_dir).glob("*.db"):
+            stale.unlink(missing_ok=True)
 
 
 # --- An idle machine ------------------------------------------------------------------------------
@@ -183,6 +199,6 @@ def prepare(quiet_wait: float) -> float:
     busy = wait_for_quiet(quiet_wait)
     log("preparing database and redis")
     prepare_database()
-    flush_redis()
+    flush_redis_and_metrics()
     setup_django()
     return busy

@@ -35,7 +35,7 @@ from .env import (
     FLOOR_DB_NAME,
     REDIS_URL,
     bench_env,
-    flush_redis,
+    flush_redis_and_metrics,
     log,
     prepare_database,
     wait_for_quiet,
@@ -135,7 +135,7 @@ def main(argv=None) -> dict:
     busy = wait_for_quiet(args.quiet_wait)
     log(f"preparing database {FLOOR_DB_NAME} and redis")
     prepare_database(FLOOR_DB_NAME, FLOOR_DATABASE_URL, floor_env())
-    flush_redis()
+    flush_redis_and_metrics()
     rng = random.Random(1)
     recipients = [f"r{i:06d}" for i in range(1000)]  # bench.accept's ids (client.create_recipients)
 

@@ -5,7 +5,7 @@ import io
 import json
 
 from .client import create_recipients
-from .env import bench_env, flush_redis, prepare_database, setup_django
+from .env import bench_env, flush_redis_and_metrics, prepare_database, setup_django
 
 
 def wsgi_caller():
@@ -74,7 +74,7 @@ def fresh_tenant(name: str, recipients: int):
     """A fresh bench database and Redis, Django set up in this process, and a tenant registered
     through the API with `recipients` recipients: `(call, tenant_id, api_key, recipient ids)`."""
     prepare_database()
-    flush_redis()
+    flush_redis_and_metrics()
     # One PostgreSQL backend for the whole run, so that its CPU is the run's: with the product's
     # 60 s a run longer than a minute replaced it, and the CPU of the one measured was lost.
     setup_django(bench_env(DB_CONN_MAX_AGE="3600"))

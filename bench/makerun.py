@@ -30,7 +30,16 @@ from pathlib import Path
 from .client import create_recipients, create_smtp_provider, register_tenant
 from .cpu import CpuMeter
 from .e2e import run_bulk
-from .env import DATABASE_URL, LOG_DIR, PYTHON, flush_redis, log, prepare_database, setup_django, wait_for_quiet
+from .env import (
+    DATABASE_URL,
+    LOG_DIR,
+    PYTHON,
+    flush_redis_and_metrics,
+    log,
+    prepare_database,
+    setup_django,
+    wait_for_quiet,
+)
 from .processes import (
     WORKER_CONCURRENCY,
     Proc,
@@ -192,7 +201,7 @@ def main(argv=None) -> dict:
     busy = wait_for_quiet(args.quiet_wait)
     log("preparing database and redis")
     prepare_database()
-    flush_redis()
+    flush_redis_and_metrics()
     shutil.rmtree(VAR_DIR, ignore_errors=True)
     VAR_DIR.mkdir(parents=True)
     results: dict = {"machine_busy_before": busy, "makerun_database": args.database, "makerun_env": args.env}
