@@ -28,10 +28,15 @@ def process_id(pid: int | None = None) -> str:
 
 
 def configure() -> None:
-    """Name this process's files after `process_id`. Call before any metric is created: each
-    metric takes its value class when it is created."""
+    """Name this process's files after `process_id`, or keep the samples in the process without
+    the directory. Call before any metric is created: each metric takes its value class when it
+    is created."""
     if multiproc_dir():
         values.ValueClass = values.MultiProcessValue(process_identifier=process_id)
+    else:
+        # prometheus-client chose at its import from the variable's presence alone: set empty
+        # (unset, as every setting here reads it) it wrote files into the working directory.
+        values.ValueClass = values.MutexValue
 
 
 def mark_process_dead(pid: int) -> None:
