@@ -423,10 +423,15 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         "request_id": {"()": "alertflow.logging.RequestIdFilter"},
-        # Beat's every-second pollers: their runs that did nothing leave no line.
+        # Beat's every-second pollers: their runs that did nothing leave no line. (A crontab
+        # schedule, which has no `<=`, is no poller.)
         "quiet_pollers": {
             "()": "alertflow.logging.QuietPollers",
-            "tasks": [entry["task"] for entry in CELERY_BEAT_SCHEDULE.values() if entry["schedule"] <= 1.0],
+            "tasks": [
+                entry["task"]
+                for entry in CELERY_BEAT_SCHEDULE.values()
+                if isinstance(entry["schedule"], int | float) and entry["schedule"] <= 1.0
+            ],
         },
     },
     "formatters": {
