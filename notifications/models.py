@@ -42,7 +42,8 @@ class Notification(models.Model):
         CANCELLED = "cancelled"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    tenant = models.ForeignKey("tenants.Tenant", models.CASCADE, related_name="notifications")
+    # No index of its own: notification_history starts with tenant.
+    tenant = models.ForeignKey("tenants.Tenant", models.CASCADE, related_name="notifications", db_index=False)
     category = models.ForeignKey("tenants.Category", models.SET_NULL, null=True, blank=True, related_name="+")
     audience = models.CharField(max_length=10, choices=Audience.choices, default=Audience.SINGLE)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACCEPTED)
@@ -246,9 +247,12 @@ class Message(models.Model):
     }
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    tenant = models.ForeignKey("tenants.Tenant", models.CASCADE, related_name="+")
-    notification = models.ForeignKey(Notification, models.CASCADE, related_name="messages")
-    recipient = models.ForeignKey("preferences.Recipient", models.CASCADE, related_name="messages")
+    # No index of their own: message_by_status starts with tenant, message_once_per_recipient
+    # with notification, message_by_recipient with recipient. Every index here is written at
+    # accept and again at each status change (none of them a HOT update).
+    tenant = models.ForeignKey("tenants.Tenant", models.CASCADE, related_name="+", db_index=False)
+    notification = models.ForeignKey(Notification, models.CASCADE, related_name="messages", db_index=False)
+    recipient = models.ForeignKey("preferences.Recipient", models.CASCADE, related_name="messages", db_index=False)
     channel = models.CharField(max_length=10, choices=Channel.choices)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
@@ -408,7 +412,8 @@ class CampaignRun(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey("tenants.Tenant", models.CASCADE, related_name="+")
-    campaign = models.ForeignKey(Campaign, models.CASCADE, related_name="runs")
+    # No index of its own: campaign_run_unique_slot starts with campaign.
+    campaign = models.ForeignKey(Campaign, models.CASCADE, related_name="runs", db_index=False)
     notification = models.OneToOneField(Notification, models.CASCADE, related_name="campaign_run")
     # The scheduled time this run is for (the cron occurrence, the one-off time, or "now").
     slot = models.DateTimeField()
@@ -459,7 +464,8 @@ class DeliveryCount(models.Model):
     rolled-back write counts nothing.
     """
 
-    tenant = models.ForeignKey("tenants.Tenant", models.CASCADE, related_name="+")
+    # No index of its own: delivery_count_key_shard starts with tenant.
+    tenant = models.ForeignKey("tenants.Tenant", models.CASCADE, related_name="+", db_index=False)
     hour = models.DateTimeField(help_text="The start of the hour (UTC) the messages entered the status in.")
     channel = models.CharField(max_length=10, choices=Channel.choices)
     # The category's key then, and the provider's name: "" for none (a unique key must not be NULL).
@@ -494,7 +500,8 @@ class DeliveryLatency(models.Model):
     within a bucket's width.
     """
 
-    tenant = models.ForeignKey("tenants.Tenant", models.CASCADE, related_name="+")
+    # No index of its own: delivery_latency_key_shard starts with tenant.
+    tenant = models.ForeignKey("tenants.Tenant", models.CASCADE, related_name="+", db_index=False)
     hour = models.DateTimeField()
     channel = models.CharField(max_length=10, choices=Channel.choices)
     category = models.CharField(max_length=64, blank=True)

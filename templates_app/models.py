@@ -18,7 +18,8 @@ class Template(models.Model):
     creating the same (code, locale) again revives it with the next version number.
     """
 
-    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="templates")
+    # No index of its own: template_unique_locale starts with tenant.
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="templates", db_index=False)
     code = models.CharField(max_length=64)
     locale = models.CharField(max_length=35, default="en")
     name = models.CharField(max_length=200)
@@ -62,7 +63,8 @@ class TemplateVersion(models.Model):
     compiled templates can be cached by version id without invalidation.
     """
 
-    template = models.ForeignKey(Template, models.CASCADE, related_name="versions")
+    # No index of its own: templateversion_unique_number starts with template.
+    template = models.ForeignKey(Template, models.CASCADE, related_name="versions", db_index=False)
     number = models.PositiveIntegerField()
     # {"email": {"subject", "html", "text"}, "sms": {"text"}, ...}: see rendering.CHANNEL_FIELDS.
     channels = models.JSONField()

@@ -42,7 +42,8 @@ class Membership(models.Model):
     member (DESIGN §5). Django's own users are the operators who use the admin, nothing else.
     """
 
-    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="memberships")
+    # No index of its own: membership_unique_email starts with tenant.
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="memberships", db_index=False)
     email = models.EmailField()
     name = models.CharField(max_length=150, blank=True)
     # A Django password hash; unusable until the person accepts their invitation.
@@ -149,7 +150,8 @@ class ApiKey(models.Model):
 class Category(models.Model):
     """A notification type of a tenant (`promo`, `security_alert`): its defaults for a send."""
 
-    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="categories")
+    # No index of its own: category_unique_key starts with tenant.
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="categories", db_index=False)
     key = models.CharField(max_length=64)
     name = models.CharField(max_length=200)
     priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
@@ -175,7 +177,8 @@ DEFAULT_CATEGORY_CHANNELS = [Channel.EMAIL.value]
 class Quota(models.Model):
     """A tenant's monthly allowance of messages on one channel. No row: unlimited."""
 
-    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="quotas")
+    # No index of its own: quota_unique_channel starts with tenant.
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="quotas", db_index=False)
     channel = models.CharField(max_length=10, choices=Channel.choices)
     monthly_limit = models.PositiveIntegerField(help_text="Messages per calendar month (UTC).")
 
