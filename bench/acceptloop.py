@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .client import email_send
 from .cpu import PySpy, tree_cpu_seconds
-from .inprocess import Counts, fresh_tenant
+from .inprocess import Counts, fresh_tenant, wal_bytes
 
 
 def main():
@@ -65,16 +65,18 @@ def main():
     counts.clear()
     # py-spy attaches before the clocks start and detaches after they stop.
     with PySpy(os.getpid(), Path(args.py_spy) if args.py_spy else None):
-        cpu0, pg0, wall0 = time.process_time(), tree_cpu_seconds(backend), time.perf_counter()
+        wal0, cpu0, pg0, wall0 = wal_bytes(), time.process_time(), tree_cpu_seconds(backend), time.perf_counter()
         with connection.execute_wrapper(counts.sql_wrapper):
             for _ in range(args.requests):
                 s, o = call("POST", "/api/v1/notifications", email_send(recipient=rng.choice(ids)), key)
                 assert s.startswith("202"), (s, o)
         cpu1, pg1, wall1 = time.process_time(), tree_cpu_seconds(backend), time.perf_counter()
+        wal1 = wal_bytes()
     n = args.requests
     print(
         f"requests {n}: python {1000 * (cpu1 - cpu0) / n:.3f} ms, postgres {1000 * (pg1 - pg0) / n:.3f} ms, "
-        f"wall {1000 * (wall1 - wall0) / n:.3f} ms, sql {counts.sql / n:.2f}, redis round trips {counts.redis / n:.2f}"
+        f"wall {1000 * (wall1 - wall0) / n:.3f} ms, sql {counts.sql / n:.2f}, redis round trips {counts.redis / n:.2f}, "
+        f"WAL {(wal1 - wal0) / n:,.0f} bytes"
     )
 
 

@@ -20,7 +20,7 @@ import time
 
 from .client import FROM_EMAIL, email_send
 from .cpu import tree_cpu_seconds
-from .inprocess import Counts, fresh_tenant
+from .inprocess import Counts, fresh_tenant, wal_bytes
 from .smtp import SmtpSink
 
 
@@ -66,16 +66,17 @@ def main():
                 print(kind, text)
             return
         n = sum(len(chunk) for chunk in measured)
-        cpu0, pg0, wall0 = time.process_time(), tree_cpu_seconds(backend), time.perf_counter()
+        wal0, cpu0, pg0, wall0 = wal_bytes(), time.process_time(), tree_cpu_seconds(backend), time.perf_counter()
         with connection.execute_wrapper(counts.sql_wrapper):
             sent = sum(pipeline.deliver(chunk) for chunk in measured)
         cpu1, pg1, wall1 = time.process_time(), tree_cpu_seconds(backend), time.perf_counter()
+        wal1 = wal_bytes()
         assert sent == n, f"{sent} of {n} sent"
         assert sink.wait_count(len(ids), 30), f"{sink.count()} of {len(ids)} arrived"
     print(
         f"emails {n} in calls of {args.size}: python {1000 * (cpu1 - cpu0) / n:.3f} ms, "
         f"postgres {1000 * (pg1 - pg0) / n:.3f} ms, wall {1000 * (wall1 - wall0) / n:.3f} ms, "
-        f"sql {counts.sql / n:.2f}, redis round trips {counts.redis / n:.2f} per email"
+        f"sql {counts.sql / n:.2f}, redis round trips {counts.redis / n:.2f}, WAL {(wal1 - wal0) / n:,.0f} bytes per email"
     )
 
 

@@ -8,6 +8,17 @@ from .client import create_recipients
 from .env import bench_env, flush_redis_and_metrics, prepare_database, setup_django
 
 
+def wal_bytes() -> int:
+    """PostgreSQL's WAL position in bytes: the difference of two is what the server wrote to its
+    log between them (the whole server's, so nothing else should write meanwhile). Every byte is
+    replicated, archived and replayed: a cost the CPU of one backend does not show."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint")
+        return cursor.fetchone()[0]
+
+
 def wsgi_caller():
     """`call(method, path, body, key=None) -> (status, body bytes)`: one request through
     Django's WSGI handler, closed as a WSGI server closes it (request_finished)."""
