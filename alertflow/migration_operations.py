@@ -1,6 +1,6 @@
 """Migration operations Django's own do too much for."""
 
-from django.db import migrations
+from django.db import migrations, models
 
 
 class DropForeignKeyIndex(migrations.AlterField):
@@ -10,19 +10,19 @@ class DropForeignKeyIndex(migrations.AlterField):
     Django's `AlterField` for the same change also drops the foreign key constraint and adds it
     again, and PostgreSQL validates an added constraint against every row, holding a lock that
     stops the table's writes meanwhile: on the message table, a full scan per column for nothing.
-    The index is found by what it is (the one non-unique index on that column alone), not by
-    name, so a database whose index Django named otherwise loses it too."""
+    The index is found as `AlterField` finds it: a b-tree index on the column alone that the
+    model does not declare itself (`Meta.indexes`)."""
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:
         model = to_state.apps.get_model(app_label, self.model_name)
         if not self.allow_migrate_model(schema_editor.connection.alias, model):
             return
-        table, column = model._meta.db_table, model._meta.get_field(self.name).column
-        with schema_editor.connection.cursor() as cursor:
-            constraints = schema_editor.connection.introspection.get_constraints(cursor, table)
-        for name, constraint in constraints.items():
-            if constraint["index"] and not constraint["unique"] and constraint["columns"] == [column]:
-                schema_editor.execute(f"DROP INDEX {schema_editor.quote_name(name)}")
+        declared = {index.name for index in model._meta.indexes}
+        column = model._meta.get_field(self.name).column
+        for name in schema_editor._constraint_names(
+            model, [column], index=True, type_=models.Index.suffix, exclude=declared
+        ):
+            schema_editor.execute(schema_editor._delete_index_sql(model, name))
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state) -> None:
         model = to_state.apps.get_model(app_label, self.model_name)

@@ -91,3 +91,27 @@ def test_the_migration_drops_the_indexes_and_keeps_the_foreign_keys():
         call_command("migrate", "notifications", verbosity=0)
     assert not own & index_names("notifications_message")
     assert foreign_keys("notifications_message") == keys
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="reads PostgreSQL's catalog")
+def test_the_operation_drops_the_foreign_keys_own_index_and_no_declared_one():
+    """An index the model declares (`Meta.indexes`) on the column alone is no ForeignKey's own:
+    it stays, as Django's `AlterField` leaves it."""
+    from django.db.migrations.state import ProjectState
+    from django.db.models import Index
+
+    from alertflow.migration_operations import DropForeignKeyIndex
+    from notifications.models import Message
+
+    state = ProjectState.from_apps(apps)
+    state.models["notifications", "message"].options["indexes"].append(Index(fields=["tenant"], name="declared_tenant"))
+    with connection.schema_editor() as editor:
+        editor.execute('CREATE INDEX "declared_tenant" ON "notifications_message" ("tenant_id")')
+        editor.execute('CREATE INDEX "notifications_message_tenant_own" ON "notifications_message" ("tenant_id")')
+        DropForeignKeyIndex("message", "tenant", Message._meta.get_field("tenant")).database_forwards(
+            "notifications", editor, state, state
+        )
+    names = index_names("notifications_message")
+    assert "declared_tenant" in names
+    assert "notifications_message_tenant_own" not in names
