@@ -248,8 +248,8 @@ class Message(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No index of their own: message_by_status starts with tenant, message_once_per_recipient
-    # with notification, message_by_recipient with recipient. Every index here is written at
-    # accept and again at each status change (none of them a HOT update).
+    # with notification, message_by_recipient with recipient. Each whole (not partial) index of
+    # this table is written at accept and again at each status change, none of them a HOT update.
     tenant = models.ForeignKey("tenants.Tenant", models.CASCADE, related_name="+", db_index=False)
     notification = models.ForeignKey(Notification, models.CASCADE, related_name="messages", db_index=False)
     recipient = models.ForeignKey("preferences.Recipient", models.CASCADE, related_name="messages", db_index=False)
